@@ -1,0 +1,80 @@
+"""`medmae` command line: one module per command under ``medmae.cli``.
+
+Each command module defines ``register(subparsers)`` which adds its parser and sets
+``func`` (called with the parsed ``argparse.Namespace``; returns an exit code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from medmae import __version__
+
+# (module, help) in the order `medmae --help` lists them.
+COMMANDS = [
+    ("medmae.cli.data", "find scans and write a manifest (data scan)"),
+    ("medmae.cli.synth", "generate phantoms with labels and lesions"),
+    ("medmae.cli.preprocess", "build the memory-mappable cache from a manifest"),
+    ("medmae.cli.pretrain", "pretrain a 3D masked autoencoder"),
+    ("medmae.cli.export", "export a pretrained encoder for downstream networks"),
+    ("medmae.cli.demo", "run the CPU demo end to end"),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="medmae",
+        description="Self-supervised masked autoencoders for 3D medical scans.",
+    )
+    parser.add_argument("--version", action="version", version=f"medmae {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name, _help in COMMANDS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as e:
+            if e.name == module_name:
+                continue  # command not built yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def add_config_args(parser: argparse.ArgumentParser) -> None:
+    """The two config arguments every configurable command takes."""
+    parser.add_argument("--config", "-c", default=None, help="YAML config file (defaults when omitted)")
+    parser.add_argument(
+        "overrides", nargs="*", default=[], metavar="KEY=VALUE",
+        help="dotted overrides, e.g. train.lr=1e-4 model.patch_size=[8,8,8]",
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    from medmae.config.base import ConfigError
+    from medmae.io.errors import ScanError
+
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, ScanError) as e:
+        print(f"medmae {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"medmae {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
