@@ -1,0 +1,162 @@
+"""`read_volume`: any supported scan (file or DICOM folder) into a validated :class:`Volume`.
+
+NIfTI is read with nibabel (its affine is already voxel -> RAS mm). NRRD / MHA / MHD are read
+with SimpleITK, whose LPS geometry is converted to RAS. A folder is read as one DICOM series
+(see :mod:`medmae.io.dicom`). Every reader ends in :func:`validate`, so a Volume that comes
+back is 3D, non-empty, finite, with an invertible affine.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import SimpleITK as sitk
+
+from medmae.io.errors import ScanError
+from medmae.io.volume import Volume
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def scan_format(path: str | os.PathLike) -> str | None:
+    """'nifti', 'itk', 'dicom' (a folder) or None for a file that is not a scan by its name."""
+    p = Path(path)
+    if p.is_dir():
+        return "dicom"
+    name = p.name.lower()
+    if name.endswith(NIFTI_SUFFIXES):
+        return "nifti"
+    if name.endswith(ITK_SUFFIXES):
+        return "itk"
+    return None
+
+
+def read_volume(path: str | os.PathLike, series: int | str | None = None) -> Volume:
+    """Read one 3D scan: .nii/.nii.gz, .nrrd/.nhdr, .mha/.mhd, or a DICOM series folder.
+
+    ``series`` picks one series (index or key, see :func:`medmae.io.dicom.find_series`) when a
+    folder holds several. Raises :class:`ScanError` naming the file and the problem.
+    Returns a Volume with array (X, Y, Z) in native dtype and a voxel -> RAS mm affine.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ScanError(path, "no such file or folder")
+    kind = scan_format(path)
+    if kind == "dicom":
+        from medmae.io.dicom import read_series
+
+        return read_series(path, series=series)
+    if kind is None:
+        raise ScanError(path, f"unsupported file type (expected one of {NIFTI_SUFFIXES + ITK_SUFFIXES} or a DICOM folder)")
+    if path.stat().st_size == 0:
+        raise ScanError(path, "empty file (0 bytes)")
+    reader = _read_nifti if kind == "nifti" else _read_itk
+    array, affine, meta = reader(path)
+    return validate(Volume(array=array, affine=affine, path=path, meta=meta))
+
+
+def validate(vol: Volume) -> Volume:
+    """Check a Volume is usable; squeeze trailing singleton axes. Raises ScanError."""
+    arr = np.asarray(vol.array)
+    while arr.ndim > 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim != 3:
+        kind = "2D" if arr.ndim == 2 else f"{arr.ndim}D"
+        raise ScanError(vol.path, f"{kind} image of shape {tuple(arr.shape)} where a 3D volume is expected")
+    if arr.size == 0 or min(arr.shape) == 0:
+        raise ScanError(vol.path, f"zero-size image of shape {tuple(arr.shape)}")
+    if sum(s > 1 for s in arr.shape) < 3:
+        raise ScanError(vol.path, f"2D image of shape {tuple(arr.shape)} where a 3D volume is expected")
+    if arr.dtype.kind not in "biuf":
+        raise ScanError(vol.path, f"unsupported voxel type {arr.dtype}")
+    if arr.dtype.kind == "f":
+        bad = int(np.count_nonzero(~np.isfinite(arr)))
+        if bad:
+            raise ScanError(vol.path, f"{bad} non-finite voxel(s) (NaN or Inf)")
+    affine = np.asarray(vol.affine, dtype=np.float64)
+    if affine.shape != (4, 4) or not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
+        raise ScanError(vol.path, "invalid geometry: voxel-to-world affine is missing, non-finite or singular")
+    return Volume(array=arr, affine=affine, path=vol.path, meta=dict(vol.meta))
+
+
+def rescale(raw: np.ndarray, slope: float | None, intercept: float | None) -> np.ndarray:
+    """Apply ``raw * slope + intercept`` keeping integers integer.
+
+    Identity scaling returns ``raw`` untouched; integer slope and intercept give the smallest
+    signed integer type that holds the result (int16 for CT HU); anything else gives float32.
+    """
+    slope = 1.0 if slope is None or not np.isfinite(slope) or slope == 0 else float(slope)
+    intercept = 0.0 if intercept is None or not np.isfinite(intercept) else float(intercept)
+    if slope == 1.0 and intercept == 0.0:
+        return raw
+    if raw.dtype.kind in "biu" and slope.is_integer() and intercept.is_integer():
+        out = raw.astype(np.int64) * int(slope) + int(intercept)
+        lo, hi = (int(out.min()), int(out.max())) if out.size else (0, 0)
+        for dt in (np.int16, np.int32):
+            if np.iinfo(dt).min <= lo and hi <= np.iinfo(dt).max:
+                return out.astype(dt)
+        return out
+    return (raw.astype(np.float32) * np.float32(slope) + np.float32(intercept)).astype(np.float32)
+
+
+def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray, dict]:
+    """nibabel: array in stored dtype after scl_slope/scl_inter, and the best (s/q-form) affine."""
+    try:
+        img = nib.load(str(path))
+    except Exception as e:  # nibabel raises a zoo of types for non-NIfTI bytes
+        raise ScanError(path, f"not a readable NIfTI file ({_reason(e)})") from None
+    try:
+        raw = np.asanyarray(img.dataobj.get_unscaled())
+    except Exception as e:
+        raise ScanError(path, f"corrupt or truncated NIfTI data ({_reason(e)})") from None
+    slope, inter = img.dataobj.slope, img.dataobj.inter
+    return rescale(np.asarray(raw), slope, inter), np.asarray(img.affine, dtype=np.float64), {}
+
+
+def _read_itk(path: Path) -> tuple[np.ndarray, np.ndarray, dict]:
+    """SimpleITK: (Z, Y, X) array transposed to (X, Y, Z); LPS geometry converted to RAS."""
+    try:
+        img = sitk.ReadImage(str(path))
+    except RuntimeError as e:
+        raise ScanError(path, f"not a readable image, corrupt or truncated ({_reason(e)})") from None
+    if img.GetNumberOfComponentsPerPixel() != 1:
+        raise ScanError(path, f"{img.GetNumberOfComponentsPerPixel()}-component (vector/RGB) pixels; a scalar 3D volume is expected")
+    img = _squeeze_itk(img)
+    array = sitk.GetArrayFromImage(img)
+    return array.transpose(tuple(range(array.ndim))[::-1]), itk_affine(img), {}
+
+
+def _squeeze_itk(img: sitk.Image) -> sitk.Image:
+    """Drop trailing size-1 dimensions beyond the third (a 4D image with one time point)."""
+    size = list(img.GetSize())
+    while len(size) > 3 and size[-1] == 1:
+        size[-1] = 0
+        img = sitk.Extract(img, size, [0] * len(size))
+        size = list(img.GetSize())
+    return img
+
+
+def itk_affine(img: sitk.Image) -> np.ndarray:
+    """The (4, 4) voxel -> RAS mm affine of a 3D SimpleITK image (LPS -> RAS)."""
+    dim = img.GetDimension()
+    if dim != 3:
+        return np.full((4, 4), np.nan)  # validate() then reports the dimension problem first
+    direction = np.array(img.GetDirection(), dtype=np.float64).reshape(3, 3)
+    lps = np.eye(4)
+    lps[:3, :3] = direction * np.array(img.GetSpacing(), dtype=np.float64)[None, :]
+    lps[:3, 3] = img.GetOrigin()
+    return LPS_TO_RAS @ lps
+
+
+def _reason(e: BaseException) -> str:
+    """A one-line, short reason from a library exception."""
+    if isinstance(e, (EOFError, zlib.error)):
+        return f"file ends early or is corrupt: {e}".strip(": ")
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
