@@ -1,0 +1,289 @@
+"""DICOM series: find them in a folder, check they are complete, read one into a Volume.
+
+A folder may hold several series. Slices are grouped by SeriesInstanceUID; where that is
+blank they are grouped by what a series shares: modality, series/acquisition number,
+orientation, rows x columns and pixel spacing. Within a series, slices are ordered by their
+position along the slice normal, and the series must be complete: no duplicated positions,
+no gaps, even spacing, one orientation, one image size. Compressed transfer syntaxes
+(JPEG-2000, JPEG-LS, RLE...) decode through pydicom's pylibjpeg plugins.
+
+Nothing that identifies a patient leaves this module: series are told apart by a short hash
+of their grouping key, and a Volume's meta holds only modality, sequence hints and counts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+from medmae.io.errors import ScanError
+from medmae.io.hints import sequence_hint
+from medmae.io.read import LPS_TO_RAS, rescale, validate
+from medmae.io.volume import Volume
+
+# Objects in a series folder that are not image slices (segmentations, structure sets...).
+NON_IMAGE_MODALITIES = {"SEG", "RTSTRUCT", "RTPLAN", "RTDOSE", "SR", "PR", "KO", "DOC", "REG"}
+DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
+SPACING_RTOL = 0.05  # steps may differ from the median step by 5 % (plus 0.01 mm)
+
+
+@dataclass
+class DicomSeries:
+    """One series found in a folder: its slice files and headers (pixels not yet read).
+
+    ``key`` is an 8-hex-digit hash of the grouping key (stable, not identifying);
+    ``index`` its position among the folder's series (ordered by series number, then key).
+    """
+
+    folder: Path
+    key: str
+    index: int
+    files: list[Path]
+    headers: list[Dataset]
+
+    @property
+    def modality(self) -> str:
+        return str(getattr(self.headers[0], "Modality", "") or "")
+
+    def describe(self) -> str:
+        h = self.headers[0]
+        return (f"[{self.index}] key {self.key}: {self.modality or '?'} "
+                f"{len(self.files)} slice(s) of {getattr(h, 'Rows', '?')}x{getattr(h, 'Columns', '?')}")
+
+
+def is_dicom_image(header: Dataset) -> bool:
+    """True for an image slice; False for DICOMDIR, SEG, RTSTRUCT, SR and other non-images."""
+    sop_class = str(getattr(getattr(header, "file_meta", None), "MediaStorageSOPClassUID", "") or "")
+    if sop_class == DICOMDIR_CLASS or str(getattr(header, "Modality", "")).upper() in NON_IMAGE_MODALITIES:
+        return False
+    return "Rows" in header and "Columns" in header
+
+
+def read_header(path: Path) -> Dataset | None:
+    """The header of a DICOM file (no pixels), or None when ``path`` is not DICOM."""
+    try:
+        return pydicom.dcmread(str(path), stop_before_pixels=True)
+    except (InvalidDicomError, EOFError, OSError, ValueError, TypeError, AttributeError, KeyError):
+        return None
+
+
+def find_series(folder: str | os.PathLike) -> list[DicomSeries]:
+    """Every image series whose files lie directly in ``folder`` (not in sub-folders)."""
+    folder = Path(folder)
+    groups: dict[tuple, list[tuple[Path, Dataset]]] = {}
+    for f in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
+        h = read_header(f)
+        if h is not None and is_dicom_image(h):
+            groups.setdefault(_group_key(h), []).append((f, h))
+    series = []
+    for key, members in groups.items():
+        digest = hashlib.sha256(repr(key).encode()).hexdigest()[:8]
+        series.append(DicomSeries(folder, digest, -1, [m[0] for m in members], [m[1] for m in members]))
+    series.sort(key=lambda s: (_int(getattr(s.headers[0], "SeriesNumber", None), 1 << 30), s.key))
+    for i, s in enumerate(series):
+        s.index = i
+    return series
+
+
+def has_dicom(folder: str | os.PathLike) -> bool:
+    """True when at least one file directly in ``folder`` is a DICOM image slice."""
+    for f in sorted(Path(folder).iterdir()):
+        if f.is_file() and not f.name.startswith("."):
+            h = read_header(f)
+            if h is not None and is_dicom_image(h):
+                return True
+    return False
+
+
+def select_series(folder: str | os.PathLike, series: int | str | None = None) -> DicomSeries:
+    """The one series of ``folder``, or the one picked by index or key when there are several."""
+    folder = Path(folder)
+    found = find_series(folder)
+    if not found:
+        raise ScanError(folder, "no DICOM image files in this folder")
+    listing = "; ".join(s.describe() for s in found)
+    if series is None:
+        if len(found) > 1:
+            raise ScanError(folder, f"folder holds {len(found)} DICOM series, pass series= one of: {listing}")
+        return found[0]
+    for s in found:
+        if series == s.index or str(series) == s.key or str(series) == str(s.index):
+            return s
+    raise ScanError(folder, f"no series {series!r} in this folder; it holds: {listing}")
+
+
+def read_series(folder: str | os.PathLike, series: int | str | None = None) -> Volume:
+    """Read one DICOM series (a folder) into a Volume: array (X, Y, Z), RAS affine.
+
+    CT keeps integer HU (int16) after RescaleSlope/Intercept; a non-integer slope gives
+    float32. Raises ScanError for an incomplete, inconsistent or undecodable series.
+    """
+    s = select_series(folder, series)
+    order, step = slice_order(s)
+    slices = [_pixels(s.files[i], s.folder) for i in order]
+    headers = [s.headers[i] for i in order]
+    array = _stack_rescaled(slices, headers)
+    affine = series_affine(headers, step)
+    return validate(Volume(array=array, affine=affine, path=s.folder, meta=series_meta(s)))
+
+
+def slice_order(s: DicomSeries) -> tuple[list[int], np.ndarray]:
+    """Indices of ``s.files`` sorted along the slice normal, and the (3,) LPS step vector.
+
+    Raises ScanError on inconsistent geometry, duplicated positions, gaps or uneven spacing.
+    """
+    _check_consistent(s)
+    iop = np.array(s.headers[0].ImageOrientationPatient, dtype=np.float64)
+    normal = np.cross(iop[:3], iop[3:])
+    ipp = np.array([_position(h, s.folder) for h in s.headers])  # (N, 3) LPS mm
+    along = ipp @ normal
+    order = [int(i) for i in np.argsort(along, kind="stable")]
+    along = along[order]
+    if len(order) == 1:
+        thickness = float(getattr(s.headers[0], "SliceThickness", 0) or 0) or 1.0
+        return order, normal * thickness
+    _check_spacing(s.folder, along)
+    step = (ipp[order[-1]] - ipp[order[0]]) / (len(order) - 1)
+    return order, step
+
+
+def series_affine(headers: list[Dataset], step: np.ndarray) -> np.ndarray:
+    """(4, 4) voxel (column i, row j, slice k) -> RAS mm affine of slices in order."""
+    h = headers[0]
+    iop = np.array(h.ImageOrientationPatient, dtype=np.float64)
+    row_spacing, col_spacing = (float(v) for v in h.PixelSpacing)  # between rows, between columns
+    lps = np.eye(4)
+    lps[:3, 0] = iop[:3] * col_spacing  # i runs along a row (across columns)
+    lps[:3, 1] = iop[3:] * row_spacing  # j runs down a column (across rows)
+    lps[:3, 2] = step
+    lps[:3, 3] = np.array(h.ImagePositionPatient, dtype=np.float64)
+    return LPS_TO_RAS @ lps
+
+
+def series_meta(s: DicomSeries) -> dict:
+    """Non-identifying facts: modality, sequence keyword, coded scanning sequence, counts."""
+    h = s.headers[0]
+    meta = {"modality": s.modality, "slices": len(s.files), "series_key": s.key, "series_index": s.index}
+    seq = sequence_hint(str(getattr(h, "SequenceName", "") or ""), str(getattr(h, "SeriesDescription", "") or ""),
+                        str(getattr(h, "ProtocolName", "") or ""))
+    if seq:
+        meta["sequence"] = seq
+    scanning = getattr(h, "ScanningSequence", None)
+    if scanning:
+        codes = scanning if isinstance(scanning, (list, pydicom.multival.MultiValue)) else [scanning]
+        meta["scanning_sequence"] = "\\".join(str(c) for c in codes if str(c).isalpha() and len(str(c)) <= 4)
+    return meta
+
+
+def _group_key(h: Dataset) -> tuple:
+    """What slices of one series share: the UID when present, else geometry and numbers."""
+    uid = str(getattr(h, "SeriesInstanceUID", "") or "").strip()
+    if uid:
+        return ("uid", uid)
+    iop = tuple(round(float(v), 4) for v in (getattr(h, "ImageOrientationPatient", None) or []))
+    spacing = tuple(round(float(v), 4) for v in (getattr(h, "PixelSpacing", None) or []))
+    return ("geometry", str(getattr(h, "Modality", "")), _int(getattr(h, "SeriesNumber", None), -1),
+            _int(getattr(h, "AcquisitionNumber", None), -1), iop, _int(getattr(h, "Rows", None), -1),
+            _int(getattr(h, "Columns", None), -1), spacing, str(getattr(h, "FrameOfReferenceUID", "") or ""))
+
+
+def _check_consistent(s: DicomSeries) -> None:
+    """Every slice: geometry tags present, one orientation, one image size, one pixel spacing."""
+    first = s.headers[0]
+    for tag in ("ImageOrientationPatient", "ImagePositionPatient", "PixelSpacing"):
+        missing = sum(1 for h in s.headers if not getattr(h, tag, None))
+        if missing:
+            raise ScanError(s.folder, f"{missing} slice(s) lack {tag}; cannot place the series in space")
+    if int(getattr(first, "NumberOfFrames", 1) or 1) > 1:
+        raise ScanError(s.folder, "multi-frame DICOM images are not supported; export the series as one slice per file")
+    if int(getattr(first, "SamplesPerPixel", 1) or 1) != 1:
+        raise ScanError(s.folder, "colour (multi-sample) DICOM images; a greyscale scan is expected")
+    sizes = {(int(h.Rows), int(h.Columns)) for h in s.headers}
+    if len(sizes) > 1:
+        shown = ", ".join(f"{r}x{c}" for r, c in sorted(sizes))
+        raise ScanError(s.folder, f"inconsistent series: slices have different rows x columns ({shown})")
+    iop0 = np.array(first.ImageOrientationPatient, dtype=np.float64)
+    if any(not np.allclose(np.array(h.ImageOrientationPatient, dtype=np.float64), iop0, atol=1e-4) for h in s.headers):
+        raise ScanError(s.folder, "inconsistent series: slices have different ImageOrientationPatient")
+    ps0 = np.array(first.PixelSpacing, dtype=np.float64)
+    if any(not np.allclose(np.array(h.PixelSpacing, dtype=np.float64), ps0, rtol=1e-4) for h in s.headers):
+        raise ScanError(s.folder, "inconsistent series: slices have different PixelSpacing")
+
+
+def _check_spacing(folder: Path, along: np.ndarray) -> None:
+    """Positions along the normal (sorted, mm): no duplicates, no gaps, even steps."""
+    steps = np.diff(along)
+    dup = np.flatnonzero(steps < 1e-3)
+    if dup.size:
+        k = int(dup[0])
+        raise ScanError(folder, f"duplicated slice position: {dup.size} pair(s) of slices share a position "
+                                f"(first at {along[k]:.2f} mm along the slice normal)")
+    expected = float(np.median(steps))
+    tol = SPACING_RTOL * expected + 0.01
+    gaps = np.flatnonzero(steps > expected + tol)
+    if gaps.size:
+        k = int(gaps[0])
+        missing = int(sum(max(round(steps[g] / expected) - 1, 1) for g in gaps))
+        raise ScanError(folder, f"incomplete series: slice gap of {steps[k]:.1f} mm between positions {along[k]:.2f} "
+                                f"and {along[k + 1]:.2f} mm (expected {expected:.1f} mm), {missing} slice(s) missing")
+    if np.any(np.abs(steps - expected) > tol):
+        raise ScanError(folder, f"uneven slice spacing: steps from {steps.min():.2f} to {steps.max():.2f} mm "
+                                f"(median {expected:.2f} mm)")
+
+
+def _position(h: Dataset, folder: Path) -> np.ndarray:
+    try:
+        pos = np.array(h.ImagePositionPatient, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ScanError(folder, "unreadable ImagePositionPatient in a slice") from None
+    if pos.shape != (3,) or not np.all(np.isfinite(pos)):
+        raise ScanError(folder, "malformed ImagePositionPatient in a slice")
+    return pos
+
+
+def _pixels(path: Path, folder: Path) -> tuple[np.ndarray, Dataset]:
+    """Decode one slice: (rows, cols) raw stored values, and its full dataset."""
+    try:
+        ds = pydicom.dcmread(str(path))
+        arr = ds.pixel_array
+    except Exception as e:  # pydicom and its decoder plugins raise many types
+        text = " ".join(str(e).split())[:200] or type(e).__name__
+        raise ScanError(folder, f"cannot decode a slice's pixels ({text})") from None
+    if arr.ndim != 2:
+        raise ScanError(folder, f"a slice decodes to shape {arr.shape}, expected rows x columns")
+    return arr, ds
+
+
+def _stack_rescaled(slices: list[tuple[np.ndarray, Dataset]], headers: list[Dataset]) -> np.ndarray:
+    """(X, Y, Z) array after RescaleSlope/Intercept; one shared rescale keeps int16 HU."""
+    raw = np.stack([a.T for a, _ in slices], axis=-1)  # (cols, rows, slices) = (X, Y, Z)
+    params = {(_float(getattr(h, "RescaleSlope", None)), _float(getattr(h, "RescaleIntercept", None))) for h in headers}
+    if len(params) == 1:
+        slope, inter = params.pop()
+        return rescale(raw, slope, inter)
+    out = np.empty(raw.shape, dtype=np.float32)
+    for k, h in enumerate(headers):
+        out[..., k] = rescale(raw[..., k].astype(np.float32), _float(getattr(h, "RescaleSlope", None)),
+                              _float(getattr(h, "RescaleIntercept", None)))
+    return out
+
+
+def _float(v) -> float | None:
+    try:
+        return None if v is None or v == "" else float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _int(v, default: int) -> int:
+    try:
+        return default if v is None or v == "" else int(v)
+    except (TypeError, ValueError):
+        return default
