@@ -287,3 +287,8 @@ def _int(v, default: int) -> int:
         return default if v is None or v == "" else int(v)
     except (TypeError, ValueError):
         return default
+
+
+def series_files(folder: str | os.PathLike, series: int | str | None = None) -> list[Path]:
+    """The slice files of one series of ``folder`` (sorted by file name)."""
+    return sorted(select_series(folder, series).files)

@@ -63,7 +63,8 @@ def _open(path: Path) -> Dataset:
     except Exception as e:
         raise ScanError(path, f"not a readable DICOM file ({' '.join(str(e).split())[:200]})") from None
     if str(getattr(ds, "Modality", "")) != "SEG":
-        raise ScanError(path, f"not a DICOM SEG (Modality {str(getattr(ds, 'Modality', '')) or 'missing'})")
+        raise ScanError(path, f"a single DICOM file that is not a SEG (Modality {str(getattr(ds, 'Modality', '')) or 'missing'}); "
+                              "pass the folder of its series instead")
     return ds
 
 

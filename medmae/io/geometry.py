@@ -9,8 +9,10 @@ from scipy import ndimage
 from medmae.io.errors import ScanError
 from medmae.io.volume import Volume
 
+GRID_ATOL_MM = 0.01  # voxel centres closer than this are the same point (float32 affines drift)
 
-def same_geometry(a: Volume, b: Volume, atol_mm: float = 1e-3) -> bool:
+
+def same_geometry(a: Volume, b: Volume, atol_mm: float = GRID_ATOL_MM) -> bool:
     """True when ``a`` and ``b`` share shape and their voxel centres agree within ``atol_mm``.
 
     The affines are compared through the world position of the 8 corner voxels, so a
@@ -21,16 +23,45 @@ def same_geometry(a: Volume, b: Volume, atol_mm: float = 1e-3) -> bool:
     return bool(np.max(np.abs(_corners(a) - _corners(b))) <= atol_mm)
 
 
-def check_same_geometry(image: Volume, other: Volume, what: str = "label map", atol_mm: float = 1e-3) -> None:
-    """Raise ScanError (naming both files) when ``other`` is not on ``image``'s voxel grid."""
-    if same_geometry(image, other, atol_mm):
+def same_grid(a: Volume, b: Volume, atol_mm: float = GRID_ATOL_MM) -> bool:
+    """True when ``a`` and ``b`` hold the same voxel centres, perhaps in another axis order or
+    direction (a label map stored LAS over an LPS image): an exact reorientation maps one onto
+    the other, with no interpolation.
+    """
+    if sorted(a.shape) != sorted(b.shape):
+        return False
+    rot = (np.linalg.inv(b.affine) @ a.affine)[:3, :3]  # a voxel axes in b voxel units
+    perm = np.rint(rot)
+    if np.max(np.abs(rot - perm)) * max(a.shape) > 0.5 or not _signed_permutation(perm):
+        return False
+    ca, cb = _corners(a), _corners(b)
+    nearest = np.max(np.abs(ca[:, None, :] - cb[None, :, :]), axis=-1).min(axis=1)  # (8,)
+    return bool(np.all(nearest <= atol_mm))
+
+
+def check_same_grid(image: Volume, other: Volume, what: str = "label map", atol_mm: float = GRID_ATOL_MM) -> None:
+    """Raise ScanError (naming both files) unless ``other`` covers ``image``'s voxels exactly
+    (see :func:`same_grid`)."""
+    if same_grid(image, other, atol_mm):
         return
-    if image.shape != other.shape:
+    if sorted(image.shape) != sorted(other.shape):
         detail = f"shape {other.shape} differs from the image's {image.shape}"
     else:
         shift = float(np.max(np.abs(_corners(image) - _corners(other))))
-        detail = f"voxel grid is {shift:.3g} mm away from the image's (orientation/origin/spacing differ)"
+        detail = f"its voxel grid lies up to {shift:.3g} mm from the image's (orientation, origin or spacing differ)"
     raise ScanError(other.path, f"{what} does not match its image {image.path}: {detail}")
+
+
+def align_to(image: Volume, other: Volume, what: str = "label map", atol_mm: float = GRID_ATOL_MM) -> Volume:
+    """``other`` on ``image``'s exact voxel grid: as is, or reoriented (axes permuted/flipped).
+
+    Raises ScanError when the grids differ in any other way (resample explicitly with
+    :func:`resample_to` if that is wanted). Returns a Volume of shape image.shape.
+    """
+    if same_geometry(image, other, atol_mm):
+        return other
+    check_same_grid(image, other, what, atol_mm)
+    return resample_to(other, image, order=0)
 
 
 def resample_to(src: Volume, target: Volume, order: int = 0, cval: float = 0.0) -> Volume:
@@ -49,6 +80,10 @@ def resample_to(src: Volume, target: Volume, order: int = 0, cval: float = 0.0) 
 def orientation(vol: Volume) -> str:
     """Three-letter orientation code of the voxel axes, e.g. 'RAS', 'LPS', 'PSR'."""
     return "".join(nib.aff2axcodes(vol.affine))
+
+
+def _signed_permutation(m: np.ndarray) -> bool:
+    return bool(np.all(np.abs(m).sum(axis=0) == 1) and np.all(np.abs(m).sum(axis=1) == 1))
 
 
 def _corners(v: Volume) -> np.ndarray:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
+
 # Checked in order: the first keyword whose pattern matches wins ("t1c" before "t1").
 SEQUENCE_PATTERNS: tuple[tuple[str, str], ...] = (
     ("flair", r"flair"),
@@ -43,3 +45,30 @@ def modality_hint(name: str) -> str:
     if re.search(MR_WORDS, low) or sequence_hint(low):
         return "MR"
     return ""
+
+
+def looks_like_ct(array: np.ndarray) -> bool:
+    """Intensity test for CT: whole-number values in the HU range and much air (< -500 HU).
+
+    MR magnitudes are non-negative; CT puts air at about -1000 HU, so a scan where at least
+    5 % of voxels are below -500 and nothing is below -3100 (-3024 is CT padding) is CT.
+    """
+    a = np.asarray(array)
+    if a.dtype.kind == "f" and not np.all(np.mod(a[:: max(a.size // 100_000, 1)], 1) == 0):
+        return False
+    return bool(a.min() >= -3100 and a.max() <= 32767 and np.mean(a < -500) >= 0.05)
+
+
+def infer_modality(array: np.ndarray, declared: str = "", names: tuple[str, ...] = ()) -> tuple[str, str]:
+    """('CT' or 'MR', how it was decided): the declared value (DICOM tag / dataset.json)
+    first, then a name hint, then :func:`looks_like_ct`. Raises ValueError for other modalities."""
+    declared = declared.upper()
+    if declared in ("CT", "MR"):
+        return declared, "header"
+    if declared:
+        raise ValueError(f"unsupported modality {declared!r} (CT and MR are supported)")
+    for name in names:
+        hint = modality_hint(name)
+        if hint:
+            return hint, "name"
+    return ("CT" if looks_like_ct(array) else "MR"), "intensity"

@@ -24,8 +24,11 @@ ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
+SERIES_SEP = "#"  # "folder#key" names one series of a DICOM folder that holds several
+
+
 def scan_format(path: str | os.PathLike) -> str | None:
-    """'nifti', 'itk', 'dicom' (a folder) or None for a file that is not a scan by its name."""
+    """'nifti', 'itk', 'dicom' (a folder), 'dicom_file' (.dcm) or None when not a scan by its name."""
     p = Path(path)
     if p.is_dir():
         return "dicom"
@@ -34,17 +37,35 @@ def scan_format(path: str | os.PathLike) -> str | None:
         return "nifti"
     if name.endswith(ITK_SUFFIXES):
         return "itk"
+    if name.endswith(".dcm"):
+        return "dicom_file"
     return None
 
 
+def series_path(folder: str | os.PathLike, key: str | None) -> str:
+    """The path string naming one series of a folder: ``folder`` or ``folder#key``."""
+    return str(folder) if key is None else f"{folder}{SERIES_SEP}{key}"
+
+
+def split_series_path(path: str | os.PathLike) -> tuple[Path, str | None]:
+    """Inverse of :func:`series_path`: ``("folder#key")`` -> ``(Path("folder"), "key")``."""
+    p = Path(path)
+    if SERIES_SEP in p.name and not p.exists():
+        folder, key = str(p).rsplit(SERIES_SEP, 1)
+        return Path(folder), key
+    return p, None
+
+
 def read_volume(path: str | os.PathLike, series: int | str | None = None) -> Volume:
-    """Read one 3D scan: .nii/.nii.gz, .nrrd/.nhdr, .mha/.mhd, or a DICOM series folder.
+    """Read one 3D scan: .nii/.nii.gz, .nrrd/.nhdr, .mha/.mhd, a DICOM series folder, a DICOM SEG.
 
     ``series`` picks one series (index or key, see :func:`medmae.io.dicom.find_series`) when a
-    folder holds several. Raises :class:`ScanError` naming the file and the problem.
+    folder holds several; ``"folder#key"`` does the same inside the path (manifests use it).
+    Raises :class:`ScanError` naming the file and the problem.
     Returns a Volume with array (X, Y, Z) in native dtype and a voxel -> RAS mm affine.
     """
-    path = Path(path)
+    path, key = split_series_path(path)
+    series = key if series is None else series
     if not path.exists():
         raise ScanError(path, "no such file or folder")
     kind = scan_format(path)
@@ -52,6 +73,10 @@ def read_volume(path: str | os.PathLike, series: int | str | None = None) -> Vol
         from medmae.io.dicom import read_series
 
         return read_series(path, series=series)
+    if kind == "dicom_file":
+        from medmae.io.dicom_seg import read_dicom_seg
+
+        return read_dicom_seg(path)
     if kind is None:
         raise ScanError(path, f"unsupported file type (expected one of {NIFTI_SUFFIXES + ITK_SUFFIXES} or a DICOM folder)")
     if path.stat().st_size == 0:

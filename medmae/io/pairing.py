@@ -1,0 +1,202 @@
+"""Finding scans under a folder and pairing label / anatomy maps with their image, by name.
+
+Rules (also in docs/ingestion.md):
+- nnU-Net layout: ``imagesXx/<case>_<0000>.nii.gz`` (one file per channel, ``_0000``,
+  ``_0001``... -> one multi-contrast case) with ``labelsXx/<case>.nii.gz`` as its label;
+  ``dataset.json`` beside them may name the channels (``channel_names`` or ``modality``).
+- Elsewhere a file's role comes from the end of its name (before the extension):
+  anatomy ``_anatomy _organs _parc _seg_total``; label ``_seg _label _labels _mask
+  _tumour _tumor _cordseg _lesion _lesions``; anything else is an image.
+- A map ``<base>_<suffix>`` pairs with the image ``<base>`` in the same folder (a DICOM
+  series folder ``<base>/`` counts), else with the single image whose name starts ``<base>_``.
+- Every folder holding DICOM image files gives one image per series.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from medmae.io.dicom import find_series
+from medmae.io.read import NIFTI_SUFFIXES, ITK_SUFFIXES, scan_format, series_path
+
+ANATOMY_SUFFIXES = ("_anatomy", "_organs", "_parc", "_seg_total")
+LABEL_SUFFIXES = ("_seg", "_label", "_labels", "_mask", "_tumour", "_tumor", "_cordseg", "_lesion", "_lesions")
+NNUNET_IMAGES = re.compile(r"^images(Tr|Ts|Val|Va)$")
+NNUNET_CHANNEL = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
+# Files never taken for DICOM (saves reading their headers).
+NOT_DICOM_SUFFIXES = {".txt", ".md", ".csv", ".tsv", ".json", ".yaml", ".yml", ".py", ".raw", ".zraw", ".png",
+                      ".jpg", ".jpeg", ".pdf", ".html", ".xml", ".npy", ".npz", ".pt", ".pth", ".log", ".zip", ".gz"}
+
+Problem = tuple[str, str]
+
+
+@dataclass
+class Candidate:
+    """A case found by name, not yet read: images (one per channel), optional label/anatomy.
+
+    ``images`` hold file paths, DICOM folders, or ``folder#key`` for one series of several.
+    ``names`` are the texts a modality/sequence hint may come from (file and folder names,
+    nnU-Net channel names); ``declared`` a modality stated by the dataset (dataset.json).
+    """
+
+    case_id: str
+    images: list[str]
+    label: str = ""
+    anatomy: str = ""
+    names: list[str] = field(default_factory=list)
+    declared: str = ""
+
+
+def stem(path: str | os.PathLike) -> str:
+    """File name without its scan extension ('a.nii.gz' -> 'a'); folder names unchanged."""
+    name = Path(path).name
+    for suffix in NIFTI_SUFFIXES + ITK_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def role(name_stem: str) -> tuple[str, str]:
+    """('anatomy' | 'label' | 'image', base name without the role suffix)."""
+    low = name_stem.lower()
+    for kind, suffixes in (("anatomy", ANATOMY_SUFFIXES), ("label", LABEL_SUFFIXES)):
+        for suffix in suffixes:
+            if low.endswith(suffix) and len(low) > len(suffix):
+                return kind, name_stem[: -len(suffix)]
+    return "image", name_stem
+
+
+def discover(root: str | os.PathLike) -> tuple[list[Candidate], list[Problem]]:
+    """Walk ``root`` and pair maps with images by the rules above. Returns (candidates, problems)."""
+    root = Path(root)
+    images: dict[tuple[Path, str], Candidate] = {}  # (folder, base name) -> candidate
+    maps: list[tuple[str, Path, str, Path]] = []  # (role, folder, base, path)
+    problems: list[Problem] = []
+    for folder, files in _walk(root):
+        scans = [f for f in files if scan_format(f) in ("nifti", "itk")]
+        if NNUNET_IMAGES.match(folder.name):
+            _add_nnunet(root, folder, scans, images, maps, problems)
+        elif re.match(r"^labels(Tr|Ts|Val|Va)$", folder.name):
+            maps += [("label", folder.parent / ("images" + folder.name[6:]), stem(f), f) for f in scans]
+        else:
+            for f in scans:
+                kind, base = role(stem(f))
+                if kind == "image":
+                    _put(images, (folder, base), Candidate(_case_id(root, folder / base), [str(f)], names=_names(root, f)))
+                else:
+                    maps.append((kind, folder, base, f))
+        if any(_maybe_dicom(f) for f in files):
+            _add_dicom(root, folder, images, problems)
+    for kind, folder, base, path in maps:
+        _attach(kind, folder, base, path, images, problems)
+    return _unique_ids(list(images.values())), problems
+
+
+def _walk(root: Path):
+    """(folder, sorted files) for every non-hidden folder under root, in sorted order."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        yield Path(dirpath), [Path(dirpath) / f for f in sorted(filenames) if not f.startswith(".")]
+
+
+def _put(images: dict, key: tuple[Path, str], cand: Candidate) -> None:
+    """Insert under ``key``; a second image of the same name (file and folder) gets a marked key."""
+    while key in images:
+        key = (key[0], key[1] + "+")
+    images[key] = cand
+
+
+def _maybe_dicom(f: Path) -> bool:
+    return scan_format(f) not in ("nifti", "itk") and f.suffix.lower() not in NOT_DICOM_SUFFIXES
+
+
+def _add_dicom(root: Path, folder: Path, images: dict, problems: list[Problem]) -> None:
+    """One candidate per series of ``folder``; the series index ends the case id."""
+    try:
+        found = find_series(folder)
+    except OSError as e:
+        problems.append((str(folder), f"cannot list DICOM files ({e.strerror})"))
+        return
+    for s in found:
+        path = series_path(folder, s.key if len(found) > 1 else None)
+        base = folder.name if len(found) == 1 else f"{folder.name}_s{s.index}"
+        cid = _case_id(root, folder) + f"_s{s.index}"
+        _put(images, (folder.parent, base), Candidate(cid, [path], names=_names(root, folder)))
+
+
+def _add_nnunet(root: Path, folder: Path, scans: list[Path], images: dict, maps: list, problems: list[Problem]) -> None:
+    """Group ``<case>_<0000>`` channel files of an nnU-Net images folder into one candidate each."""
+    channels: dict[str, dict[int, Path]] = {}
+    for f in scans:
+        m = NNUNET_CHANNEL.match(stem(f))
+        if not m:
+            problems.append((str(f), "nnU-Net images folder: name lacks the _0000 channel suffix"))
+            continue
+        channels.setdefault(m["case"], {})[int(m["channel"])] = f
+    names, declared = _dataset_json(folder.parent)
+    for case, by_channel in channels.items():
+        idx = sorted(by_channel)
+        if idx != list(range(len(idx))):
+            problems.append((str(by_channel[idx[0]]), f"nnU-Net case {case}: channels {idx} are not 0..{len(idx) - 1}"))
+            continue
+        hint = [names.get(i, "") for i in idx]
+        images[(folder, case)] = Candidate(_case_id(root, folder.parent / case), [str(by_channel[i]) for i in idx],
+                                           names=[*hint, *_names(root, by_channel[0])], declared=declared)
+
+
+def _dataset_json(folder: Path) -> tuple[dict[int, str], str]:
+    """Channel names and a declared modality ('CT' when every channel is CT) from dataset.json."""
+    try:
+        meta = json.loads((folder / "dataset.json").read_text())
+        raw = meta.get("channel_names") or meta.get("modality") or {}
+        names = {int(k): str(v) for k, v in raw.items()}
+    except (OSError, ValueError, AttributeError):
+        return {}, ""
+    upper = {v.strip().upper() for v in names.values()}
+    return names, ("CT" if upper == {"CT"} else "MR" if upper and "CT" not in upper else "")
+
+
+def _attach(kind: str, folder: Path, base: str, path: Path, images: dict, problems: list[Problem]) -> None:
+    """Set ``path`` as the label/anatomy of its image, or record why it has none."""
+    cand = images.get((folder, base))
+    if cand is None:
+        near = [c for (d, b), c in images.items() if d == folder and b.startswith(base + "_")]
+        if len(near) > 1:
+            problems.append((str(path), f"{kind} map matches {len(near)} images ({base}_*); rename it to <image>_seg"))
+            return
+        cand = near[0] if near else None
+    if cand is None:
+        problems.append((str(path), f"{kind} map without a matching image (expected {base}.* or {base}_* beside it)"))
+        return
+    if getattr(cand, kind):
+        problems.append((str(path), f"second {kind} map for {cand.case_id} (already {Path(getattr(cand, kind)).name})"))
+        return
+    setattr(cand, kind, str(path))
+
+
+def _case_id(root: Path, path: Path) -> str:
+    """'sub/dir/name' relative to root -> 'sub__dir__name', filesystem-safe."""
+    rel = path.relative_to(root) if path != root else Path(root.name)
+    parts = [re.sub(r"[^A-Za-z0-9._-]+", "_", p) for p in rel.parts] or ["case"]
+    return "__".join(parts)
+
+
+def _names(root: Path, path: Path) -> list[str]:
+    """Name texts for hints: the file stem, then its folders up to root (nearest first)."""
+    rel = path.relative_to(root)
+    return [stem(rel.name), *reversed(rel.parts[:-1])]
+
+
+def _unique_ids(cands: list[Candidate]) -> list[Candidate]:
+    """Sort by case id; a repeated id gets '-2', '-3'... in walk order."""
+    seen: dict[str, int] = {}
+    for c in cands:
+        n = seen.get(c.case_id, 0) + 1
+        seen[c.case_id] = n
+        if n > 1:
+            c.case_id = f"{c.case_id}-{n}"
+    return sorted(cands, key=lambda c: c.case_id)

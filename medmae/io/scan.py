@@ -1,0 +1,121 @@
+"""`scan_folder`: every usable scan under a folder as manifest :class:`Case` rows.
+
+Each case found by :func:`medmae.io.pairing.discover` is read in full (so corrupt files,
+NaNs, wrong dimensions and mismatched label grids are caught here, not during training),
+given a modality (DICOM tag or dataset.json, else a name hint, else intensity), a sequence
+keyword when one is known, a sha256 over its source files and a train/val split from a hash
+of its case id. Cases that fail go to the bad list with the reason; the scan goes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from medmae.io.errors import ScanError
+from medmae.io.geometry import check_same_grid
+from medmae.io.hints import infer_modality, sequence_hint
+from medmae.io.manifest import Case, sha256_of
+from medmae.io.pairing import Candidate, discover
+from medmae.io.read import read_volume, scan_format, split_series_path
+from medmae.io.volume import Volume
+
+log = logging.getLogger(__name__)
+
+
+def scan_folder(root: str | os.PathLike, val_fraction: float = 0.0, seed: int = 0,
+                progress: bool = True) -> tuple[list[Case], list[tuple[str, str]]]:
+    """Find, read and check every scan under ``root``.
+
+    Returns (cases sorted by case_id with absolute paths, bad list of (path, problem)).
+    ``val_fraction`` of the cases (rounded, at least one when > 0 and there are two or more)
+    get split 'val', chosen by a seeded hash of the case id, so the split is reproducible.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    root = Path(root).resolve()
+    if not root.is_dir():
+        raise ScanError(root, "not a folder")
+    candidates, bad = discover(root)
+    cases = []
+    for cand in tqdm(candidates, desc="scan", unit="case", disable=not progress or None, leave=False):
+        try:
+            cases.append(build_case(cand))
+        except ScanError as e:
+            bad.append((e.path, e.problem))
+    assign_splits(cases, val_fraction, seed)
+    n_val = sum(c.split == "val" for c in cases)
+    log.info("scanned %s: %d case(s) (%d val), %d bad", root, len(cases), n_val, len(bad))
+    return cases, bad
+
+
+def build_case(cand: Candidate) -> Case:
+    """Read and check one candidate; raises ScanError (naming the failing file) when unusable."""
+    first = read_volume(cand.images[0])
+    for channel in cand.images[1:]:
+        check_same_grid(first, read_volume(channel), what="channel")
+    for kind in ("label", "anatomy"):
+        if getattr(cand, kind):
+            check_label(first, read_volume(getattr(cand, kind)), kind)
+    try:
+        modality, how = infer_modality(first.array, first.meta.get("modality", "") or cand.declared, tuple(cand.names))
+    except ValueError as e:
+        raise ScanError(cand.images[0], str(e)) from None
+    sequence = first.meta.get("sequence", "") or (sequence_hint(*cand.names) if modality == "MR" else "")
+    log.debug("%s: %s (%s), sequence %r", cand.case_id, modality, how, sequence)
+    files = [f for p in [*cand.images, cand.label, cand.anatomy] if p for f in source_files(p)]
+    return Case(case_id=cand.case_id, image=list(cand.images), modality=modality, sequence=sequence,
+                label=cand.label, anatomy=cand.anatomy, sha256=sha256_of(files))
+
+
+def check_label(image: Volume, labels: Volume, kind: str = "label") -> None:
+    """A label/anatomy map must cover the image's voxel grid (any axis order) and hold whole numbers >= 0."""
+    check_same_grid(image, labels, what=f"{kind} map")
+    a = labels.array
+    if a.dtype.kind == "f" and not np.all(np.mod(a, 1) == 0):
+        raise ScanError(labels.path, f"{kind} map holds non-integer values; expected label ids")
+    if a.min() < 0:
+        raise ScanError(labels.path, f"{kind} map holds negative values (min {a.min()}); expected label ids >= 0")
+
+
+def source_files(path: str | os.PathLike) -> list[Path]:
+    """The files whose bytes make up a scan: a series' slices, a header and its data file, or the file."""
+    p, key = split_series_path(path)
+    if p.is_dir():
+        from medmae.io.dicom import series_files
+
+        return series_files(p, key)
+    files = [p]
+    if scan_format(p) == "itk" and p.suffix.lower() in (".mhd", ".nhdr"):
+        files += _detached_data(p)
+    return files
+
+
+def assign_splits(cases: list[Case], val_fraction: float, seed: int) -> None:
+    """Mark the round(val_fraction * n) cases with the smallest seeded hash of their id as 'val'."""
+    n_val = int(round(val_fraction * len(cases)))
+    if val_fraction > 0 and len(cases) >= 2:
+        n_val = min(max(n_val, 1), len(cases) - 1)
+    rank = sorted(cases, key=lambda c: hashlib.sha256(f"{seed}:{c.case_id}".encode()).hexdigest())
+    val = {c.case_id for c in rank[:n_val]}
+    for c in cases:
+        c.split = "val" if c.case_id in val else "train"
+
+
+def _detached_data(header: Path) -> list[Path]:
+    """Data files named by an .mhd ('ElementDataFile = x.raw') or .nhdr ('data file: x.raw')."""
+    try:
+        text = header.read_text(errors="replace")
+    except OSError:
+        return []
+    m = re.search(r"^(?:ElementDataFile\s*=|data ?file\s*:)\s*(\S+)\s*$", text, flags=re.M | re.I)
+    if not m or m.group(1).upper() in ("LOCAL", "LIST"):
+        return []
+    data = header.parent / m.group(1)
+    return [data] if data.is_file() else []
