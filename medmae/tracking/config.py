@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from medmae.config.base import StrictModel
 
 
@@ -12,4 +14,19 @@ class TrackingConfig(StrictModel):
     experiment: str = "medmae-pretrain"
     run_name: str | None = None
     system_metrics: bool = True
+    """CPU/GPU/memory/disk/network every ``system_metrics_interval_s`` (MLflow's monitor, needs psutil)."""
+    system_metrics_interval_s: float = Field(10.0, gt=0)
     log_model: bool = True
+    """Log the encoder as an MLflow PyTorch model (``runs:/<id>/encoder``) at the end."""
+    log_checkpoint: bool = True
+    """Upload the final checkpoint as an artifact."""
+    retry_every_s: float = Field(60.0, gt=0)
+    """After a failed call (server down), wait this long before trying again."""
+    finish_timeout_s: float = Field(120.0, ge=0)
+    """At the end, wait at most this long for queued calls to reach the server."""
+    http_retries: int = Field(2, ge=0)
+    """Default for $MLFLOW_HTTP_REQUEST_MAX_RETRIES (MLflow's own is 7, i.e. minutes per call)."""
+    http_timeout_s: float = Field(30.0, gt=0)
+    """Default for $MLFLOW_HTTP_REQUEST_TIMEOUT."""
+    max_backlog: int = Field(20000, ge=1)
+    """Queued calls kept while the server is down; past it, metrics stay only in metrics.jsonl."""

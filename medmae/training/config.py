@@ -4,27 +4,50 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from medmae.config.base import StrictModel
 
 
 class TrainConfig(StrictModel):
     steps: int = Field(1000, ge=1)
+    """Optimizer steps in the whole run (each of ``grad_accum`` micro-batches per rank)."""
     lr: float = Field(1.5e-4, gt=0)
     """Base learning rate (for batch 256, scaled linearly by the effective batch)."""
-    weight_decay: float = 0.05
+    weight_decay: float = Field(0.05, ge=0)
+    """AdamW decay on weight matrices; never on norms, biases, position embeddings, tokens."""
     betas: tuple[float, float] = (0.9, 0.95)
     warmup_steps: int = Field(100, ge=0)
-    min_lr: float = 0.0
+    """Linear warm-up from 0 to the scaled learning rate, then cosine decay to ``min_lr``."""
+    min_lr: float = Field(0.0, ge=0)
+    """Floor of the cosine decay (absolute, not scaled by the batch)."""
     grad_accum: int = Field(1, ge=1)
-    grad_clip: float | None = 1.0
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
-    """auto: bf16 autocast on CUDA, fp32 on CPU."""
+    """Micro-batches per optimizer step (effective batch = batch_size * grad_accum * ranks)."""
+    grad_clip: float | None = Field(1.0, gt=0)
+    """Clip the global gradient norm to this value (None: no clipping)."""
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    """auto: bf16 autocast on CUDA, fp32 on CPU. fp16 (CUDA only) adds a GradScaler."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """auto: CUDA when available (one GPU per rank under torchrun), else CPU."""
     compile: bool = False
+    """Wrap the model in ``torch.compile``."""
     seed: int = 0
+    """Model init uses ``seed`` on every rank; masks, crops and augmentation ``seed + rank``."""
     checkpoint_every: int = Field(200, ge=1)
+    keep_last: int = Field(3, ge=1)
+    """Step checkpoints kept besides ``latest.pt`` (older ones are deleted)."""
     figure_every: int = Field(200, ge=1)
+    """Reconstruction montage every this many steps (and at the end)."""
+    figure_samples: int = Field(2, ge=1)
+    """Crops shown in each montage."""
     log_every: int = Field(10, ge=1)
+    """Progress line and MLflow metrics every this many steps (the local log has every step)."""
     out_dir: str = "runs/pretrain"
     resume: bool = True
+    """Continue from ``out_dir/checkpoints/latest.pt`` when it exists."""
+
+    @model_validator(mode="after")
+    def _check(self) -> "TrainConfig":
+        if self.warmup_steps > self.steps:
+            raise ValueError(f"warmup_steps ({self.warmup_steps}) exceeds steps ({self.steps})")
+        return self

@@ -1,0 +1,326 @@
+"""A resilient MLflow run: a tracking server that goes down never stops training.
+
+Every MLflow call is queued and made by one background thread, so the training loop
+never waits on the network. When a call fails (server down, disk full, bad URI) the
+tracker warns once with the reason, keeps the call at the head of its queue, and retries
+every ``retry_every_s`` seconds; metrics queued meanwhile are sent in batches when the
+server is back. The local ``metrics.jsonl`` (written by the engine) holds every step
+whatever happens here. At :meth:`MlflowTracker.finish` the queue gets ``finish_timeout_s``
+to drain; whatever is still unsent is reported.
+
+Store: ``tracking.tracking_uri``, else ``$MLFLOW_TRACKING_URI``, else an embedded SQLite
+store ``sqlite:///<cwd>/mlruns/mlflow.db`` with artifacts in ``<cwd>/mlruns/artifacts``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from medmae.tracking.config import TrackingConfig
+
+logger = logging.getLogger(__name__)
+
+MAX_PARAM_VALUE = 6000  # MLflow's limit on a param value
+MAX_KEY = 250  # MLflow's limit on a param / tag / metric key
+MAX_TAG_VALUE = 8000
+PARAMS_PER_BATCH = 100
+METRICS_PER_BATCH = 1000
+
+
+def resolve_tracking_uri(configured: str | None, root: str | os.PathLike | None = None) -> str:
+    """configured URI, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///<root>/mlruns/mlflow.db``."""
+    if configured:
+        return configured
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    store = Path(root or Path.cwd()).resolve() / "mlruns"
+    return f"sqlite:///{store / 'mlflow.db'}"
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (None for other stores)."""
+    prefix = "sqlite:///"
+    return Path(uri[len(prefix):]) if uri.startswith(prefix) else None
+
+
+def artifact_root_for(uri: str) -> str | None:
+    """Artifacts of an SQLite store go beside the database, in ``artifacts/``."""
+    db = sqlite_path(uri)
+    return (db.parent / "artifacts").resolve().as_uri() if db else None
+
+
+def ui_command(uri: str) -> str:
+    """The command that opens the MLflow UI on this store."""
+    root = artifact_root_for(uri)
+    if root:
+        return f"mlflow ui --backend-store-uri {uri} --default-artifact-root {root}"
+    return f"mlflow ui --backend-store-uri {uri}"
+
+
+def clip_key(key: str) -> str:
+    return key if len(key) <= MAX_KEY else key[: MAX_KEY - 9] + "~" + format(abs(hash(key)) % 16**8, "08x")
+
+
+def param_values(flat: Mapping[str, Any]) -> dict[str, str]:
+    """Flattened config -> MLflow params (string values, clipped to MLflow's limits)."""
+    out = {}
+    for k, v in flat.items():
+        text = "null" if v is None else str(v)
+        if len(text) > MAX_PARAM_VALUE:
+            text = text[: MAX_PARAM_VALUE - 20] + "...[truncated]"
+        out[clip_key(k)] = text
+    return out
+
+
+@dataclass
+class _Op:
+    """One queued MLflow call; ``fn(client, run_id)``; metric ops carry their values."""
+
+    name: str
+    fn: Callable[[Any, str | None], Any] | None = None
+    metrics: list = field(default_factory=list)
+
+
+class Tracker:
+    """The tracker interface; this base class records nothing (other ranks, tracking off)."""
+
+    uri: str | None = None
+    run_id: str | None = None
+
+    def start(self, params: Mapping[str, Any], tags: Mapping[str, str]) -> None: ...
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None: ...
+
+    def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None: ...
+
+    def log_artifacts(self, folder: str | os.PathLike, artifact_path: str | None = None) -> None: ...
+
+    def set_tags(self, tags: Mapping[str, str]) -> None: ...
+
+    def finish(self, status: str = "FINISHED") -> bool:
+        return True
+
+
+class MlflowTracker(Tracker):
+    """One MLflow run fed through a background thread (see the module docstring).
+
+    ``resume_run_id`` continues that run when the store has it (a resumed training run).
+    """
+
+    def __init__(self, cfg: TrackingConfig, resume_run_id: str | None = None,
+                 root: str | os.PathLike | None = None):
+        self.cfg = cfg
+        self.uri = resolve_tracking_uri(cfg.tracking_uri, root)
+        self.run_id = None
+        self._resume_run_id = resume_run_id
+        self._ops: deque[_Op] = deque()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._abandon = False
+        self._down = False
+        self._dropped = 0
+        self.failures = 0
+        self.last_error: str | None = None
+        self._monitor = None
+        self._prepare_store()
+        self._thread = threading.Thread(target=self._work, name="medmae-mlflow", daemon=True)
+        self._thread.start()
+
+    # ---------------------------------------------------------------- public API (any thread)
+    def start(self, params: Mapping[str, Any], tags: Mapping[str, str]) -> None:
+        """Queue the run's creation (or resumption) with its params and tags."""
+        self._put(_Op("start run", lambda client, _: self._start_run(client, dict(params), dict(tags))))
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        values = [Metric(clip_key(k), float(v), now, int(step)) for k, v in metrics.items()]
+        if len(self._ops) >= self.cfg.max_backlog:
+            if not self._dropped:
+                logger.warning("MLflow backlog is full (%d calls); further metrics are kept only in "
+                               "the local metrics.jsonl until the server is back", self.cfg.max_backlog)
+            self._dropped += 1
+            return
+        self._put(_Op("log metrics", metrics=values))
+
+    def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
+        path = str(path)
+        self._put(_Op(f"log artifact {Path(path).name}",
+                      lambda client, run: client.log_artifact(run, path, artifact_path)))
+
+    def log_artifacts(self, folder: str | os.PathLike, artifact_path: str | None = None) -> None:
+        folder = str(folder)
+        self._put(_Op(f"log artifacts {Path(folder).name}/",
+                      lambda client, run: client.log_artifacts(run, folder, artifact_path)))
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        values = [RunTag(clip_key(k), str(v)[:MAX_TAG_VALUE]) for k, v in tags.items()]
+        self._put(_Op("set tags", lambda client, run: client.log_batch(run, tags=values)))
+
+    def finish(self, status: str = "FINISHED") -> bool:
+        """End the run; waits up to ``finish_timeout_s`` for the queue. True when all was sent."""
+        self._put(_Op("end run", lambda client, run: self._end_run(client, run, status)))
+        deadline = time.monotonic() + self.cfg.finish_timeout_s
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+            while self._ops and time.monotonic() < deadline:
+                self._cond.wait(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
+            unsent = len(self._ops)
+            self._abandon = True
+            self._cond.notify_all()
+        self._thread.join(timeout=5.0)
+        if unsent or self._dropped:
+            logger.warning("MLflow: %d queued calls and %d metric batches could not be sent to %s "
+                           "(last error: %s); every step is in the local metrics.jsonl",
+                           unsent, self._dropped, self.uri, self.last_error)
+            return False
+        return True
+
+    # ---------------------------------------------------------------- worker thread
+    def _put(self, op: _Op) -> None:
+        with self._cond:
+            if self._abandon:
+                return
+            self._ops.append(op)
+            self._cond.notify_all()
+
+    def _prepare_store(self) -> None:
+        db = sqlite_path(self.uri)
+        if db is not None:
+            db.parent.mkdir(parents=True, exist_ok=True)
+        elif self.uri.startswith(("http://", "https://")):
+            # MLflow's defaults (7 retries, exponential back-off, 120 s) hold one call for
+            # minutes; a user's own environment settings win.
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(self.cfg.http_retries))
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(self.cfg.http_timeout_s)))
+
+    def _work(self) -> None:
+        client = None
+        while True:
+            with self._cond:
+                while not self._ops and not self._stopping:
+                    self._cond.wait()
+                if not self._ops or self._abandon:
+                    return
+                batch = self._take_batch()
+            try:
+                if client is None:
+                    from mlflow.tracking import MlflowClient
+
+                    client = MlflowClient(tracking_uri=self.uri)
+                self._run(client, batch)
+            except Exception as e:  # any failure: warn once, keep the op, retry later
+                self._failed(batch[0].name, e)
+                with self._cond:
+                    if not self._abandon:
+                        self._cond.wait(timeout=0.5 if self._stopping else self.cfg.retry_every_s)
+                continue
+            with self._cond:
+                for _ in batch:
+                    self._ops.popleft()
+                self._cond.notify_all()
+            if self._down:
+                self._down = False
+                logger.warning("MLflow at %s is reachable again; sending the queued calls", self.uri)
+
+    def _take_batch(self) -> list[_Op]:
+        """The head op, or the run of metric ops at the head (up to one log_batch's worth)."""
+        head = self._ops[0]
+        if head.fn is not None:
+            return [head]
+        batch, n = [], 0
+        for op in self._ops:
+            if op.fn is not None or n + len(op.metrics) > METRICS_PER_BATCH and batch:
+                break
+            batch.append(op)
+            n += len(op.metrics)
+        return batch
+
+    def _run(self, client, batch: list[_Op]) -> None:
+        if self.run_id is None and batch[0].name != "start run":
+            raise RuntimeError("no MLflow run (its creation has not succeeded yet)")
+        if batch[0].fn is not None:
+            batch[0].fn(client, self.run_id)
+        else:
+            client.log_batch(self.run_id, metrics=[m for op in batch for m in op.metrics])
+
+    def _failed(self, what: str, err: Exception) -> None:
+        self.failures += 1
+        reason = f"{type(err).__name__}: {err}".replace("\n", " ")
+        self.last_error = reason[:500]
+        if not self._down:
+            self._down = True
+            logger.warning("MLflow call '%s' to %s failed (%s); training goes on, every step stays "
+                           "in the local metrics.jsonl, and the call is retried every %.0f s",
+                           what, self.uri, self.last_error, self.cfg.retry_every_s)
+        else:
+            logger.debug("MLflow still unreachable (%s)", self.last_error)
+
+    def _start_run(self, client, params: dict, tags: dict) -> None:
+        from mlflow.entities import Param, RunTag
+
+        run = self._find_resumable(client)
+        if run is None:
+            exp = client.get_experiment_by_name(self.cfg.experiment)
+            exp_id = exp.experiment_id if exp else client.create_experiment(
+                self.cfg.experiment, artifact_location=artifact_root_for(self.uri))
+            run = client.create_run(exp_id, run_name=self.cfg.run_name)
+            existing = {}
+        else:
+            client.update_run(run.info.run_id, status="RUNNING")
+            existing = run.data.params
+        run_id = run.info.run_id
+        new = {k: v for k, v in param_values(params).items() if k not in existing}
+        changed = {f"resume.changed.{k}": v for k, v in param_values(params).items()
+                   if k in existing and existing[k] != v}
+        items = [Param(k, v) for k, v in new.items()]
+        for i in range(0, len(items), PARAMS_PER_BATCH):
+            client.log_batch(run_id, params=items[i:i + PARAMS_PER_BATCH])
+        all_tags = [RunTag(clip_key(k), str(v)[:MAX_TAG_VALUE]) for k, v in {**tags, **changed}.items()]
+        for i in range(0, len(all_tags), PARAMS_PER_BATCH):
+            client.log_batch(run_id, tags=all_tags[i:i + PARAMS_PER_BATCH])
+        self.run_id = run_id
+        if self.cfg.system_metrics:
+            self._start_monitor(run_id, resume=bool(existing))
+
+    def _find_resumable(self, client):
+        if not self._resume_run_id:
+            return None
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return client.get_run(self._resume_run_id)
+        except MlflowException:  # a checkpoint from another store: start a new run
+            logger.info("MLflow run %s is not in %s; starting a new run", self._resume_run_id, self.uri)
+            return None
+
+    def _start_monitor(self, run_id: str, resume: bool) -> None:
+        try:
+            from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+            self._monitor = SystemMetricsMonitor(
+                run_id, sampling_interval=self.cfg.system_metrics_interval_s,
+                resume_logging=resume, tracking_uri=self.uri)
+            self._monitor.start()
+        except Exception as e:  # psutil missing, or an unsupported platform
+            logger.warning("MLflow system metrics are off (%s: %s)", type(e).__name__, e)
+            self._monitor = None
+
+    def _end_run(self, client, run_id: str, status: str) -> None:
+        if self._monitor is not None:
+            self._monitor.finish()
+            self._monitor = None
+        client.set_terminated(run_id, status=status)

@@ -1,0 +1,47 @@
+"""The progress line: step/total, loss, baseline, lr, volumes/s and ETA."""
+
+from __future__ import annotations
+
+import time
+
+
+def format_duration(seconds: float) -> str:
+    """3725.2 -> '1:02:05'."""
+    seconds = max(0, int(round(seconds)))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}"
+
+
+class Progress:
+    """Throughput and ETA over the steps since the previous line.
+
+    ``volumes_per_step`` is the effective batch (crops per optimizer step, all ranks).
+    """
+
+    def __init__(self, total_steps: int, start_step: int, volumes_per_step: int, clock=time.perf_counter):
+        self.total = int(total_steps)
+        self.volumes_per_step = int(volumes_per_step)
+        self._clock = clock
+        self._last_time = clock()
+        self._last_step = int(start_step)
+        self.volumes_per_s = 0.0
+
+    def line(self, step: int, loss: float, lr: float, baseline: float | None = None) -> str:
+        """``step`` is the number of steps done; updates throughput from the previous call."""
+        now = self._clock()
+        steps = step - self._last_step
+        elapsed = now - self._last_time
+        if steps > 0 and elapsed > 0:
+            self.volumes_per_s = steps * self.volumes_per_step / elapsed
+            eta = (self.total - step) * elapsed / steps
+        else:
+            eta = float("nan")
+        self._last_time, self._last_step = now, step
+        width = len(str(self.total))
+        parts = [f"step {step:>{width}}/{self.total}", f"loss {loss:.4f}"]
+        if baseline is not None and baseline > 0:
+            parts.append(f"baseline {baseline:.4f} ({loss / baseline:.2f}x)")
+        parts += [f"lr {lr:.2e}", f"{self.volumes_per_s:.1f} vol/s",
+                  f"ETA {format_duration(eta) if eta == eta else '?'}"]
+        return " | ".join(parts)
