@@ -288,7 +288,3 @@ def _int(v, default: int) -> int:
     except (TypeError, ValueError):
         return default
 
-
-def series_files(folder: str | os.PathLike, series: int | str | None = None) -> list[Path]:
-    """The slice files of one series of ``folder`` (sorted by file name)."""
-    return sorted(select_series(folder, series).files)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterable
 
 from medmae.atomic import atomic_write_text
+from medmae.io.paths import split_series_path
 
 COLUMNS = ("case_id", "image", "modality", "sequence", "label", "anatomy", "split", "sha256")
 MODALITIES = ("CT", "MR")
@@ -48,7 +49,8 @@ class Case:
                        "label": fix(self.label), "anatomy": fix(self.anatomy)})
 
     def source_paths(self) -> list[Path]:
-        return [Path(p) for p in [*self.image, self.label, self.anatomy] if p]
+        """Files and folders the case is read from (``folder#key`` series paths give the folder)."""
+        return [split_series_path(p)[0] for p in [*self.image, self.label, self.anatomy] if p]
 
 
 def _files_under(path: Path) -> list[Path]:

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from medmae.io.dicom import find_series
-from medmae.io.read import NIFTI_SUFFIXES, ITK_SUFFIXES, scan_format, series_path
+from medmae.io.paths import series_path
+from medmae.io.read import ITK_SUFFIXES, NIFTI_SUFFIXES, scan_format
 
 ANATOMY_SUFFIXES = ("_anatomy", "_organs", "_parc", "_seg_total")
 LABEL_SUFFIXES = ("_seg", "_label", "_labels", "_mask", "_tumour", "_tumor", "_cordseg", "_lesion", "_lesions")

@@ -17,14 +17,12 @@ import numpy as np
 import SimpleITK as sitk
 
 from medmae.io.errors import ScanError
+from medmae.io.paths import split_series_path
 from medmae.io.volume import Volume
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
-
-
-SERIES_SEP = "#"  # "folder#key" names one series of a DICOM folder that holds several
 
 
 def scan_format(path: str | os.PathLike) -> str | None:
@@ -40,20 +38,6 @@ def scan_format(path: str | os.PathLike) -> str | None:
     if name.endswith(".dcm"):
         return "dicom_file"
     return None
-
-
-def series_path(folder: str | os.PathLike, key: str | None) -> str:
-    """The path string naming one series of a folder: ``folder`` or ``folder#key``."""
-    return str(folder) if key is None else f"{folder}{SERIES_SEP}{key}"
-
-
-def split_series_path(path: str | os.PathLike) -> tuple[Path, str | None]:
-    """Inverse of :func:`series_path`: ``("folder#key")`` -> ``(Path("folder"), "key")``."""
-    p = Path(path)
-    if SERIES_SEP in p.name and not p.exists():
-        folder, key = str(p).rsplit(SERIES_SEP, 1)
-        return Path(folder), key
-    return p, None
 
 
 def read_volume(path: str | os.PathLike, series: int | str | None = None) -> Volume:

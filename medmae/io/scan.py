@@ -23,7 +23,7 @@ from medmae.io.geometry import check_same_grid
 from medmae.io.hints import infer_modality, sequence_hint
 from medmae.io.manifest import Case, sha256_of
 from medmae.io.pairing import Candidate, discover
-from medmae.io.read import read_volume, scan_format, split_series_path
+from medmae.io.read import read_volume
 from medmae.io.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -69,9 +69,10 @@ def build_case(cand: Candidate) -> Case:
         raise ScanError(cand.images[0], str(e)) from None
     sequence = first.meta.get("sequence", "") or (sequence_hint(*cand.names) if modality == "MR" else "")
     log.debug("%s: %s (%s), sequence %r", cand.case_id, modality, how, sequence)
-    files = [f for p in [*cand.images, cand.label, cand.anatomy] if p for f in source_files(p)]
-    return Case(case_id=cand.case_id, image=list(cand.images), modality=modality, sequence=sequence,
-                label=cand.label, anatomy=cand.anatomy, sha256=sha256_of(files))
+    case = Case(case_id=cand.case_id, image=list(cand.images), modality=modality, sequence=sequence,
+                label=cand.label, anatomy=cand.anatomy)
+    case.sha256 = sha256_of(source_files(case))
+    return case
 
 
 def check_label(image: Volume, labels: Volume, kind: str = "label") -> None:
@@ -84,17 +85,11 @@ def check_label(image: Volume, labels: Volume, kind: str = "label") -> None:
         raise ScanError(labels.path, f"{kind} map holds negative values (min {a.min()}); expected label ids >= 0")
 
 
-def source_files(path: str | os.PathLike) -> list[Path]:
-    """The files whose bytes make up a scan: a series' slices, a header and its data file, or the file."""
-    p, key = split_series_path(path)
-    if p.is_dir():
-        from medmae.io.dicom import series_files
-
-        return series_files(p, key)
-    files = [p]
-    if scan_format(p) == "itk" and p.suffix.lower() in (".mhd", ".nhdr"):
-        files += _detached_data(p)
-    return files
+def source_files(case: Case) -> list[Path]:
+    """What the case's sha256 covers: ``case.source_paths()`` (a DICOM folder: every file in it),
+    plus the data file an .mhd / .nhdr header points to."""
+    paths = case.source_paths()
+    return paths + [d for p in paths if p.suffix.lower() in (".mhd", ".nhdr") for d in _detached_data(p)]
 
 
 def assign_splits(cases: list[Case], val_fraction: float, seed: int) -> None:

@@ -1,0 +1,104 @@
+"""`medmae data scan DIR --out manifest.csv`: find scans, check them, write the manifest.
+
+Paths in the manifest are relative to the manifest's folder. Files that cannot be used go to
+``<out stem>.bad.csv`` (path, problem), written every run, so it never shows a stale list.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import os
+from collections import Counter
+from pathlib import Path
+
+from medmae.atomic import atomic_write_text
+from medmae.io.errors import ScanError
+from medmae.io.manifest import Case, write_manifest
+from medmae.io.paths import SERIES_SEP, split_series_path
+
+
+def register(subparsers) -> None:
+    data = subparsers.add_parser("data", help="find scans and write a manifest (data scan)",
+                                 description="Dataset commands.")
+    data.set_defaults(func=lambda args: _usage(data))
+    sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+    scan = sub.add_parser(
+        "scan", help="find every scan under DIR, check it, and write a manifest CSV",
+        description="Find NIfTI, NRRD/MHA/MHD files and DICOM series under DIR, pair label and anatomy "
+                    "maps with their images, check every file (corrupt, truncated, wrong dimensions, NaNs, "
+                    "mismatched label grids, incomplete DICOM series), and write a manifest. Unusable "
+                    "files are listed in <out stem>.bad.csv with the reason. See docs/ingestion.md.")
+    scan.add_argument("dir", metavar="DIR", help="folder to scan (searched recursively)")
+    scan.add_argument("--out", "-o", required=True, help="manifest CSV to write (atomically)")
+    scan.add_argument("--val-fraction", type=float, default=0.0,
+                      help="fraction of cases put in the 'val' split, chosen by a hash of the case id (default 0)")
+    scan.add_argument("--seed", type=int, default=0, help="seed of the split hash (default 0)")
+    scan.add_argument("--no-progress", action="store_true", help="no progress bar")
+    scan.set_defaults(func=run_scan)
+
+
+def run_scan(args: argparse.Namespace) -> int:
+    from medmae.io.scan import scan_folder
+
+    root = Path(args.dir)
+    if not root.is_dir():
+        raise ScanError(root, "not a folder")
+    if not 0.0 <= args.val_fraction < 1.0:
+        raise ScanError(root, f"--val-fraction must be in [0, 1), got {args.val_fraction}")
+    out = Path(args.out)
+    cases, bad = scan_folder(root, val_fraction=args.val_fraction, seed=args.seed, progress=not args.no_progress)
+    bad_path = bad_list_path(out)
+    write_bad_list(bad, bad_path)
+    print(summary(cases, bad))
+    if not cases:
+        raise ScanError(root, f"no usable scans found ({len(bad)} bad, see {bad_path})")
+    write_manifest([relative_case(c, out.resolve().parent) for c in cases], out)
+    print(f"wrote {out} ({len(cases)} cases)" + (f" and {bad_path} ({len(bad)} bad)" if bad else ""))
+    return 0
+
+
+def bad_list_path(out: Path) -> Path:
+    """manifest.csv -> manifest.bad.csv beside it."""
+    return out.with_name(f"{out.stem}.bad.csv")
+
+
+def write_bad_list(bad: list[tuple[str, str]], path: Path) -> Path:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["path", "problem"])
+    w.writerows(bad)
+    return atomic_write_text(path, buf.getvalue())
+
+
+def summary(cases: list[Case], bad: list[tuple[str, str]]) -> str:
+    """Counts by modality and split, then one line per bad file."""
+    by_mod = Counter(c.modality for c in cases)
+    by_split = Counter(c.split for c in cases)
+    labelled = sum(1 for c in cases if c.label)
+    lines = [f"{len(cases)} case(s): " + ", ".join(f"{m} {n}" for m, n in sorted(by_mod.items()))
+             + "; splits: " + ", ".join(f"{s} {n}" for s, n in sorted(by_split.items()))
+             + f"; {labelled} with a label map"]
+    lines.append(f"{len(bad)} bad file(s)" + (":" if bad else ""))
+    lines += [f"  {path}: {problem}" for path, problem in bad]
+    return "\n".join(lines)
+
+
+def relative_case(case: Case, base: Path) -> Case:
+    """The case with paths under ``base`` (the manifest's folder) made relative; others stay absolute."""
+    def rel(p: str) -> str:
+        if not p:
+            return ""
+        path, key = split_series_path(p)
+        r = os.path.relpath(path, base) if path.is_relative_to(base) else str(path)
+        return r if key is None else f"{r}{SERIES_SEP}{key}"
+
+    return Case(case_id=case.case_id, image=[rel(p) for p in case.image], modality=case.modality,
+                sequence=case.sequence, label=rel(case.label), anatomy=rel(case.anatomy), split=case.split,
+                sha256=case.sha256)
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
