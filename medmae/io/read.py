@@ -8,6 +8,7 @@ back is 3D, non-empty, finite, with an invertible affine.
 
 from __future__ import annotations
 
+import gzip
 import os
 import zlib
 from pathlib import Path
@@ -73,13 +74,13 @@ def read_volume(path: str | os.PathLike, series: int | str | None = None) -> Vol
 def validate(vol: Volume) -> Volume:
     """Check a Volume is usable; squeeze trailing singleton axes. Raises ScanError."""
     arr = np.asarray(vol.array)
+    if arr.size == 0:
+        raise ScanError(vol.path, f"zero-size image of shape {tuple(arr.shape)}")
     while arr.ndim > 3 and arr.shape[-1] == 1:
         arr = arr[..., 0]
     if arr.ndim != 3:
         kind = "2D" if arr.ndim == 2 else f"{arr.ndim}D"
         raise ScanError(vol.path, f"{kind} image of shape {tuple(arr.shape)} where a 3D volume is expected")
-    if arr.size == 0 or min(arr.shape) == 0:
-        raise ScanError(vol.path, f"zero-size image of shape {tuple(arr.shape)}")
     if sum(s > 1 for s in arr.shape) < 3:
         raise ScanError(vol.path, f"2D image of shape {tuple(arr.shape)} where a 3D volume is expected")
     if arr.dtype.kind not in "biuf":
@@ -115,9 +116,15 @@ def rescale(raw: np.ndarray, slope: float | None, intercept: float | None) -> np
 
 
 def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray, dict]:
-    """nibabel: array in stored dtype after scl_slope/scl_inter, and the best (s/q-form) affine."""
+    """nibabel: array in stored dtype after scl_slope/scl_inter, and the best (s/q-form) affine.
+
+    A .nii.gz is decompressed whole first, so gzip's CRC and length checks see every byte
+    (nibabel alone stops reading at the end of the voxel data and misses a corrupt stream).
+    """
     try:
-        img = nib.load(str(path))
+        img = _load_nifti_gz(path) if path.name.lower().endswith(".gz") else nib.load(str(path))
+    except ScanError:
+        raise
     except Exception as e:  # nibabel raises a zoo of types for non-NIfTI bytes
         raise ScanError(path, f"not a readable NIfTI file ({_reason(e)})") from None
     try:
@@ -126,6 +133,19 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray, dict]:
         raise ScanError(path, f"corrupt or truncated NIfTI data ({_reason(e)})") from None
     slope, inter = img.dataobj.slope, img.dataobj.inter
     return rescale(np.asarray(raw), slope, inter), np.asarray(img.affine, dtype=np.float64), {}
+
+
+def _load_nifti_gz(path: Path) -> nib.Nifti1Image:
+    try:
+        with gzip.open(path, "rb") as f:
+            data = f.read()
+    except gzip.BadGzipFile as e:
+        raise ScanError(path, f"not a readable NIfTI file (not gzip-compressed: {_reason(e)})") from None
+    except (OSError, EOFError, zlib.error) as e:
+        raise ScanError(path, f"corrupt or truncated gzip stream ({_reason(e)})") from None
+    if len(data) >= 4 and int.from_bytes(data[:4], "little") == 540 or int.from_bytes(data[:4], "big") == 540:
+        return nib.Nifti2Image.from_bytes(data)
+    return nib.Nifti1Image.from_bytes(data)
 
 
 def _read_itk(path: Path) -> tuple[np.ndarray, np.ndarray, dict]:
