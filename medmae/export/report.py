@@ -1,0 +1,68 @@
+"""What happened when exported weights were loaded into a network, key by key."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+
+class LoadError(ValueError):
+    """Weights that do not fit the target network (the message is the full report)."""
+
+
+def compress_keys(keys: list[str]) -> list[str]:
+    """Fold per-block keys: ``blocks.0.x`` .. ``blocks.11.x`` -> ``blocks.<12 blocks>.x``."""
+    groups: dict[str, list[str]] = {}
+    for k in keys:
+        groups.setdefault(re.sub(r"blocks\.\d+\.", "blocks.*.", k), []).append(k)
+    return [g[0] if len(g) == 1 else p.replace("blocks.*.", f"blocks.<{len(g)} blocks>.") for p, g in groups.items()]
+
+
+@dataclass
+class LoadReport:
+    """Key-level account of a load. Keys are the TARGET network's names.
+
+    loaded:     target tensors overwritten with exported values.
+    missing:    target tensors the export has nothing for (left at their initial values).
+    unexpected: exported tensors the target has no place for (source names).
+    mismatched: (key, exported shape, target shape) pairs that could not be copied.
+    resized:    (key, exported grid, target grid, how) position embeddings resized
+                (how: "trilinear" resampling or "sincos" rebuilt for the new grid).
+    unused:     target tensors its forward never reads (MONAI's ``norm_cross_attn``), left as is.
+    hints:      what to change when something did not fit.
+    """
+
+    target: str
+    loaded: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    mismatched: list[tuple[str, tuple, tuple]] = field(default_factory=list)
+    resized: list[tuple[str, tuple, tuple, str]] = field(default_factory=list)
+    unused: list[str] = field(default_factory=list)
+    hints: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when every exported tensor found its place and every used target tensor was filled."""
+        return not (self.missing or self.unexpected or self.mismatched)
+
+    def format(self) -> str:
+        """Human-readable multi-line summary (what the CLI prints)."""
+        total = len(self.loaded) + len(self.missing) + len(self.mismatched)
+        lines = [f"load into {self.target}: {'OK' if self.ok else 'DOES NOT FIT'}",
+                 f"  loaded      {len(self.loaded)}/{total} tensors"]
+        for label, keys in (("missing", self.missing), ("unexpected", self.unexpected)):
+            lines.append(f"  {label:<11} {len(keys)}" + "".join(f"\n    - {k}" for k in compress_keys(keys)))
+        lines.append(f"  mismatched  {len(self.mismatched)}")
+        lines += [f"    - {k}: export {tuple(a)} vs target {tuple(b)}" for k, a, b in self.mismatched]
+        for k, a, b, how in self.resized:
+            lines.append(f"  resized     {k}: grid {tuple(a)} -> {tuple(b)} ({how})")
+        if self.unused:
+            lines.append(f"  untouched   {len(self.unused)} tensors the target never uses: "
+                         + ", ".join(compress_keys(self.unused)))
+        lines += [f"  hint: {h}" for h in self.hints]
+        return "\n".join(lines)
+
+    def raise_unless_ok(self) -> None:
+        if not self.ok:
+            raise LoadError(self.format())

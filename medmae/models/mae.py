@@ -1,0 +1,145 @@
+"""3D masked autoencoder (He et al. 2021, "Masked Autoencoders Are Scalable Vision
+Learners"), on token masks chosen outside the model.
+
+``model(x, mask, valid)``: x (B, C, X, Y, Z); mask (B, N) bool, True = hidden (chosen by a
+``medmae.masking`` strategy; the model never draws masks); valid (B, N) bool or None
+(None = all valid). The encoder sees only ``valid & ~mask`` tokens; the decoder attends
+over and predicts the valid tokens (all tokens when valid is None); the loss averages the
+per-token MSE over ``mask & valid``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import prod
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from medmae.models.decoder import MAEDecoder
+from medmae.models.encoder import ViTEncoder3D
+from medmae.models.token_select import Selection, select_tokens
+from medmae.tokens import patchify, unpatchify
+
+
+@dataclass
+class MAEOutput:
+    """loss: scalar, mean of ``token_loss`` over mask & valid.
+    pred, target: (B, N, P*C) float32 (target normalised per patch with norm_pix_loss).
+    token_loss: (B, N) per-token MSE, every valid token (0 where not valid: not decoded)."""
+
+    loss: torch.Tensor
+    pred: torch.Tensor
+    target: torch.Tensor
+    token_loss: torch.Tensor
+
+
+@dataclass
+class _Plan:
+    visible: Selection
+    decoded: Selection | None
+
+
+class MaskedAutoencoder3D(nn.Module):
+    """ViT encoder on visible tokens + light decoder over all (valid) tokens.
+
+    Args:
+        img_size: crop size (X, Y, Z); patch_size: (px, py, pz); in_channels: C.
+        embed_dim, depth, num_heads: encoder; decoder_*: decoder; mlp_ratio, qkv_bias: both.
+        norm_pix_loss: regress voxels normalised per token and channel (MAE).
+    """
+
+    def __init__(
+        self,
+        img_size: int | Sequence[int],
+        patch_size: int | Sequence[int] = 16,
+        in_channels: int = 1,
+        embed_dim: int = 768,
+        depth: int = 12,
+        num_heads: int = 12,
+        decoder_embed_dim: int = 384,
+        decoder_depth: int = 4,
+        decoder_num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        norm_pix_loss: bool = True,
+    ):
+        super().__init__()
+        self.encoder = ViTEncoder3D(img_size, patch_size, in_channels, embed_dim, depth, num_heads, mlp_ratio, qkv_bias)
+        self.img_size, self.patch_size, self.grid = self.encoder.img_size, self.encoder.patch_size, self.encoder.grid
+        self.num_tokens, self.in_channels = self.encoder.num_tokens, in_channels
+        self.patch_dim = prod(self.patch_size) * in_channels
+        self.norm_pix_loss = norm_pix_loss
+        self.decoder = MAEDecoder(
+            self.grid, embed_dim, self.patch_dim, decoder_embed_dim, decoder_depth, decoder_num_heads, mlp_ratio, qkv_bias
+        )
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor | None = None) -> MAEOutput:
+        """x (B, C, X, Y, Z), mask (B, N) bool True = hidden, valid (B, N) bool or None."""
+        plan = self.plan(x, mask, valid)
+        latent = self.encoder.forward_visible(x, plan.visible.ids, plan.visible.keep)  # B L D
+        pred = self.decoder(latent, plan.visible, plan.decoded).float()  # B N P*C
+        target = self.patch_target(x)
+        token_loss = (pred - target).pow(2).mean(-1)  # B N
+        scored = mask if valid is None else mask & valid
+        if valid is not None:
+            token_loss = token_loss * valid
+        loss = (token_loss * scored).sum() / scored.sum()
+        return MAEOutput(loss, pred, target, token_loss)
+
+    @torch.compiler.disable
+    def plan(self, x: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor | None) -> _Plan:
+        """Check shapes and build the encoder's and decoder's token selections (one host sync)."""
+        self.encoder.check_input(x)
+        want = (x.shape[0], self.num_tokens)
+        for name, t in (("mask", mask), ("valid", valid)):
+            if t is not None and (t.dtype != torch.bool or tuple(t.shape) != want):
+                raise ValueError(f"{name} must be bool {want}, got {t.dtype} {tuple(t.shape)}")
+        visible = ~mask if valid is None else valid & ~mask
+        scored = mask if valid is None else mask & valid
+        n_valid = valid.sum(1) if valid is not None else torch.full_like(visible[:, 0], self.num_tokens, dtype=torch.long)
+        n_visible, n_scored, n_valid = torch.stack([visible.sum(1), scored.sum(1), n_valid]).tolist()
+        bad = [i for i, (v, s) in enumerate(zip(n_visible, n_scored)) if v == 0 or s == 0]
+        if bad:
+            raise ValueError(f"samples {bad} have no visible or no hidden valid token; masks must leave both")
+        all_valid = min(n_valid) == self.num_tokens
+        decoded = None if all_valid else select_tokens(valid, n_valid)
+        return _Plan(select_tokens(visible, n_visible), decoded)
+
+    def patch_target(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, X, Y, Z) -> (B, N, P*C) float32 regression target."""
+        target = patchify(x.float(), self.patch_size)
+        if not self.norm_pix_loss:
+            return target
+        mean, std = self._patch_stats(target)
+        return ((self._per_channel(target) - mean) / std).flatten(2)
+
+    def _per_channel(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, N, P*C) -> (B, N, P, C) (patchify's last axis is voxel-major, channel-minor)."""
+        return tokens.reshape(*tokens.shape[:2], -1, self.in_channels)
+
+    def _patch_stats(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, N, P*C) -> mean, std each (B, N, 1, C), per token and channel (MAE's eps)."""
+        t = self._per_channel(tokens)
+        return t.mean(2, keepdim=True), (t.var(2, keepdim=True) + 1e-6).sqrt()
+
+    def reconstruct(
+        self, pred: torch.Tensor, x: torch.Tensor | None = None, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(B, N, P*C) predictions -> (B, C, X, Y, Z) volume, for figures.
+
+        With ``norm_pix_loss`` and ``x`` given, each token is mapped back to voxel units
+        with x's per-patch mean/std (without x it stays in normalised units). With ``x``
+        and ``mask`` given, tokens not hidden are pasted from x (MAE's "reconstruction +
+        visible" figure).
+        """
+        pred = pred.float()
+        if x is not None:
+            source = patchify(x.float(), self.patch_size)
+            if self.norm_pix_loss:
+                mean, std = self._patch_stats(source)
+                pred = (self._per_channel(pred) * std + mean).flatten(2)
+            if mask is not None:
+                pred = torch.where(mask[..., None], pred, source)
+        return unpatchify(pred, self.patch_size, self.grid, self.in_channels)
