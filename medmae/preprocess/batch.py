@@ -1,0 +1,217 @@
+"""Preprocess a whole manifest into a cache: parallel, resumable, crash-safe.
+
+A bad case (ScanError or any other exception) goes into ``report.csv`` and the rest go on.
+A case whose source sha256 and config hash match its cached meta.json is skipped.
+``index.csv``, ``report.csv``, ``config.yaml`` and ``fingerprint.json`` are written
+atomically after the cases; an interrupted run leaves the previous ones in place.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import multiprocessing
+import os
+import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Iterator
+
+import psutil
+from tqdm import tqdm
+
+from medmae.atomic import atomic_write_text
+from medmae.config.base import save_config
+from medmae.data.cache import CASES, INDEX
+from medmae.io.errors import ScanError
+from medmae.io.manifest import Case, read_manifest, sha256_of
+from medmae.io.scan import source_files
+from medmae.preprocess.case import preprocess_case, summary_from_meta
+from medmae.preprocess.config import PreprocessConfig, config_hash
+from medmae.preprocess.fingerprint import build_fingerprint
+
+log = logging.getLogger(__name__)
+
+INDEX_COLUMNS = ("case_id", "split", "modality", "sequence", "channels", "shape", "spacing")
+REPORT_COLUMNS = ("case_id", "path", "problem")
+LOCK = ".preprocess.lock"
+
+
+class CacheBusyError(RuntimeError):
+    """Another live `medmae preprocess` holds the cache's lock."""
+
+
+@dataclass
+class BatchReport:
+    """What one run did: case summaries (done / skipped) and bad cases (case_id, path, problem)."""
+
+    cache_dir: Path
+    done: list[dict] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)
+    bad: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def lines(self) -> list[str]:
+        """Human-readable summary: counts, then one line per bad case."""
+        out = [f"done {len(self.done)}, skipped {len(self.skipped)} (unchanged), bad {len(self.bad)} "
+               f"in {self.seconds:.1f} s -> {self.cache_dir}"]
+        out += [f"  bad {b['case_id']}: {b['path']}: {b['problem']}" for b in self.bad]
+        return out
+
+
+def cached_meta(cache_dir: Path, case_id: str) -> dict | None:
+    """meta.json of a cached case, or None when absent/unreadable."""
+    try:
+        return json.loads((cache_dir / CASES / case_id / "meta.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def process_one(case: Case, cfg: PreprocessConfig, cache_dir: Path) -> tuple[str, dict]:
+    """Run one case; never raises an Exception (Ctrl-C still propagates).
+
+    Returns ("done" | "skipped", summary) or ("bad", {case_id, path, problem}).
+    """
+    try:
+        sha = case.sha256 or sha256_of(source_files(case))
+        meta = cached_meta(cache_dir, case.case_id)
+        if meta and meta.get("source_sha256") == sha and meta.get("config_hash") == config_hash(cfg):
+            return "skipped", summary_from_meta(meta, case)
+        return "done", preprocess_case(replace(case, sha256=sha), cfg, cache_dir)
+    except ScanError as e:
+        return "bad", {"case_id": case.case_id, "path": e.path, "problem": e.problem}
+    except OSError as e:
+        return "bad", {"case_id": case.case_id, "path": e.filename or case.image[0],
+                       "problem": e.strerror or str(e)}
+    except Exception as e:  # any failure is this case's problem; the batch goes on
+        return "bad", {"case_id": case.case_id, "path": case.image[0],
+                       "problem": f"{type(e).__name__}: {e}"}
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _run_parallel(cases: list[Case], cfg: PreprocessConfig, cache: Path,
+                  workers: int) -> Iterator[tuple[str, dict]]:
+    """Yield process_one results as spawned worker processes finish them."""
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_init_worker, initargs=(threads,))
+    try:
+        futures = {pool.submit(process_one, c, cfg, cache): c for c in cases}
+        for fut in as_completed(futures):
+            try:
+                yield fut.result()
+            except BrokenProcessPool:
+                c = futures[fut]
+                yield "bad", {"case_id": c.case_id, "path": c.image[0],
+                              "problem": "worker process died (out of memory or killed)"}
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def run_cases(cases: list[Case], cfg: PreprocessConfig, cache: Path, workers: int,
+              progress: bool = True) -> BatchReport:
+    """Process ``cases`` (in this process when ``workers`` is 0) with a progress bar."""
+    report = BatchReport(cache)
+    t0 = time.perf_counter()
+    with tqdm(total=len(cases), desc="preprocess", unit="case", disable=not progress) as bar:
+        results = (_run_parallel(cases, cfg, cache, min(workers, len(cases))) if workers > 0
+                   else (process_one(c, cfg, cache) for c in cases))
+        for status, info in results:
+            getattr(report, status).append(info)
+            bar.update(1)
+            bar.set_postfix(done=len(report.done), skipped=len(report.skipped), bad=len(report.bad))
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def clean_stale(cache: Path) -> int:
+    """Remove temporaries left by killed runs: ``.*.tmp`` / ``.*.old`` under cases/ and the root."""
+    n = 0
+    for folder in (cache / CASES, cache):
+        for p in list(folder.glob(".*.tmp")) + list(folder.glob(".*.old")):
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            n += 1
+    return n
+
+
+@contextmanager
+def cache_lock(cache: Path) -> Iterator[None]:
+    """Hold ``CACHE/.preprocess.lock`` (holder's pid); a lock whose holder is dead is taken over."""
+    cache.mkdir(parents=True, exist_ok=True)
+    lock = cache / LOCK
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            text = lock.read_text().strip() if lock.exists() else ""
+            pid = int(text) if text.isdigit() else 0
+            if pid and pid != os.getpid() and psutil.pid_exists(pid):
+                raise CacheBusyError(f"{cache}: another `medmae preprocess` (pid {pid}) is writing "
+                                     f"this cache") from None
+            lock.unlink(missing_ok=True)
+    else:
+        raise CacheBusyError(f"{cache}: cannot take {LOCK}")
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _csv_text(rows: list[dict], columns: tuple[str, ...]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def _index_row(s: dict) -> dict:
+    return {**s, "shape": "x".join(str(v) for v in s["shape"]),
+            "spacing": "x".join(f"{v:g}" for v in s["spacing"])}
+
+
+def write_outputs(report: BatchReport, cfg: PreprocessConfig) -> None:
+    """index.csv, report.csv, config.yaml, fingerprint.json (each atomically)."""
+    cache = report.cache_dir
+    ok = sorted(report.done + report.skipped, key=lambda s: s["case_id"])
+    atomic_write_text(cache / INDEX, _csv_text([_index_row(s) for s in ok], INDEX_COLUMNS))
+    bad = sorted(report.bad, key=lambda b: b["case_id"])
+    atomic_write_text(cache / "report.csv", _csv_text(bad, REPORT_COLUMNS))
+    save_config(cfg, cache / "config.yaml")
+    atomic_write_text(cache / "fingerprint.json", json.dumps(build_fingerprint(ok), indent=1))
+
+
+def preprocess_manifest(manifest_path: str | os.PathLike, cache_dir: str | os.PathLike,
+                        cfg: PreprocessConfig, workers: int | None = None,
+                        progress: bool = True) -> BatchReport:
+    """Preprocess every case of a manifest into ``cache_dir`` and write its index files.
+
+    ``workers`` overrides ``cfg.workers`` (0 = in this process). Raises ValueError for an
+    unreadable manifest, CacheBusyError when another run holds the cache.
+    """
+    cases = read_manifest(manifest_path)
+    cache = Path(cache_dir)
+    workers = cfg.workers if workers is None else workers
+    with cache_lock(cache):
+        if n := clean_stale(cache):
+            log.info("removed %d temporary folder(s) left by an interrupted run", n)
+        report = run_cases(cases, cfg, cache, workers, progress)
+        write_outputs(report, cfg)
+    done_s = [d["seconds"] for d in report.done]
+    log.info("preprocess: %s%s", report.lines()[0],
+             f"; {sum(done_s) / len(done_s):.2f} s per processed case" if done_s else "")
+    return report
