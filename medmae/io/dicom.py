@@ -227,10 +227,11 @@ def _check_spacing(folder: Path, along: np.ndarray) -> None:
                                 f"(first at {along[k]:.2f} mm along the slice normal)")
     expected = float(np.median(steps))
     tol = SPACING_RTOL * expected + 0.01
-    gaps = np.flatnonzero(steps > expected + tol)
+    multiple = np.rint(steps / expected)
+    gaps = np.flatnonzero((multiple >= 2) & (np.abs(steps - multiple * expected) <= tol * multiple))
     if gaps.size:
         k = int(gaps[0])
-        missing = int(sum(max(round(steps[g] / expected) - 1, 1) for g in gaps))
+        missing = int(np.sum(multiple[gaps] - 1))
         raise ScanError(folder, f"incomplete series: slice gap of {steps[k]:.1f} mm between positions {along[k]:.2f} "
                                 f"and {along[k + 1]:.2f} mm (expected {expected:.1f} mm), {missing} slice(s) missing")
     if np.any(np.abs(steps - expected) > tol):
