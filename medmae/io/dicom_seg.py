@@ -87,8 +87,10 @@ def _grid(positions: np.ndarray, normal: np.ndarray, measures: Dataset, path: Pa
     planes = np.unique(np.round(along, 3))
     declared = float(getattr(measures, "SpacingBetweenSlices", 0) or getattr(measures, "SliceThickness", 0) or 0)
     step = float(np.min(np.diff(planes))) if planes.size > 1 else (declared or 1.0)
-    if declared and planes.size > 1 and abs(declared - step) <= GRID_TOL_MM:
-        step = declared
+    if declared and planes.size > 1:  # frames of empty planes may be left out: trust the declared step
+        n = (planes - planes[0]) / declared
+        if np.max(np.abs(n - np.rint(n))) * declared <= GRID_TOL_MM:
+            step = declared
     k = (along - along.min()) / step
     if np.max(np.abs(k - np.rint(k))) * step > GRID_TOL_MM:
         raise ScanError(path, f"SEG frames do not lie on a regular grid of {step:.3f} mm along the slice normal")
