@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
 
 from medmae.io.errors import ScanError
 from medmae.io.hints import sequence_hint
@@ -70,7 +69,7 @@ def read_header(path: Path) -> Dataset | None:
     """The header of a DICOM file (no pixels), or None when ``path`` is not DICOM."""
     try:
         return pydicom.dcmread(str(path), stop_before_pixels=True)
-    except (InvalidDicomError, EOFError, OSError, ValueError, TypeError, AttributeError, KeyError):
+    except Exception:  # a probe: anything pydicom cannot parse is simply not DICOM
         return None
 
 
@@ -90,16 +89,6 @@ def find_series(folder: str | os.PathLike) -> list[DicomSeries]:
     for i, s in enumerate(series):
         s.index = i
     return series
-
-
-def has_dicom(folder: str | os.PathLike) -> bool:
-    """True when at least one file directly in ``folder`` is a DICOM image slice."""
-    for f in sorted(Path(folder).iterdir()):
-        if f.is_file() and not f.name.startswith("."):
-            h = read_header(f)
-            if h is not None and is_dicom_image(h):
-                return True
-    return False
 
 
 def select_series(folder: str | os.PathLike, series: int | str | None = None) -> DicomSeries:

@@ -190,3 +190,17 @@ def test_folder_without_dicom(tmp_path):
 def test_single_image_slice_file_is_refused():
     with pytest.raises(ScanError, match="pass the folder of its series"):
         read_volume(THREE / "01.dcm")
+
+
+def test_mr_sequence_keyword_without_free_text(tmp_path):
+    folder = copy_series(THREE, tmp_path / "mr")
+    for f in folder.iterdir():
+        ds = pydicom.dcmread(f)
+        ds.Modality = "MR"
+        ds.SeriesDescription = "AX T2 FLAIR JANCT000 research"
+        ds.ScanningSequence = ["SE", "IR"]
+        ds.save_as(f)
+    vol = read_volume(folder)
+    assert vol.meta["modality"] == "MR" and vol.meta["sequence"] == "flair"
+    assert vol.meta["scanning_sequence"] == "SE\\IR"
+    assert "JANCT000" not in repr(vol.meta) and "research" not in repr(vol.meta)
