@@ -13,8 +13,11 @@ of their grouping key, and a Volume's meta holds only modality, sequence hints a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,10 +68,26 @@ def is_dicom_image(header: Dataset) -> bool:
     return "Rows" in header and "Columns" in header
 
 
+@contextlib.contextmanager
+def quiet_pydicom():
+    """Silence pydicom's warnings and log lines while reading: they quote header values
+    (dates, names in malformed elements) and file names, which must not reach any log."""
+    logger = logging.getLogger("pydicom")
+    was = logger.disabled
+    logger.disabled = True
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.disabled = was
+
+
 def read_header(path: Path) -> Dataset | None:
     """The header of a DICOM file (no pixels), or None when ``path`` is not DICOM."""
     try:
-        return pydicom.dcmread(str(path), stop_before_pixels=True)
+        with quiet_pydicom():
+            return pydicom.dcmread(str(path), stop_before_pixels=True)
     except Exception:  # a probe: anything pydicom cannot parse is simply not DICOM
         return None
 
@@ -116,7 +135,7 @@ def read_series(folder: str | os.PathLike, series: int | str | None = None) -> V
     """
     s = select_series(folder, series)
     order, step = slice_order(s)
-    slices = [_pixels(s.files[i], s.folder) for i in order]
+    slices = [_pixels(s.files[i], s.folder, f"slice {n + 1} of {len(order)}") for n, i in enumerate(order)]
     headers = [s.headers[i] for i in order]
     array = _stack_rescaled(slices, headers)
     affine = series_affine(headers, step)
@@ -238,16 +257,21 @@ def _position(h: Dataset, folder: Path) -> np.ndarray:
     return pos
 
 
-def _pixels(path: Path, folder: Path) -> tuple[np.ndarray, Dataset]:
-    """Decode one slice: (rows, cols) raw stored values, and its full dataset."""
+def _pixels(path: Path, folder: Path, where: str) -> tuple[np.ndarray, Dataset]:
+    """Decode one slice: (rows, cols) raw stored values, and its full dataset.
+
+    ``where`` ('slice 4 of 20') names the slice in errors instead of its file name, which
+    is often built from UIDs.
+    """
     try:
-        ds = pydicom.dcmread(str(path))
-        arr = ds.pixel_array
+        with quiet_pydicom():
+            ds = pydicom.dcmread(str(path))
+            arr = ds.pixel_array
     except Exception as e:  # pydicom and its decoder plugins raise many types
-        text = " ".join(str(e).split())[:200] or type(e).__name__
-        raise ScanError(folder, f"cannot decode a slice's pixels ({text})") from None
+        text = " ".join(str(e).replace(str(path), "<file>").split())[:200] or type(e).__name__
+        raise ScanError(folder, f"cannot decode the pixels of {where} ({text})") from None
     if arr.ndim != 2:
-        raise ScanError(folder, f"a slice decodes to shape {arr.shape}, expected rows x columns")
+        raise ScanError(folder, f"{where} decodes to shape {arr.shape}, expected rows x columns")
     return arr, ds
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 
+from medmae.io.dicom import quiet_pydicom
 from medmae.io.errors import ScanError
 from medmae.io.read import LPS_TO_RAS, validate
 from medmae.io.volume import Volume
@@ -59,7 +60,8 @@ def read_dicom_seg(path: str | os.PathLike) -> Volume:
 
 def _open(path: Path) -> Dataset:
     try:
-        ds = pydicom.dcmread(str(path))
+        with quiet_pydicom():
+            ds = pydicom.dcmread(str(path))
     except Exception as e:
         raise ScanError(path, f"not a readable DICOM file ({' '.join(str(e).split())[:200]})") from None
     if str(getattr(ds, "Modality", "")) != "SEG":
@@ -71,7 +73,8 @@ def _open(path: Path) -> Dataset:
 def _frame_masks(ds: Dataset, path: Path) -> np.ndarray:
     """(F, rows, cols) bool: BINARY frames as stored, FRACTIONAL ones thresholded at one half."""
     try:
-        px = np.asarray(ds.pixel_array)
+        with quiet_pydicom():
+            px = np.asarray(ds.pixel_array)
     except Exception as e:
         raise ScanError(path, f"cannot decode SEG pixels ({' '.join(str(e).split())[:200]})") from None
     if px.ndim == 2:
