@@ -10,12 +10,31 @@ class LoadError(ValueError):
     """Weights that do not fit the target network (the message is the full report)."""
 
 
+def _index_label(idx: list[int]) -> str:
+    """[0, 1, 2, 5] -> "0-2,5"."""
+    runs: list[list[int]] = []
+    for i in sorted(idx):
+        if runs and i == runs[-1][-1] + 1:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return ",".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs)
+
+
 def compress_keys(keys: list[str]) -> list[str]:
-    """Fold per-block keys: ``blocks.0.x`` .. ``blocks.11.x`` -> ``blocks.<12 blocks>.x``."""
-    groups: dict[str, list[str]] = {}
+    """Fold per-block keys: ``blocks.0.x`` .. ``blocks.11.x`` -> ``blocks.[0-11].x``."""
+    groups: dict[str, list[int]] = {}
+    singles: dict[str, str] = {}
     for k in keys:
-        groups.setdefault(re.sub(r"blocks\.\d+\.", "blocks.*.", k), []).append(k)
-    return [g[0] if len(g) == 1 else p.replace("blocks.*.", f"blocks.<{len(g)} blocks>.") for p, g in groups.items()]
+        m = re.match(r"(.*?blocks\.)(\d+)(\..*)", k)
+        if m is None:
+            singles[k] = k
+            continue
+        pattern = m.group(1) + "#" + m.group(3)
+        groups.setdefault(pattern, []).append(int(m.group(2)))
+        singles.setdefault(pattern, k)
+    return [singles[p] if p not in groups or len(groups[p]) == 1 else p.replace("#", f"[{_index_label(groups[p])}]")
+            for p in singles]
 
 
 @dataclass
