@@ -80,6 +80,13 @@ def param_values(flat: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
+def _import_mlflow() -> None:
+    import mlflow  # noqa: F401
+    import mlflow.entities  # noqa: F401
+    import mlflow.system_metrics.system_metrics_monitor  # noqa: F401
+    import mlflow.tracking  # noqa: F401
+
+
 @dataclass
 class _Op:
     """One queued MLflow call; ``fn(client, run_id)``; metric ops carry their values."""
@@ -130,6 +137,7 @@ class MlflowTracker(Tracker):
         self.failures = 0
         self.last_error: str | None = None
         self._monitor = None
+        _import_mlflow()  # here, not in two threads at once (mlflow's imports are not thread-safe)
         self._prepare_store()
         self._thread = threading.Thread(target=self._work, name="medmae-mlflow", daemon=True)
         self._thread.start()

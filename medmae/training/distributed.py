@@ -105,18 +105,3 @@ def gather_objects(obj: Any, info: DistInfo) -> list[Any]:
     out: list[Any] = [None] * info.world_size
     dist.all_gather_object(out, obj)
     return out
-
-
-def average_module(module: nn.Module, info: DistInfo) -> None:
-    """Average ``module``'s floating parameters and buffers across ranks (in place).
-
-    Keeps a masking strategy that learns on its own rank's batches (the adversarial
-    generator) identical everywhere after each update.
-    """
-    if not info.distributed:
-        return
-    with torch.no_grad():
-        for t in [*module.parameters(), *module.buffers()]:
-            if t.is_floating_point():
-                dist.all_reduce(t, op=dist.ReduceOp.SUM)
-                t.div_(info.world_size)

@@ -1,0 +1,62 @@
+"""`medmae pretrain --config FILE [KEY=VALUE ...]`: pretrain a 3D masked autoencoder.
+
+Under several processes: ``torchrun --nproc_per_node=N -m medmae.cli.main pretrain ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from medmae.cli.main import add_config_args
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "pretrain", help="pretrain a 3D masked autoencoder",
+        description="Pretrain a 3D MAE on the preprocessed cache (data.cache_dir). Outputs go to "
+                    "train.out_dir: config.yaml, metrics.jsonl, checkpoints/, figures/; the run is "
+                    "tracked in MLflow (tracking.tracking_uri, else $MLFLOW_TRACKING_URI, else "
+                    "sqlite:///./mlruns/mlflow.db). A run whose out_dir holds checkpoints/latest.pt "
+                    "continues from it (train.resume=false starts over).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add_config_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from medmae.config.base import ConfigError, load_config
+    from medmae.config.schema import PretrainConfig
+    from medmae.tracking.mlflow_run import ui_command
+    from medmae.training.engine import pretrain
+
+    cfg = load_config(PretrainConfig, args.config, args.overrides)
+    if not (Path(cfg.data.cache_dir) / "index.csv").is_file():
+        raise ConfigError(f"data.cache_dir={cfg.data.cache_dir!r} is not a medmae cache (no index.csv); "
+                          "build one with `medmae preprocess`")
+    result = pretrain(cfg)
+    if not _is_main():
+        return 0
+    print(f"\npretraining done: {result.steps}/{cfg.train.steps} steps in {result.out_dir}")
+    if result.losses:
+        tail = result.losses[-max(1, len(result.losses) // 10):]
+        base = result.baselines[-len(tail):]
+        print(f"  final loss      {sum(tail) / len(tail):.4f}  "
+              f"(predict-the-mean baseline {sum(base) / len(base):.4f})")
+    print(f"  config          {result.out_dir / 'config.yaml'}")
+    print(f"  metrics         {result.out_dir / 'metrics.jsonl'}")
+    if result.checkpoint:
+        print(f"  checkpoint      {result.checkpoint}")
+    if result.figures:
+        print(f"  figures         {result.figures[-1].parent}  (latest: {result.figures[-1].name})")
+    if cfg.tracking.enabled and result.tracking_uri:
+        state = "" if result.tracking_ok else "  (not everything reached the server: see warnings)"
+        print(f"  MLflow run      {result.run_id or '(not created)'} in {result.tracking_uri}{state}")
+        print(f"  open the UI     {ui_command(result.tracking_uri)}")
+    return 0
+
+
+def _is_main() -> bool:
+    return os.environ.get("RANK", "0") == "0"

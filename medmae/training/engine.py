@@ -1,0 +1,313 @@
+"""The pretraining loop: one readable, step-based function (in the spirit of nanoGPT).
+
+Per optimizer step, for each of ``grad_accum`` micro-batches on every rank:
+    batch -> MaskContext -> (token scores) -> mask -> model(x, mask, valid) -> backward
+    -> strategy.update(ctx, mask, token_loss)
+then clip, AdamW step, LR from the warm-up + cosine schedule. Rank 0 writes everything:
+
+    OUT/config.yaml            resolved config
+    OUT/metrics.jsonl          one record per step (loss, predict-the-mean baseline, lr, ...)
+    OUT/checkpoints/           latest.pt + the last K step files (see medmae.training.state)
+    OUT/figures/step_*.png     input / mask / reconstruction montages
+    OUT/mlflow_model/encoder/  the encoder as an MLflow model
+
+A killed run restarted with ``train.resume: true`` continues from ``latest.pt`` with the
+same losses, step for step, as if it had never stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+
+from medmae.config.base import flatten, save_config
+from medmae.config.schema import PretrainConfig
+from medmae.data.loader import build_loader
+from medmae.masking.build import build_masking
+from medmae.masking.context import build_context
+from medmae.models import build_mae
+from medmae.tracking.figures import save_reconstruction_figure
+from medmae.tracking.metrics_log import MetricsLog
+from medmae.tracking.mlflow_run import MlflowTracker, Tracker
+from medmae.tracking.provenance import run_tags
+from medmae.training.baseline import mean_baseline
+from medmae.training.checkpoint import CheckpointDir, load_checkpoint
+from medmae.training.distributed import DistInfo, init_distributed, mean_across_ranks, shutdown, wrap_ddp
+from medmae.training.optim import build_optimizer
+from medmae.training.precision import autocast, grad_scaler, resolve_precision
+from medmae.training.progress import Progress
+from medmae.training.rng import seed_everything
+from medmae.training.schedule import WarmupCosine, scaled_lr
+from medmae.training.state import TrainParts
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PretrainResult:
+    """What a finished run produced (paths on rank 0; other ranks get the same paths)."""
+
+    out_dir: Path
+    steps: int
+    start_step: int
+    losses: list[float] = field(default_factory=list)
+    """Per-step masked-token loss of the steps this call ran (mean over ranks)."""
+    baselines: list[float] = field(default_factory=list)
+    """Per-step predict-the-mean baseline (see medmae.training.baseline)."""
+    checkpoint: Path | None = None
+    figures: list[Path] = field(default_factory=list)
+    tracking_uri: str | None = None
+    run_id: str | None = None
+    tracking_ok: bool = True
+    model: nn.Module | None = None
+
+
+@dataclass
+class _Step:
+    """One optimizer step's outputs, kept on the device until the next log flush."""
+
+    step: int
+    lr: float
+    loss: torch.Tensor
+    baseline: torch.Tensor
+    grad_norm: torch.Tensor | None
+    masking: dict[str, float]
+
+
+def pretrain(cfg: PretrainConfig, tracker: Tracker | None = None) -> PretrainResult:
+    """Run (or resume) pretraining as ``cfg`` says; see the module docstring.
+
+    Under torchrun every rank calls this; the process group is created here from the
+    environment (and destroyed at the end if created here). ``tracker`` replaces the
+    MLflow tracker rank 0 would make from ``cfg.tracking``.
+    """
+    info = init_distributed(cfg.train.device)
+    try:
+        return _pretrain(cfg, info, tracker)
+    finally:
+        shutdown(info)
+
+
+def _pretrain(cfg: PretrainConfig, info: DistInfo, tracker: Tracker | None) -> PretrainResult:
+    t, device = cfg.train, info.device
+    out_dir = Path(t.out_dir).resolve()
+    ckpts = CheckpointDir(out_dir / "checkpoints", t.keep_last)
+    state = load_checkpoint(ckpts.latest) if t.resume and ckpts.latest.exists() else None
+
+    # ---- build: identical model init on every rank, then each rank's own random stream
+    seed_everything(t.seed)
+    model = build_mae(cfg.model, cfg.data.crop_size).to(device)
+    strategy = build_masking(cfg.masking, patch_size=cfg.model.patch_size, in_channels=cfg.model.in_channels,
+                             total_steps=t.steps).to(device)
+    precision = resolve_precision(t.precision, device)
+    volumes_per_step = cfg.data.batch_size * t.grad_accum * info.world_size
+    schedule = WarmupCosine(scaled_lr(t.lr, volumes_per_step), t.steps, t.warmup_steps, t.min_lr)
+    mask_generator = torch.Generator(device=device)
+    mask_generator.manual_seed(t.seed + info.rank)
+    seed_everything(t.seed + info.rank)
+    parts = TrainParts(
+        model=model, strategy=strategy, schedule=schedule,
+        optimizer=build_optimizer(model, schedule.peak_lr, t.weight_decay, t.betas),
+        scaler=grad_scaler(precision, device),
+        loader=build_loader(cfg.data, seed=t.seed, rank=info.rank, world_size=info.world_size),
+        mask_generator=mask_generator,
+    )
+    start = parts.restore(state, info) if state is not None else 0
+    if start >= t.steps:
+        logger.info("checkpoint %s is at step %d >= train.steps=%d: nothing to do", ckpts.latest, start, t.steps)
+    train_model = wrap_ddp(model, info)
+    if t.compile:
+        train_model = torch.compile(train_model)
+
+    # ---- outputs and tracking (rank 0 only)
+    preprocess = _cache_preprocess_config(cfg.data.cache_dir)
+    log = MetricsLog(out_dir / "metrics.jsonl") if info.is_main else None
+    if tracker is None:
+        tracker = _make_tracker(cfg, info, state)
+    if info.is_main:
+        log.truncate_after(start)
+        _start_tracking(tracker, cfg, info, out_dir, precision, schedule, volumes_per_step, start)
+    result = PretrainResult(out_dir=out_dir, steps=start, start_step=start, tracking_uri=tracker.uri, model=model)
+
+    progress = Progress(t.steps, start, volumes_per_step)
+    window: list[_Step] = []
+    status = "FAILED"
+    try:
+        train_model.train()
+        last = None
+        for step in range(start, t.steps):
+            lr = schedule.apply(parts.optimizer, step)
+            loss, baseline, grad_norm, masking, last = _train_step(cfg, parts, train_model, info, precision, step)
+            done = step + 1
+            window.append(_Step(done, lr, loss, baseline, grad_norm, masking))
+            checkpoint_now = done % t.checkpoint_every == 0 or done == t.steps
+            if done % t.log_every == 0 or checkpoint_now:
+                _flush(window, info, log, tracker, progress, result)
+                window = []
+            if info.is_main and (done % t.figure_every == 0 or done == t.steps):
+                result.figures.append(_figure(out_dir, done, model, last, t.figure_samples, cfg))
+                tracker.log_artifact(result.figures[-1], "figures")
+            if checkpoint_now:
+                ck = parts.checkpoint(done, info, cfg.model_dump(mode="json"), preprocess, tracker.run_id)
+                if ck is not None:
+                    result.checkpoint = ckpts.save(done, ck)
+            result.steps = done
+        if start >= t.steps and ckpts.latest.exists():
+            result.checkpoint = ckpts.latest
+        if info.is_main:
+            _log_final(tracker, cfg, model, result)
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        if log is not None:
+            log.close()
+        result.tracking_ok = tracker.finish(status)
+        result.run_id = tracker.run_id
+    return result
+
+
+def _train_step(cfg: PretrainConfig, parts: TrainParts, train_model: nn.Module, info: DistInfo,
+                precision: str, step: int):
+    """One optimizer step over ``grad_accum`` micro-batches.
+
+    Returns (loss, baseline) 0-dim device tensors averaged over micro-batches, the
+    gradient norm (before clipping; None without clipping), the strategy's metrics, and
+    the last micro-batch ``(batch, ctx, mask, out)`` for figures.
+    """
+    t, m, device = cfg.train, cfg.masking, info.device
+    losses, baselines, metrics = [], [], []
+    for micro in range(t.grad_accum):
+        batch = next(parts.loader)
+        ctx = build_context(batch, cfg.model.patch_size, m.foreground_only, m.foreground_min_fraction, device)
+        with autocast(precision, device):
+            if parts.strategy.needs_scores:
+                ctx.token_scores = parts.strategy.score_tokens(parts.model, ctx.image, ctx.valid, parts.mask_generator)
+            mask = parts.strategy(ctx, step, parts.mask_generator)
+            sync = contextlib.nullcontext()
+            if info.distributed and micro < t.grad_accum - 1:
+                sync = train_model.no_sync()
+            with sync:
+                out = train_model(ctx.image, mask, ctx.valid)
+                loss = out.loss / t.grad_accum
+                (parts.scaler.scale(loss) if parts.scaler is not None else loss).backward()
+        metrics.append(parts.strategy.update(ctx, mask, out.token_loss.detach(), step))
+        losses.append(out.loss.detach())
+        baselines.append(mean_baseline(out.target, mask, ctx.valid, cfg.model.norm_pix_loss))
+    if parts.scaler is not None:
+        parts.scaler.unscale_(parts.optimizer)
+    grad_norm = None
+    if t.grad_clip is not None:
+        grad_norm = nn.utils.clip_grad_norm_(parts.model.parameters(), t.grad_clip).detach()
+    if parts.scaler is not None:
+        parts.scaler.step(parts.optimizer)
+        parts.scaler.update()
+    else:
+        parts.optimizer.step()
+    parts.optimizer.zero_grad(set_to_none=True)
+    keys = {k for d in metrics for k in d}
+    mean_metrics = {k: sum(float(d[k]) for d in metrics if k in d) / sum(k in d for d in metrics) for k in keys}
+    return (torch.stack(losses).mean(), torch.stack(baselines).mean(), grad_norm, mean_metrics,
+            (batch, ctx, mask, out))
+
+
+def _flush(window: list[_Step], info: DistInfo, log: MetricsLog | None, tracker: Tracker,
+           progress: Progress, result: PretrainResult) -> None:
+    """Move the window's numbers to the host (one sync), write the log, MLflow and progress line."""
+    if not window:
+        return
+    stacked = torch.stack([torch.stack([s.loss.float(), s.baseline.float()]) for s in window])  # W 2
+    stacked = mean_across_ranks(stacked, info).cpu()
+    norms = [None if s.grad_norm is None else float(s.grad_norm) for s in window]
+    records = []
+    for s, (loss, base), norm in zip(window, stacked.tolist(), norms):
+        rec = {"step": s.step, "loss": loss, "baseline": base, "lr": s.lr}
+        if norm is not None:
+            rec["grad_norm"] = norm
+        rec.update({f"masking/{k}": v for k, v in s.masking.items()})
+        records.append(rec)
+    result.losses += [r["loss"] for r in records]
+    result.baselines += [r["baseline"] for r in records]
+    if not info.is_main:
+        _check_finite(records)
+        return
+    log.write(records)
+    mean = {k: sum(r[k] for r in records if k in r) / sum(k in r for r in records)
+            for k in records[-1] if k != "step"}
+    line = progress.line(records[-1]["step"], mean["loss"], records[-1]["lr"], mean["baseline"])
+    logger.info(line)
+    mean["lr"] = records[-1]["lr"]
+    mean["loss_over_baseline"] = mean["loss"] / mean["baseline"] if mean["baseline"] > 0 else float("nan")
+    mean["volumes_per_s"] = progress.volumes_per_s
+    tracker.log_metrics({k: v for k, v in mean.items() if math.isfinite(v)}, records[-1]["step"])
+    _check_finite(records)
+
+
+def _check_finite(records: list[dict]) -> None:
+    for r in records:
+        if not math.isfinite(r["loss"]):
+            raise FloatingPointError(f"training diverged: loss is {r['loss']} at step {r['step']} "
+                                     "(lower train.lr, or keep train.grad_clip on)")
+
+
+@torch.no_grad()
+def _figure(out_dir: Path, step: int, model: nn.Module, last, samples: int, cfg: PretrainConfig) -> Path:
+    """Montage of the last micro-batch: input, mask, reconstruction with visible patches pasted."""
+    batch, ctx, mask, out = last
+    recon = model.reconstruct(out.pred.detach(), ctx.image, mask)
+    ids = batch.get("case_id")
+    return save_reconstruction_figure(
+        out_dir / "figures" / f"step_{step:07d}.png", ctx.image, recon, mask, ctx.valid,
+        cfg.model.patch_size, titles=list(ids) if ids is not None else None, max_samples=samples,
+        suptitle=f"step {step}  masking: {cfg.masking.strategy} ({cfg.masking.ratio:.0%})")
+
+
+def _cache_preprocess_config(cache_dir: str) -> dict | None:
+    p = Path(cache_dir) / "config.yaml"
+    return yaml.safe_load(p.read_text()) if p.is_file() else None
+
+
+def _make_tracker(cfg: PretrainConfig, info: DistInfo, state: dict | None) -> Tracker:
+    if not (info.is_main and cfg.tracking.enabled):
+        return Tracker()
+    return MlflowTracker(cfg.tracking, resume_run_id=state.get("mlflow_run_id") if state else None)
+
+
+def _start_tracking(tracker: Tracker, cfg: PretrainConfig, info: DistInfo, out_dir: Path, precision: str,
+                    schedule: WarmupCosine, volumes_per_step: int, start: int) -> None:
+    """Write OUT/config.yaml; queue the run's params, tags, config and data fingerprint."""
+    config_path = save_config(cfg, out_dir / "config.yaml")
+    params: dict[str, Any] = flatten(cfg)
+    params.update({"derived.effective_batch": volumes_per_step, "derived.peak_lr": schedule.peak_lr,
+                   "derived.world_size": info.world_size, "derived.precision": precision})
+    tags = run_tags(cfg.data.cache_dir, info.device, info.world_size,
+                    {"masking.strategy": cfg.masking.strategy, "out_dir": str(out_dir)})
+    if start:
+        tags["resumed_from_step"] = str(start)
+    tracker.start(params, tags)
+    tracker.log_artifact(config_path)
+    for name in ("fingerprint.json", "config.yaml"):
+        p = Path(cfg.data.cache_dir) / name
+        if p.is_file():
+            tracker.log_artifact(p, "data" if name == "fingerprint.json" else "data/preprocess")
+
+
+def _log_final(tracker: Tracker, cfg: PretrainConfig, model: nn.Module, result: PretrainResult) -> None:
+    """Queue the final checkpoint and the encoder model (saved locally first)."""
+    if cfg.tracking.log_checkpoint and result.checkpoint is not None:
+        tracker.log_artifact(result.checkpoint, "checkpoints")
+    if cfg.tracking.enabled and cfg.tracking.log_model:
+        from medmae.tracking.encoder_model import save_encoder_model
+
+        folder = save_encoder_model(model.encoder, result.out_dir / "mlflow_model", cfg.model.in_channels,
+                                    cfg.data.crop_size)
+        tracker.log_artifacts(folder, "encoder")
