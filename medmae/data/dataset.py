@@ -1,0 +1,135 @@
+"""A PyTorch dataset of random 3D crops cut from memory-mapped cached volumes.
+
+Item ``i`` is case ``i``: its ``crops_per_volume`` crops, read in one visit (each crop
+touches only the pages it covers; the maps are dropped afterwards, so memory does not grow
+with the number of cases). All randomness of an item comes from
+``numpy.random.default_rng([seed, epoch, position, i])``: the same (seed, epoch) gives the
+same crops whatever the number of workers or ranks, and a resumed run continues exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from monai.data import MetaTensor
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from medmae.data.augment import build_augment
+from medmae.data.cache import MAP_DTYPES, CachedCase
+from medmae.data.config import LoaderConfig
+from medmae.data.sampling import crop_starts, foreground_points, read_crop
+
+log = logging.getLogger(__name__)
+
+Key = int | tuple[int, int, int]
+"""A dataset key: a case index, or (epoch, position in the epoch, case index)."""
+
+
+def missing_fill(name: str) -> int:
+    """Value of a map that a case lacks: body 1 (all foreground, nothing known), others 0."""
+    return 1 if name == "body" else 0
+
+
+def case_geometry(cases: Sequence[CachedCase], names: Sequence[str]) -> tuple[list[tuple[int, ...]], list[set[str]]]:
+    """Image shapes (C, X, Y, Z) and the set of ``names`` each case has on disk."""
+    shapes, present = [], []
+    for c in cases:
+        shapes.append(tuple(int(n) for n in np.load(c.path / "image.npy", mmap_mode="r").shape))
+        present.append({n for n in names if c.has(n)})
+    channels = {s[0] for s in shapes}
+    if len(channels) > 1:
+        raise ValueError(f"cached cases have different channel counts {sorted(channels)}; "
+                         "a batch needs one (use one modality / contrast set per cache or split)")
+    return shapes, present
+
+
+def case_points(cases: Sequence[CachedCase], shapes: Sequence[tuple[int, ...]], present: Sequence[set[str]],
+                cfg: LoaderConfig, seed: int) -> list[np.ndarray]:
+    """Foreground crop centres per case, (N, 3) uint16 (empty without a body map)."""
+    out = []
+    bar = tqdm(list(zip(cases, shapes, present)), desc="foreground points", unit="case",
+               disable=len(cases) < 50, mininterval=2.0)
+    for c, shape, has in bar:
+        if "body" not in has or cfg.foreground_prob == 0:
+            out.append(np.zeros((0, 3), dtype=np.uint16))
+            continue
+        rng = np.random.default_rng([seed, zlib.crc32(c.case_id.encode())])
+        out.append(foreground_points(c.map("body"), cfg.crop_size, cfg.max_foreground_points, rng))
+    return out
+
+
+class CropDataset(Dataset):
+    """Random crops of cached cases; ``ds[key]`` -> list of ``crops_per_volume`` crop dicts.
+
+    Each crop: {"image": float32 (C, X, Y, Z), "body": uint8 (1, X, Y, Z), "<prior>": (1, X, Y, Z)
+    in the cache's dtype (label/anatomy int16, tissue uint8, supervoxels int32) for every
+    prior in ``cfg.priors``, "case_id": str}.
+    """
+
+    def __init__(self, cases: Sequence[CachedCase], cfg: LoaderConfig, seed: int = 0):
+        if not cases:
+            raise ValueError("no cached cases to load")
+        self.cfg = cfg
+        self.seed = int(seed)
+        self.paths = [Path(c.path) for c in cases]
+        self.case_ids = [c.case_id for c in cases]
+        self.maps = cfg.maps
+        self.shapes, self.present = case_geometry(cases, self.maps)
+        self.points = case_points(cases, self.shapes, self.present, cfg, self.seed)
+        self.augment = build_augment(cfg.augment, self.maps)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Epoch used for plain integer keys (e.g. under a DistributedSampler)."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, key: Key) -> list[dict[str, Any]]:
+        epoch, position, i = (self.epoch, int(key), int(key)) if np.isscalar(key) else map(int, key)
+        rng = np.random.default_rng([self.seed, epoch, position, i])
+        return self.crops(i, rng)
+
+    def crops(self, i: int, rng: np.random.Generator) -> list[dict[str, Any]]:
+        """The crops of case ``i`` with the draws of ``rng``."""
+        cfg, size = self.cfg, self.cfg.crop_size
+        starts = crop_starts(self.shapes[i][1:], size, cfg.crops_per_volume, self.points[i], cfg.foreground_prob, rng)
+        image = np.load(self.paths[i] / "image.npy", mmap_mode="r")
+        out = [{"image": torch.from_numpy(read_crop(image, s, size, cfg.pad_value))} for s in starts]
+        del image  # unmap: pages read so far are not kept in this process
+        for name in self.maps:
+            dtype = MAP_DTYPES[name]
+            if name in self.present[i]:
+                arr = np.load(self.paths[i] / f"{name}.npy", mmap_mode="r")
+            else:  # a constant volume, not allocated: fill inside the volume, 0 past it
+                arr = np.broadcast_to(np.array(missing_fill(name), dtype=dtype), self.shapes[i][1:])
+            crops = [read_crop(arr, s, size, 0)[None] for s in starts]
+            del arr
+            for d, c in zip(out, crops):
+                d[name] = torch.from_numpy(c)
+        if self.augment is not None:
+            self.augment.set_random_state(seed=int(rng.integers(0, 2**31 - 1)))
+            out = [_plain(self.augment(d)) for d in out]
+        for d in out:
+            d["case_id"] = self.case_ids[i]
+        return out
+
+
+def _plain(d: dict[str, Any]) -> dict[str, Any]:
+    """MONAI returns MetaTensors; the batch holds plain contiguous tensors."""
+    return {k: (v.as_tensor() if isinstance(v, MetaTensor) else v).contiguous() for k, v in d.items()}
+
+
+def collate_crops(items: Sequence[list[dict[str, Any]]]) -> dict[str, Any]:
+    """A list of per-volume crop lists -> one batch: tensors stacked (B, ...), "case_id" a list."""
+    crops = [c for item in items for c in item]
+    batch: dict[str, Any] = {k: torch.stack([c[k] for c in crops]) for k in crops[0] if k != "case_id"}
+    batch["case_id"] = [c["case_id"] for c in crops]
+    return batch
