@@ -11,7 +11,8 @@ Conventions (see ``medmae.tokens`` for token order):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import abc
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
@@ -50,12 +51,29 @@ class MaskContext:
     def device(self) -> torch.device:
         return self.valid.device
 
+    def select(self, index: torch.Tensor) -> "MaskContext":
+        """The sub-batch of samples ``index`` (1D long), every per-sample tensor sliced."""
+        return replace(
+            self,
+            image=self.image[index],
+            valid=self.valid[index],
+            body=self.body[index],
+            maps={k: v[index] for k, v in self.maps.items()},
+            token_scores=None if self.token_scores is None else self.token_scores[index],
+        )
 
-class MaskingStrategy(nn.Module):
+
+class MaskingStrategy(nn.Module, abc.ABC):
     """Base class: ``forward(ctx, step, generator) -> mask (B, N) bool``.
 
     An ``nn.Module`` so that strategies with state (an EMA, a generator network) move
     with ``.to(device)`` and save/restore through ``state_dict`` in checkpoints.
+
+    Engine protocol, per training step:
+      1. ``ctx = build_context(batch, ...)``;
+      2. if ``strategy.needs_scores``: ``ctx.token_scores = strategy.score_tokens(model, x, ctx.valid, g)``;
+      3. ``mask = strategy(ctx, step, g)``; the autoencoder trains on ``mask``;
+      4. ``metrics = strategy.update(ctx, mask, out.token_loss.detach(), step)`` on every rank.
     """
 
     needs_scores: bool = False
@@ -66,8 +84,9 @@ class MaskingStrategy(nn.Module):
             raise ValueError(f"masking ratio must be in (0, 1), got {ratio}")
         self.ratio = float(ratio)
 
+    @abc.abstractmethod
     def forward(self, ctx: MaskContext, step: int, generator: torch.Generator) -> torch.Tensor:
-        raise NotImplementedError  # abstract: every strategy implements it
+        """ctx for B samples, training step, seeded generator -> mask (B, N) bool."""
 
     def update(self, ctx: MaskContext, mask: torch.Tensor, token_loss: torch.Tensor, step: int) -> dict[str, float]:
         """Called after the autoencoder's step with the detached per-token loss (B, N).

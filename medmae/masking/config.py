@@ -1,18 +1,134 @@
-"""Masking config: which strategy (or mixture) hides which tokens."""
+"""Masking config: which strategy (or mixture) hides which tokens.
+
+One typed section per strategy family; ``strategy`` picks which one is used, and a
+mixture lists strategies with weights (each item may override its family's section).
+"""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from medmae.config.base import StrictModel
 
+StrategyName = Literal["random", "block", "anatomy", "loss_guided", "adversarial", "mixture"]
+
+
+class BlockConfig(StrictModel):
+    """Block (cube) masking: random blocks of tokens until the budget."""
+
+    min_edge: int = Field(1, ge=1)
+    """Smallest block edge, in tokens."""
+    max_edge: int = Field(3, ge=1)
+    """Largest block edge, in tokens."""
+    isotropic: bool = True
+    """Cubes (one edge for all axes); False draws each axis' edge independently."""
+
+    @model_validator(mode="after")
+    def _edges_ordered(self):
+        if self.min_edge > self.max_edge:
+            raise ValueError(f"min_edge ({self.min_edge}) must be <= max_edge ({self.max_edge})")
+        return self
+
+
+class AnatomyConfig(StrictModel):
+    """Anatomy-aware masking: hide whole units of a cached prior map."""
+
+    source: Literal["anatomy", "tissue", "supervoxels"] = "anatomy"
+    """Which prior map defines the units (must be listed in data.priors)."""
+    label_weights: dict[int, float] = {}
+    """Label -> sampling weight (> 0; default 1), e.g. {5: 2.0} hides label 5 more often."""
+    background_label: int | None = 0
+    """Tokens of this label are single-token units (None: it is a unit like any label)."""
+    symmetric: Literal["none", "mirror", "both"] = "none"
+    """Brains: "mirror" hides a unit while its left-right mirror stays visible; "both"
+    hides a unit together with its mirror (see docs/masking.md)."""
+
+    @field_validator("label_weights")
+    @classmethod
+    def _positive(cls, v: dict[int, float]) -> dict[int, float]:
+        bad = {k: w for k, w in v.items() if not w > 0}
+        if bad:
+            raise ValueError(f"label weights must be > 0, got {bad}")
+        return v
+
+
+class LossGuidedConfig(StrictModel):
+    """Loss-guided hard-patch masking (HPM) with an easy-to-hard schedule."""
+
+    alpha_start: float = Field(0.0, ge=0, le=1)
+    """Share of hidden tokens chosen by difficulty at step 0."""
+    alpha_end: float = Field(0.5, ge=0, le=1)
+    """Share reached at ``schedule_steps``."""
+    schedule: Literal["linear", "cosine"] = "linear"
+    schedule_steps: int | None = Field(None, ge=0)
+    """Steps of the ramp; None = the run's total training steps."""
+    ema_decay: float | None = Field(None, gt=0, lt=1)
+    """Score tokens with an EMA copy of the model (e.g. 0.999) instead of the model itself."""
+
+
+class AdversarialConfig(StrictModel):
+    """Adversarial masking: a mask generator trained by REINFORCE to maximise the loss."""
+
+    width: int = Field(16, ge=1)
+    """Channels of the generator network."""
+    depth: int = Field(2, ge=0)
+    """3x3x3 convolutions on the token grid after the strided stem."""
+    lr: float = Field(1e-3, gt=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    entropy_weight: float = Field(0.01, ge=0)
+    """Bonus on the policy's normalised entropy, against collapse onto a few tokens."""
+    baseline_decay: float = Field(0.9, ge=0, lt=1)
+    """Decay of the moving mean / variance that standardise the reward."""
+    warmup_steps: int = Field(0, ge=0)
+    """Share of randomly masked samples falls from 1 to ``min_random_fraction`` over these steps."""
+    min_random_fraction: float = Field(0.0, ge=0, le=1)
+    """Share of samples still masked at random after the warm-up."""
+    grad_clip: float | None = Field(1.0, gt=0)
+
+
+class MixtureItem(StrictModel):
+    """One strategy of a mixture, its weight, and optional overrides of its section."""
+
+    strategy: Literal["random", "block", "anatomy", "loss_guided", "adversarial"]
+    weight: float = Field(1.0, ge=0)
+    ratio: float | None = Field(None, gt=0, lt=1)
+    """None = masking.ratio."""
+    block: BlockConfig | None = None
+    anatomy: AnatomyConfig | None = None
+    loss_guided: LossGuidedConfig | None = None
+    adversarial: AdversarialConfig | None = None
+
+    @model_validator(mode="after")
+    def _own_section_only(self):
+        for name in ("block", "anatomy", "loss_guided", "adversarial"):
+            if getattr(self, name) is not None and name != self.strategy:
+                raise ValueError(f"mixture item of strategy {self.strategy!r} cannot set section {name!r}")
+        return self
+
 
 class MaskingConfig(StrictModel):
-    strategy: Literal["random", "block", "anatomy", "loss_guided", "adversarial", "mixture"] = "random"
+    strategy: StrategyName = "random"
     ratio: float = Field(0.75, gt=0, lt=1)
     foreground_only: bool = True
     """Tokens outside the body are neither visible nor predicted (and are dropped)."""
     foreground_min_fraction: float = Field(0.1, ge=0, le=1)
     """A token counts as body when at least this fraction of its voxels are body."""
+    foreground_min_tokens: int = Field(2, ge=2)
+    """A crop with fewer body tokens than this falls back to all tokens valid."""
+    block: BlockConfig = BlockConfig()
+    anatomy: AnatomyConfig = AnatomyConfig()
+    loss_guided: LossGuidedConfig = LossGuidedConfig()
+    adversarial: AdversarialConfig = AdversarialConfig()
+    mixture: list[MixtureItem] = []
+    """Used when strategy == "mixture"."""
+
+    @model_validator(mode="after")
+    def _mixture_listed(self):
+        if self.strategy == "mixture":
+            if not self.mixture:
+                raise ValueError("strategy 'mixture' needs a non-empty 'mixture' list")
+            if sum(item.weight for item in self.mixture) <= 0:
+                raise ValueError("mixture weights must have a positive sum")
+        return self

@@ -1,0 +1,72 @@
+"""Block (cube) masking: hide random cuboids of tokens until the budget is met."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import torch
+import torch.nn.functional as F
+
+from medmae.masking.base import MaskContext, MaskingStrategy
+from medmae.masking.select import topk_mask, with_ties_broken
+
+
+class BlockMasking(MaskingStrategy):
+    """Hide random blocks of tokens, one after another, until round(ratio * n_valid).
+
+    Each sample draws M blocks, centred on random valid tokens, with edges (in tokens)
+    uniform in [min_edge, max_edge] (the same on every axis when ``isotropic``, drawn per
+    axis otherwise). Block m has priority M - m; a token takes the highest priority of the
+    blocks covering it, so hiding by priority is "block 0, then what block 1 adds, ...".
+    The block that crosses the budget is cut at random tokens; if all blocks together
+    cover less than the budget, random uncovered tokens top it up. Vectorised: one
+    max-pool per block size paints every block of that size at once.
+    """
+
+    def __init__(self, ratio: float, min_edge: int = 1, max_edge: int = 3, isotropic: bool = True):
+        super().__init__(ratio)
+        if not 1 <= min_edge <= max_edge:
+            raise ValueError(f"block edges need 1 <= min_edge <= max_edge, got {min_edge}, {max_edge}")
+        self.min_edge, self.max_edge, self.isotropic = int(min_edge), int(max_edge), bool(isotropic)
+        edges = range(self.min_edge, self.max_edge + 1)
+        self.sizes = [(e, e, e) for e in edges] if isotropic else list(itertools.product(edges, repeat=3))
+
+    def num_blocks(self, num_tokens: int) -> int:
+        """Blocks drawn per sample: about three grid volumes of blocks, so that their union
+        nearly always exceeds the budget and top-up by single tokens is rare."""
+        mean_volume = sum(math.prod(s) for s in self.sizes) / len(self.sizes)
+        return math.ceil(3 * num_tokens / mean_volume) + 4
+
+    def forward(self, ctx: MaskContext, step: int, generator: torch.Generator) -> torch.Tensor:
+        """-> mask (B, N) bool."""
+        b, n, dev = ctx.batch_size, ctx.num_tokens, ctx.device
+        if b == 0:
+            return torch.zeros(0, n, dtype=torch.bool, device=dev)
+        m = self.num_blocks(n)
+        gdev = generator.device
+        centres = torch.multinomial(ctx.valid.float().to(gdev), m, replacement=True, generator=generator)
+        size_idx = torch.randint(len(self.sizes), (b, m), generator=generator, device=gdev)
+        centres, size_idx = centres.to(dev), size_idx.to(dev)
+        priority = self._paint(ctx.grid, centres, size_idx)
+        return topk_mask(with_ties_broken(priority, generator), ctx.valid, self.ratio)
+
+    def _paint(self, grid: tuple[int, int, int], centres: torch.Tensor, size_idx: torch.Tensor) -> torch.Tensor:
+        """centres (B, M) token index, size_idx (B, M) -> (B, N) float64 highest covering priority (0 = none)."""
+        b, m = centres.shape
+        dev = centres.device
+        g = torch.tensor(grid, device=dev)
+        sizes = torch.tensor(self.sizes, device=dev)
+        edges = sizes[size_idx]  # B M 3
+        cell = torch.stack([centres // (grid[1] * grid[2]), (centres // grid[2]) % grid[1], centres % grid[2]], -1)
+        corner = torch.minimum((cell - (edges - 1) // 2).clamp(min=0), (g - edges).clamp(min=0))
+        flat = (corner[..., 0] * grid[1] + corner[..., 1]) * grid[2] + corner[..., 2]
+        prio = (m - torch.arange(m, device=dev, dtype=torch.float64)).expand(b, m)
+        best = torch.zeros(b, grid[0] * grid[1] * grid[2], dtype=torch.float64, device=dev)
+        for s, (ex, ey, ez) in enumerate(self.sizes):
+            at_corner = torch.zeros_like(best).scatter_reduce_(
+                1, flat, torch.where(size_idx == s, prio, 0.0), reduce="amax")
+            vol = F.pad(at_corner.view(b, 1, *grid), (ez - 1, 0, ey - 1, 0, ex - 1, 0))
+            covered = F.max_pool3d(vol, kernel_size=(ex, ey, ez), stride=1)
+            best = torch.maximum(best, covered.reshape(b, -1))
+        return best
