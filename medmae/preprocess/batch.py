@@ -59,8 +59,10 @@ class BatchReport:
 
     def lines(self) -> list[str]:
         """Human-readable summary: counts, then one line per bad case."""
+        per_case = [d["seconds"] for d in self.done]
+        rate = f" ({sum(per_case) / len(per_case):.2f} s per processed case)" if per_case else ""
         out = [f"done {len(self.done)}, skipped {len(self.skipped)} (unchanged), bad {len(self.bad)} "
-               f"in {self.seconds:.1f} s -> {self.cache_dir}"]
+               f"in {self.seconds:.1f} s{rate} -> {self.cache_dir}"]
         out += [f"  bad {b['case_id']}: {b['path']}: {b['problem']}" for b in self.bad]
         return out
 
@@ -211,7 +213,5 @@ def preprocess_manifest(manifest_path: str | os.PathLike, cache_dir: str | os.Pa
             log.info("removed %d temporary folder(s) left by an interrupted run", n)
         report = run_cases(cases, cfg, cache, workers, progress)
         write_outputs(report, cfg)
-    done_s = [d["seconds"] for d in report.done]
-    log.info("preprocess: %s%s", report.lines()[0],
-             f"; {sum(done_s) / len(done_s):.2f} s per processed case" if done_s else "")
+    log.debug("preprocess: %s", report.lines()[0])
     return report

@@ -49,17 +49,41 @@ def read_map(path: str, ref: Volume, kind: str) -> Volume | None:
     return align_to(ref, vol, f"{kind} map")
 
 
-def _crop_map(vol: Volume | None, ref_affine: np.ndarray, dst_affine: np.ndarray,
-              dst_shape: tuple[int, int, int], start: np.ndarray, stop: np.ndarray) -> np.ndarray | None:
-    """Nearest-neighbour resample a map onto the resampled grid, then crop/pad with 0."""
+def _map_on_grid(vol: Volume | None, ref_affine: np.ndarray, affine: np.ndarray,
+                 shape: tuple[int, int, int]) -> np.ndarray | None:
+    """A label/anatomy map resampled (nearest) onto the cached grid; 0 outside the source."""
     if vol is None:
         return None
-    res = resample_to_grid(vol.array, ref_affine, dst_affine, dst_shape, order=0)
-    return take_window(np.rint(res).astype(np.int16), start, stop, fill=0)
+    return np.rint(resample_to_grid(vol.array, ref_affine, affine, shape, order=0)).astype(np.int16)
 
 
 def _basename(path: str) -> str:
     return Path(path).name if path else ""
+
+
+def resample_and_mask(raw: np.ndarray, ref: Volume, modality: str, cfg: PreprocessConfig
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(C, X, Y, Z) raw on ``ref``'s grid -> RAS image at ``cfg.spacing``, its affine, body mask.
+
+    Raises ScanError when no body is found.
+    """
+    image, affine = to_ras_spacing(raw, ref.affine, cfg.spacing)
+    body = body_mask(image, modality, cfg.spacing, cfg.body)
+    if not body.any():
+        raise ScanError(ref.path, "no body/foreground found (the image is empty or all background)")
+    return image, affine, body
+
+
+def crop_to_body(norm: np.ndarray, body: np.ndarray, floors: list[float], cfg: PreprocessConfig
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Crop (C, X, Y, Z) ``norm`` and ``body`` to the body box + margin, padded to min_shape.
+
+    Padding is each channel's ``floor`` (image) and 0 (body). Returns (image, body, start, stop).
+    """
+    margin = tuple(int(np.ceil(cfg.margin_mm / s)) for s in cfg.spacing)
+    start, stop = crop_window(body if cfg.crop_to_body else np.ones_like(body), margin, cfg.min_shape)
+    image = np.stack([take_window(ch, start, stop, fill=f) for ch, f in zip(norm, floors)])
+    return image, take_window(body, start, stop, fill=False), start, stop
 
 
 def preprocess_case(case: Case, cfg: PreprocessConfig, cache_dir: str | os.PathLike) -> dict:
@@ -72,47 +96,32 @@ def preprocess_case(case: Case, cfg: PreprocessConfig, cache_dir: str | os.PathL
     t0 = time.perf_counter()
     source_sha = case.sha256 or sha256_of(source_files(case))
     raw, ref = read_channels(case.image)
-    label = read_map(case.label, ref, "label")
-    anatomy = read_map(case.anatomy, ref, "anatomy")
-
-    image, affine = to_ras_spacing(raw, ref.affine, cfg.spacing)
-    grid = tuple(int(s) for s in image.shape[1:])
-    body = body_mask(image, case.modality, cfg.spacing, cfg.body)
-    if not body.any():
-        raise ScanError(ref.path, "no body/foreground found (the image is empty or all background)")
-    stats = intensity_stats(image, body)
-    norm, norm_params = normalise(image, body, case.modality, cfg.ct, cfg.mr)
-    del image
-
-    margin = tuple(int(np.ceil(cfg.margin_mm / s)) for s in cfg.spacing)
-    window_mask = body if cfg.crop_to_body else np.ones_like(body)
-    start, stop = crop_window(window_mask, margin, cfg.min_shape)
-    norm = np.stack([take_window(ch, start, stop, fill=p["floor"]) for ch, p in zip(norm, norm_params)])
-    body_c = take_window(body, start, stop, fill=False)
-    tissue, thresholds = tissue_classes(norm[0], body_c, cfg.priors.tissue_classes)
-    sv = supervoxels(norm, body_c, cfg.priors.supervoxels, cfg.priors.slic_compactness,
+    label, anatomy = read_map(case.label, ref, "label"), read_map(case.anatomy, ref, "anatomy")
+    resampled, res_affine, res_body = resample_and_mask(raw, ref, case.modality, cfg)
+    stats = intensity_stats(resampled, res_body)
+    norm, norm_params = normalise(resampled, res_body, case.modality, cfg.ct, cfg.mr)
+    image, body, start, stop = crop_to_body(norm, res_body, [p["floor"] for p in norm_params], cfg)
+    affine = shift_affine(res_affine, start)
+    tissue, thresholds = tissue_classes(image[0], body, cfg.priors.tissue_classes)
+    sv = supervoxels(image, body, cfg.priors.supervoxels, cfg.priors.slic_compactness,
                      cfg.priors.slic_downsample)
-    maps = {
-        "body": body_c, "tissue": tissue, "supervoxels": sv,
-        "label": _crop_map(label, ref.affine, affine, grid, start, stop),
-        "anatomy": _crop_map(anatomy, ref.affine, affine, grid, start, stop),
-    }
+    maps = {"body": body, "tissue": tissue, "supervoxels": sv,
+            "label": _map_on_grid(label, ref.affine, affine, body.shape),
+            "anatomy": _map_on_grid(anatomy, ref.affine, affine, body.shape)}
     meta = {
         "case_id": case.case_id, "modality": case.modality, "sequence": case.sequence,
         "channels": [_basename(p) for p in case.image],
         "label": _basename(case.label), "anatomy": _basename(case.anatomy),
-        "orientation": "RAS", "affine": shift_affine(affine, start), "shape": list(norm.shape),
-        "spacing": list(cfg.spacing),
+        "orientation": "RAS", "affine": affine, "shape": list(image.shape), "spacing": list(cfg.spacing),
         "source_affine": ref.affine, "source_shape": list(ref.shape), "source_spacing": list(ref.spacing),
-        "resampled_affine": affine, "resampled_shape": list(grid),
+        "resampled_affine": res_affine, "resampled_shape": list(res_body.shape),
         "crop_box": {"start": start.tolist(), "stop": stop.tolist()},
         "normalisation": norm_params, "intensity": stats,
-        "body_voxels": int(body_c.sum()), "tissue_thresholds": thresholds,
-        "supervoxel_count": int(sv.max()),
+        "body_voxels": int(body.sum()), "tissue_thresholds": thresholds, "supervoxel_count": int(sv.max()),
         "source_sha256": source_sha, "config_hash": config_hash(cfg),
         "pipeline_version": PIPELINE_VERSION, "medmae_version": __version__,
     }
-    write_case(cache_dir, case.case_id, norm, maps, meta)
+    write_case(cache_dir, case.case_id, image, maps, meta)
     return summary_from_meta(meta, case, seconds=time.perf_counter() - t0)
 
 
