@@ -9,14 +9,15 @@ same crops whatever the number of workers or ranks, and a resumed run continues 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import zlib
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
-from monai.data import MetaTensor
+from monai.data import MetaTensor, get_track_meta, set_track_meta
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
@@ -115,11 +116,24 @@ class CropDataset(Dataset):
             for d, c in zip(out, crops):
                 d[name] = torch.from_numpy(c)
         if self.augment is not None:
-            self.augment.set_random_state(seed=int(rng.integers(0, 2**31 - 1)))
-            out = [_plain(self.augment(d)) for d in out]
+            # one fast-seeded RandomState shared by the transforms; no MetaTensor bookkeeping
+            self.augment.set_random_state(state=np.random.RandomState(np.random.PCG64(int(rng.integers(2**63)))))
+            with _no_meta():
+                out = [_plain(self.augment(d)) for d in out]
         for d in out:
             d["case_id"] = self.case_ids[i]
         return out
+
+
+@contextlib.contextmanager
+def _no_meta() -> Iterator[None]:
+    """MONAI transforms on plain tensors, without MetaTensor tracking (about 2x faster)."""
+    before = get_track_meta()
+    set_track_meta(False)
+    try:
+        yield
+    finally:
+        set_track_meta(before)
 
 
 def _plain(d: dict[str, Any]) -> dict[str, Any]:
