@@ -76,8 +76,10 @@ class AdversarialMasking(MaskingStrategy):
         return ramp(step, 1.0, self.min_random_fraction, self.warmup_steps, "linear")
 
     def logits(self, image: torch.Tensor) -> torch.Tensor:
-        """(B, C, X, Y, Z) -> (B, N) generator logits (float32)."""
-        return self.net(image.to(self.net.head.weight.dtype))
+        """(B, C, X, Y, Z) -> (B, N) generator logits, in float32 even under autocast, so that
+        sampling (in ``forward``) and training (in ``update``) see the same policy."""
+        with torch.autocast(image.device.type, enabled=False):
+            return self.net(image.to(self.net.head.weight.dtype))
 
     def forward(self, ctx: MaskContext, step: int, generator: torch.Generator) -> torch.Tensor:
         """-> mask (B, N) bool: a Gumbel-top-k draw, or a random mask for warm-up samples."""

@@ -53,13 +53,16 @@ class MaskContext:
 
     def select(self, index: torch.Tensor) -> "MaskContext":
         """The sub-batch of samples ``index`` (1D long), every per-sample tensor sliced."""
+        def pick(t: torch.Tensor) -> torch.Tensor:
+            return t.index_select(0, index)
+
         return replace(
             self,
-            image=self.image[index],
-            valid=self.valid[index],
-            body=self.body[index],
-            maps={k: v[index] for k, v in self.maps.items()},
-            token_scores=None if self.token_scores is None else self.token_scores[index],
+            image=pick(self.image),
+            valid=pick(self.valid),
+            body=pick(self.body),
+            maps={k: pick(v) for k, v in self.maps.items()},
+            token_scores=None if self.token_scores is None else pick(self.token_scores),
         )
 
 

@@ -21,7 +21,7 @@ class BlockMasking(MaskingStrategy):
     blocks covering it, so hiding by priority is "block 0, then what block 1 adds, ...".
     The block that crosses the budget is cut at random tokens; if all blocks together
     cover less than the budget, random uncovered tokens top it up. Vectorised: one
-    max-pool per block size paints every block of that size at once.
+    separable box maximum per block size paints every block of that size at once.
     """
 
     def __init__(self, ratio: float, min_edge: int = 1, max_edge: int = 3, isotropic: bool = True):
@@ -66,7 +66,27 @@ class BlockMasking(MaskingStrategy):
         for s, (ex, ey, ez) in enumerate(self.sizes):
             at_corner = torch.zeros_like(best).scatter_reduce_(
                 1, flat, torch.where(size_idx == s, prio, 0.0), reduce="amax")
-            vol = F.pad(at_corner.view(b, 1, *grid), (ez - 1, 0, ey - 1, 0, ex - 1, 0))
-            covered = F.max_pool3d(vol, kernel_size=(ex, ey, ez), stride=1)
+            covered = trailing_box_max(at_corner.view(b, *grid), (ex, ey, ez))
             best = torch.maximum(best, covered.reshape(b, -1))
         return best
+
+
+def trailing_box_max(vol: torch.Tensor, edges: tuple[int, int, int]) -> torch.Tensor:
+    """(B, gx, gy, gz) -> same shape: out[i, j, k] = max of vol over the box of ``edges``
+    ending at (i, j, k), i.e. cells (i - ex + 1 .. i, ...); cells outside count as 0.
+
+    Separable: per axis, the maximum of ``edge`` shifted copies (much faster than
+    ``max_pool3d`` on CPU for these small grids, and exact).
+    """
+    for axis, e in zip((1, 2, 3), edges):
+        if e == 1:
+            continue
+        n = vol.shape[axis]
+        pad = [0] * 6
+        pad[2 * (3 - axis)] = e - 1
+        padded = F.pad(vol, pad)
+        out = padded.narrow(axis, e - 1, n)
+        for shift in range(1, e):
+            out = torch.maximum(out, padded.narrow(axis, e - 1 - shift, n))
+        vol = out
+    return vol

@@ -29,10 +29,11 @@ def stage_strides(patch_size: Sequence[int]) -> list[tuple[int, int, int]]:
 class MaskGenerator(nn.Module):
     """(B, C, X, Y, Z) crop -> (B, N) logits on the token grid (token order of ``medmae.tokens``).
 
-    Strided non-overlapping Conv3d stages (kernel = stride) take the crop down to the
-    token grid; normalised grid coordinates are appended (so the policy can also learn
-    where hard regions lie); ``depth`` 3x3x3 convolutions mix neighbouring tokens; a 1x1x1
-    head (no bias) gives the logits. The head starts at zero: the initial policy is
+    Strided non-overlapping Conv3d stages (kernel = stride), with channels doubling up to
+    ``width`` as the resolution halves, take the crop down to the token grid; normalised
+    grid coordinates are appended (so the policy can also learn where hard regions lie);
+    ``depth`` 3x3x3 convolutions mix neighbouring tokens; a 1x1x1 head (no bias) gives the
+    logits. The head starts at zero: the initial policy is
     uniform, i.e. random masking.
     """
 
@@ -40,11 +41,13 @@ class MaskGenerator(nn.Module):
         super().__init__()
         if in_channels < 1 or width < 1 or depth < 0:
             raise ValueError(f"need in_channels >= 1, width >= 1, depth >= 0; got {in_channels}, {width}, {depth}")
+        strides = stage_strides(patch_size)
         layers: list[nn.Module] = []
         ch = in_channels
-        for stride in stage_strides(patch_size):
-            layers += [nn.Conv3d(ch, width, kernel_size=stride, stride=stride), nn.GroupNorm(1, width), nn.GELU()]
-            ch = width
+        for i, stride in enumerate(strides):
+            out = max(min(width, 4), width >> (len(strides) - 1 - i))  # narrow at full resolution
+            layers += [nn.Conv3d(ch, out, kernel_size=stride, stride=stride), nn.GroupNorm(1, out), nn.GELU()]
+            ch = out
         self.down = nn.Sequential(*layers)
         mix: list[nn.Module] = []
         for i in range(depth):

@@ -42,7 +42,9 @@ def test_whole_units_hidden(source, background, ratio):
     for _ in range(10):
         states = unit_states(strategy(ctx, 0, g), ctx.valid, ctx.maps[source], background)
         assert max(p for _, p, _ in states) <= 1, "more than one partially hidden unit in a sample"
-        full, part, none = full + sum(s[0] for s in states), part + sum(s[1] for s in states), none + sum(s[2] for s in states)
+        full += sum(s[0] for s in states)
+        part += sum(s[1] for s in states)
+        none += sum(s[2] for s in states)
     assert full > 0 and none > 0
     if source != "tissue":  # tissue has only 2 classes here; boxes give ~10-27 units per sample
         assert (full + none) / (full + part + none) > 0.85

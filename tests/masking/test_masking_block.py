@@ -57,3 +57,12 @@ def test_anisotropic_sizes_listed():
     s = BlockMasking(0.5, 1, 2, isotropic=False)
     assert len(s.sizes) == 8 and (1, 2, 1) in s.sizes
     assert BlockMasking(0.5, 2, 4).sizes == [(2, 2, 2), (3, 3, 3), (4, 4, 4)]
+
+
+def test_trailing_box_max_matches_max_pool():
+    from medmae.masking.block import trailing_box_max
+
+    v = torch.rand(3, 5, 6, 7, dtype=torch.float64, generator=seeded(0))
+    for e in [(1, 1, 1), (2, 3, 1), (3, 3, 3), (8, 2, 5)]:
+        padded = F.pad(v[:, None], (e[2] - 1, 0, e[1] - 1, 0, e[0] - 1, 0))
+        assert torch.equal(trailing_box_max(v, e), F.max_pool3d(padded, e, 1)[:, 0]), e
