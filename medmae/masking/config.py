@@ -37,8 +37,8 @@ class AnatomyConfig(StrictModel):
 
     source: Literal["anatomy", "tissue", "supervoxels"] = "anatomy"
     """Which prior map defines the units (must be listed in data.priors)."""
-    label_weights: dict[int, float] = {}
-    """Label -> sampling weight (> 0; default 1), e.g. {5: 2.0} hides label 5 more often."""
+    label_weights: dict[int, float] | None = None
+    """Label -> sampling weight (> 0; unlisted labels 1), e.g. {5: 2.0} hides label 5 more often."""
     background_label: int | None = 0
     """Tokens of this label are single-token units (None: it is a unit like any label)."""
     symmetric: Literal["none", "mirror", "both"] = "none"
@@ -47,8 +47,8 @@ class AnatomyConfig(StrictModel):
 
     @field_validator("label_weights")
     @classmethod
-    def _positive(cls, v: dict[int, float]) -> dict[int, float]:
-        bad = {k: w for k, w in v.items() if not w > 0}
+    def _positive(cls, v: dict[int, float] | None) -> dict[int, float] | None:
+        bad = {k: w for k, w in (v or {}).items() if not w > 0}
         if bad:
             raise ValueError(f"label weights must be > 0, got {bad}")
         return v
