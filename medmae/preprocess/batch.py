@@ -105,7 +105,8 @@ def _init_worker(threads: int) -> None:
 def _run_parallel(cases: list[Case], cfg: PreprocessConfig, cache: Path,
                   workers: int) -> Iterator[tuple[str, dict]]:
     """Yield process_one results as spawned worker processes finish them."""
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = max(1, cpus // workers)
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_init_worker, initargs=(threads,))
     try:
@@ -117,8 +118,10 @@ def _run_parallel(cases: list[Case], cfg: PreprocessConfig, cache: Path,
                 c = futures[fut]
                 yield "bad", {"case_id": c.case_id, "path": c.image[0],
                               "problem": "worker process died (out of memory or killed)"}
-    finally:
+    except BaseException:  # Ctrl-C or the consumer stopped: drop queued cases, don't wait
         pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 def run_cases(cases: list[Case], cfg: PreprocessConfig, cache: Path, workers: int,
