@@ -32,6 +32,8 @@ MAX_KEY = 250  # MLflow's limit on a param / tag / metric key
 MAX_TAG_VALUE = 8000
 PARAMS_PER_BATCH = 100
 METRICS_PER_BATCH = 1000
+HTTP_ENV = ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "MLFLOW_HTTP_REQUEST_TIMEOUT")
+_USER_HTTP_ENV = {k for k in HTTP_ENV if k in os.environ}  # set by the user, before any tracker
 
 
 def resolve_tracking_uri(configured: str | None, root: str | os.PathLike | None = None) -> str:
@@ -210,10 +212,13 @@ class MlflowTracker(Tracker):
             db.parent.mkdir(parents=True, exist_ok=True)
         elif self.uri.startswith(("http://", "https://")):
             # MLflow's defaults (7 retries, exponential back-off, 120 s) hold one call for
-            # minutes; a user's own environment settings win.
-            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(self.cfg.http_retries))
-            os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
-            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(self.cfg.http_timeout_s)))
+            # minutes; variables the user set before medmae was imported win.
+            ours = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(self.cfg.http_retries),
+                    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                    "MLFLOW_HTTP_REQUEST_TIMEOUT": str(max(1, round(self.cfg.http_timeout_s)))}
+            for key, value in ours.items():
+                if key not in _USER_HTTP_ENV:
+                    os.environ[key] = value
 
     def _work(self) -> None:
         client = None

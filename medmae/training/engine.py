@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,13 +39,14 @@ from medmae.tracking.mlflow_run import MlflowTracker, Tracker
 from medmae.tracking.provenance import run_tags
 from medmae.training.baseline import mean_baseline
 from medmae.training.checkpoint import CheckpointDir, load_checkpoint
-from medmae.training.distributed import DistInfo, init_distributed, mean_across_ranks, shutdown, wrap_ddp
+from medmae.training.distributed import DistInfo, init_distributed, shutdown, wrap_ddp
 from medmae.training.optim import build_optimizer
 from medmae.training.precision import autocast, grad_scaler, resolve_precision
 from medmae.training.progress import Progress
 from medmae.training.rng import seed_everything
 from medmae.training.schedule import WarmupCosine, scaled_lr
 from medmae.training.state import TrainParts
+from medmae.training.steplog import StepLog, StepNumbers
 
 logger = logging.getLogger(__name__)
 
@@ -68,18 +68,9 @@ class PretrainResult:
     run_id: str | None = None
     tracking_ok: bool = True
     model: nn.Module | None = None
-
-
-@dataclass
-class _Step:
-    """One optimizer step's outputs, kept on the device until the next log flush."""
-
-    step: int
-    lr: float
-    loss: torch.Tensor
-    baseline: torch.Tensor
-    grad_norm: torch.Tensor | None
-    masking: dict[str, float]
+    """The trained MaskedAutoencoder3D (plain module)."""
+    masking: nn.Module | None = None
+    """The masking strategy, with its learned state (adversarial generator, EMA teacher)."""
 
 
 def pretrain(cfg: PretrainConfig, tracker: Tracker | None = None) -> PretrainResult:
@@ -135,27 +126,26 @@ def _pretrain(cfg: PretrainConfig, info: DistInfo, tracker: Tracker | None) -> P
     if info.is_main:
         log.truncate_after(start)
         _start_tracking(tracker, cfg, info, out_dir, precision, schedule, volumes_per_step, start)
-    result = PretrainResult(out_dir=out_dir, steps=start, start_step=start, tracking_uri=tracker.uri, model=model)
+    result = PretrainResult(out_dir=out_dir, steps=start, start_step=start, tracking_uri=tracker.uri, model=model,
+                            masking=strategy)
 
-    progress = Progress(t.steps, start, volumes_per_step)
-    window: list[_Step] = []
+    steplog = StepLog(info, log, tracker, Progress(t.steps, start, volumes_per_step))
     status = "FAILED"
     try:
         train_model.train()
-        last = None
         for step in range(start, t.steps):
             lr = schedule.apply(parts.optimizer, step)
             loss, baseline, grad_norm, masking, last = _train_step(cfg, parts, train_model, info, precision, step)
             done = step + 1
-            window.append(_Step(done, lr, loss, baseline, grad_norm, masking))
+            steplog.add(StepNumbers(done, lr, loss, baseline, grad_norm, masking))
             checkpoint_now = done % t.checkpoint_every == 0 or done == t.steps
-            if done % t.log_every == 0 or checkpoint_now:
-                _flush(window, info, log, tracker, progress, result)
-                window = []
+            if done % t.log_every == 0 or done == t.steps:
+                steplog.report()
             if info.is_main and (done % t.figure_every == 0 or done == t.steps):
                 result.figures.append(_figure(out_dir, done, model, last, t.figure_samples, cfg))
                 tracker.log_artifact(result.figures[-1], "figures")
             if checkpoint_now:
+                steplog.sync()  # the local log reaches the checkpoint's step before it is written
                 ck = parts.checkpoint(done, info, cfg.model_dump(mode="json"), preprocess, tracker.run_id)
                 if ck is not None:
                     result.checkpoint = ckpts.save(done, ck)
@@ -169,6 +159,7 @@ def _pretrain(cfg: PretrainConfig, info: DistInfo, tracker: Tracker | None) -> P
         status = "KILLED"
         raise
     finally:
+        result.losses, result.baselines = steplog.losses, steplog.baselines
         if log is not None:
             log.close()
         result.tracking_ok = tracker.finish(status)
@@ -218,45 +209,6 @@ def _train_step(cfg: PretrainConfig, parts: TrainParts, train_model: nn.Module, 
     mean_metrics = {k: sum(float(d[k]) for d in metrics if k in d) / sum(k in d for d in metrics) for k in keys}
     return (torch.stack(losses).mean(), torch.stack(baselines).mean(), grad_norm, mean_metrics,
             (batch, ctx, mask, out))
-
-
-def _flush(window: list[_Step], info: DistInfo, log: MetricsLog | None, tracker: Tracker,
-           progress: Progress, result: PretrainResult) -> None:
-    """Move the window's numbers to the host (one sync), write the log, MLflow and progress line."""
-    if not window:
-        return
-    stacked = torch.stack([torch.stack([s.loss.float(), s.baseline.float()]) for s in window])  # W 2
-    stacked = mean_across_ranks(stacked, info).cpu()
-    norms = [None if s.grad_norm is None else float(s.grad_norm) for s in window]
-    records = []
-    for s, (loss, base), norm in zip(window, stacked.tolist(), norms):
-        rec = {"step": s.step, "loss": loss, "baseline": base, "lr": s.lr}
-        if norm is not None:
-            rec["grad_norm"] = norm
-        rec.update({f"masking/{k}": v for k, v in s.masking.items()})
-        records.append(rec)
-    result.losses += [r["loss"] for r in records]
-    result.baselines += [r["baseline"] for r in records]
-    if not info.is_main:
-        _check_finite(records)
-        return
-    log.write(records)
-    mean = {k: sum(r[k] for r in records if k in r) / sum(k in r for r in records)
-            for k in records[-1] if k != "step"}
-    line = progress.line(records[-1]["step"], mean["loss"], records[-1]["lr"], mean["baseline"])
-    logger.info(line)
-    mean["lr"] = records[-1]["lr"]
-    mean["loss_over_baseline"] = mean["loss"] / mean["baseline"] if mean["baseline"] > 0 else float("nan")
-    mean["volumes_per_s"] = progress.volumes_per_s
-    tracker.log_metrics({k: v for k, v in mean.items() if math.isfinite(v)}, records[-1]["step"])
-    _check_finite(records)
-
-
-def _check_finite(records: list[dict]) -> None:
-    for r in records:
-        if not math.isfinite(r["loss"]):
-            raise FloatingPointError(f"training diverged: loss is {r['loss']} at step {r['step']} "
-                                     "(lower train.lr, or keep train.grad_clip on)")
 
 
 @torch.no_grad()

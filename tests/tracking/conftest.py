@@ -11,3 +11,13 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def _restore_mlflow_http_env(monkeypatch):
+    """A tracker sets MLflow's HTTP retry variables for the process; undo it after each test."""
+    from medmae.tracking.mlflow_run import HTTP_ENV
+
+    for key in HTTP_ENV:
+        monkeypatch.setenv(key, "")  # records the value before the test (or its absence) ...
+        monkeypatch.delenv(key)  # ... and leaves the test a clean slate

@@ -1,0 +1,88 @@
+"""Per-step numbers: kept on the device between syncs, then logged.
+
+Each optimizer step adds its loss and predict-the-mean baseline as 0-dim device tensors
+(no host sync per step). :meth:`StepLog.sync` averages them over ranks in one all-reduce,
+writes one record per step to ``metrics.jsonl`` (rank 0) and raises if the loss diverged;
+:meth:`StepLog.report` prints the progress line and sends the means since the previous
+report to the tracker.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from medmae.tracking.metrics_log import MetricsLog
+from medmae.tracking.mlflow_run import Tracker
+from medmae.training.distributed import DistInfo, mean_across_ranks
+from medmae.training.progress import Progress
+
+logger = logging.getLogger("medmae.training.engine")
+
+
+@dataclass
+class StepNumbers:
+    """One optimizer step's outputs (``step`` = steps done, 1-based)."""
+
+    step: int
+    lr: float
+    loss: torch.Tensor
+    baseline: torch.Tensor
+    grad_norm: torch.Tensor | None
+    masking: dict[str, float]
+
+
+class StepLog:
+    """See the module docstring; ``log`` is None on ranks other than 0."""
+
+    def __init__(self, info: DistInfo, log: MetricsLog | None, tracker: Tracker, progress: Progress):
+        self.info, self.log, self.tracker, self.progress = info, log, tracker, progress
+        self._window: list[StepNumbers] = []
+        self._unreported: list[dict[str, Any]] = []
+        self.losses: list[float] = []
+        self.baselines: list[float] = []
+
+    def add(self, numbers: StepNumbers) -> None:
+        self._window.append(numbers)
+
+    def sync(self) -> None:
+        """Steps added since the last sync -> host records (every rank must call it)."""
+        if not self._window:
+            return
+        pairs = torch.stack([torch.stack([s.loss.float(), s.baseline.float()]) for s in self._window])  # W 2
+        pairs = mean_across_ranks(pairs, self.info).cpu().tolist()
+        records = []
+        for s, (loss, base) in zip(self._window, pairs):
+            rec = {"step": s.step, "loss": loss, "baseline": base, "lr": s.lr}
+            if s.grad_norm is not None:
+                rec["grad_norm"] = float(s.grad_norm)
+            rec.update({f"masking/{k}": v for k, v in s.masking.items()})
+            records.append(rec)
+        self._window = []
+        self.losses += [r["loss"] for r in records]
+        self.baselines += [r["baseline"] for r in records]
+        if self.log is not None:
+            self.log.write(records)
+            self._unreported += records
+        for r in records:
+            if not math.isfinite(r["loss"]):
+                raise FloatingPointError(f"training diverged: loss is {r['loss']} at step {r['step']} "
+                                         "(lower train.lr, or keep train.grad_clip on)")
+
+    def report(self) -> None:
+        """Progress line and tracker metrics: means over the steps since the last report (rank 0)."""
+        self.sync()
+        records, self._unreported = self._unreported, []
+        if not records:
+            return
+        last = records[-1]
+        mean = {k: sum(r[k] for r in records if k in r) / sum(k in r for r in records) for k in last if k != "step"}
+        logger.info(self.progress.line(last["step"], mean["loss"], last["lr"], mean["baseline"]))
+        mean["lr"] = last["lr"]
+        mean["loss_over_baseline"] = mean["loss"] / mean["baseline"] if mean["baseline"] > 0 else float("nan")
+        mean["volumes_per_s"] = self.progress.volumes_per_s
+        self.tracker.log_metrics({k: v for k, v in mean.items() if math.isfinite(v)}, last["step"])

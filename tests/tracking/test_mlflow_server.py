@@ -1,0 +1,157 @@
+"""Pretraining against a real `mlflow server` on loopback: what is logged reads back through
+MlflowClient; when the server dies mid-run, training finishes, warns, and the local log is whole."""
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
+from training_helpers import make_phantom_cache, tiny_config  # noqa: E402
+
+from medmae.tracking.metrics_log import read_metrics  # noqa: E402
+from medmae.tracking.provenance import git_commit  # noqa: E402
+from medmae.training import engine  # noqa: E402
+from medmae.training.engine import pretrain  # noqa: E402
+
+START_TIMEOUT_S = 120
+
+
+class Server:
+    """An `mlflow server` in its own process group, killed (whole group) by :meth:`kill`."""
+
+    def __init__(self, root: Path):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.log = root / "server.log"
+        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        env.pop("MLFLOW_TRACKING_URI", None)
+        with open(self.log, "w") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
+                 "--workers", "1", "--backend-store-uri", f"sqlite:///{root / 'server.db'}",
+                 "--artifacts-destination", str(root / "artifacts")],
+                stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+    def wait_healthy(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"mlflow server exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.5)
+        self.kill()
+        pytest.fail(f"mlflow server not healthy after {START_TIMEOUT_S} s:\n{self.log.read_text()[-3000:]}")
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    srv = Server(tmp_path_factory.mktemp("mlflow_server"))
+    try:
+        srv.wait_healthy()
+        yield srv
+    finally:
+        srv.kill()
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return make_phantom_cache(tmp_path_factory.mktemp("cache"), n=3, shape=(40, 40, 40))
+
+
+def _cfg(cache, out, uri, *extra):
+    return tiny_config(cache, out, "train.steps=6", "train.warmup_steps=1", "train.log_every=2",
+                       "train.figure_every=3", "train.checkpoint_every=3", "train.lr=0.05", "data.batch_size=2",
+                       f"tracking.tracking_uri={uri}", "tracking.experiment=server-test",
+                       "tracking.system_metrics=true", "tracking.system_metrics_interval_s=1", *extra)
+
+
+def test_run_reads_back_through_the_server(server, cache, tmp_path):
+    import mlflow.pytorch
+    from mlflow.tracking import MlflowClient
+
+    result = pretrain(_cfg(cache, tmp_path / "run", server.uri))
+    assert result.tracking_ok and result.run_id
+    client = MlflowClient(server.uri)
+    run = client.get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+
+    params = run.data.params
+    assert params["train.steps"] == "6" and params["model.patch_size"] == "[8, 8, 8]"
+    assert params["derived.effective_batch"] == "2" and params["derived.precision"] == "fp32"
+    tags = run.data.tags
+    assert tags["masking.strategy"] == "random" and tags["version.torch"] == torch.__version__
+    assert tags["device"].startswith("cpu") and len(tags["data.cache_digest"]) == 64
+    package_dir = Path(engine.__file__).parents[1]
+    if git_commit(package_dir) is not None:  # a checkout (others may commit meanwhile: HEAD or before)
+        logged = tags["mlflow.source.git.commit"]
+        assert subprocess.run(["git", "-C", str(package_dir), "merge-base", "--is-ancestor", logged, "HEAD"]).returncode == 0
+
+    local = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    history = client.get_metric_history(result.run_id, "loss")
+    assert [m.step for m in history] == [2, 4, 6]
+    for m in history:
+        pair = [r["loss"] for r in local if m.step - 2 < r["step"] <= m.step]
+        assert m.value == pytest.approx(sum(pair) / 2, rel=1e-6)
+    assert {"baseline", "lr", "loss_over_baseline", "volumes_per_s", "grad_norm"} <= set(run.data.metrics)
+    assert any(k.startswith("system/") for k in run.data.metrics), sorted(run.data.metrics)
+
+    def listing(path=None):
+        return {a.path for a in client.list_artifacts(result.run_id, path)}
+
+    assert {"config.yaml", "data", "figures", "checkpoints", "encoder"} <= listing()
+    assert listing("figures") == {"figures/step_0000003.png", "figures/step_0000006.png"}
+    assert listing("checkpoints") == {"checkpoints/step_0000006.pt"}
+    assert {"data/fingerprint.json", "data/preprocess"} <= listing("data")
+    assert "encoder/MLmodel" in listing("encoder")
+
+    local_copy = client.download_artifacts(result.run_id, "encoder", str(tmp_path))
+    encoder = mlflow.pytorch.load_model(local_copy)  # the pt2 export: no unpickling
+    x = torch.randn(3, 1, 32, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(encoder(x), result.model.encoder.eval()(x), atol=1e-5)
+
+
+def test_server_dying_mid_run_does_not_stop_training(server, cache, tmp_path, monkeypatch, caplog):
+    real_step = engine._train_step
+
+    def kill_at_step_3(cfg, parts, model, info, precision, step):
+        if step == 3:
+            server.kill()
+        return real_step(cfg, parts, model, info, precision, step)
+
+    monkeypatch.setattr(engine, "_train_step", kill_at_step_3)
+    caplog.set_level(logging.WARNING, logger="medmae.tracking.mlflow_run")
+    t0 = time.monotonic()
+    result = pretrain(_cfg(cache, tmp_path / "run", server.uri, "train.steps=8", "tracking.retry_every_s=1",
+                           "tracking.finish_timeout_s=3", "tracking.http_retries=0"))
+    assert time.monotonic() - t0 < 90
+    assert result.steps == 8 and not result.tracking_ok
+    records = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    assert [r["step"] for r in records] == list(range(1, 9))
+    assert result.checkpoint == tmp_path / "run" / "checkpoints" / "step_0000008.pt"
+    assert (tmp_path / "run" / "figures" / "step_0000006.png").is_file()
+    ours = [r.getMessage() for r in caplog.records if r.name == "medmae.tracking.mlflow_run"]
+    failed = [m for m in ours if m.startswith("MLflow call")]
+    assert len(failed) == 1, ours  # warned once, with the reason ...
+    assert "Connection refused" in failed[0] or "Max retries" in failed[0]
+    assert any("could not be sent" in m for m in ours)  # ... and said what was left unsent

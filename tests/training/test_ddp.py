@@ -1,0 +1,80 @@
+"""Two CPU ranks (gloo) through the real engine: same parameters, only rank 0 writes."""
+
+import math
+import os
+import socket
+import time
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from medmae.training.checkpoint import load_checkpoint
+from training_helpers import make_phantom_cache, tiny_config
+
+WORLD = 2
+STEPS = 4
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rank_main(rank: int, port: int, root: str, cache: str) -> None:
+    """One rank: torchrun's environment, its own working directory, the engine."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank))
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    cwd = os.path.join(root, f"cwd{rank}")
+    os.makedirs(cwd, exist_ok=True)
+    os.chdir(cwd)  # relative out_dir and the default ./mlruns land in this rank's own folder
+    torch.set_num_threads(1)
+    from medmae.training.engine import pretrain
+
+    cfg = tiny_config(cache, "run", f"train.steps={STEPS}", "train.warmup_steps=1", "train.checkpoint_every=2",
+                      "train.log_every=2", "train.figure_every=4", "train.lr=0.05", "data.batch_size=2",
+                      "masking.strategy=adversarial", "tracking.log_model=false")
+    result = pretrain(cfg)
+    torch.save({"params": result.model.state_dict(), "losses": result.losses,
+                "masking": {k: v for k, v in result.masking.state_dict().items() if isinstance(v, torch.Tensor)}},
+               os.path.join(root, f"rank{rank}.pt"))
+
+
+def test_two_ranks_stay_identical_and_only_rank0_writes(tmp_path):
+    cache = make_phantom_cache(tmp_path / "cache", n=4, shape=(40, 40, 40))
+    procs = mp.start_processes(_rank_main, args=(_free_port(), str(tmp_path), str(cache)), nprocs=WORLD,
+                               join=False, start_method="spawn")
+    deadline = time.monotonic() + 150
+    while not procs.join(timeout=1):
+        if time.monotonic() > deadline:
+            for p in procs.processes:
+                p.kill()
+            pytest.fail("DDP ranks did not finish within 150 s")
+
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD))
+    assert r0["params"].keys() == r1["params"].keys()
+    assert all(torch.equal(r0["params"][k], r1["params"][k]) for k in r0["params"])
+    assert any(k.startswith("net.") for k in r0["masking"])  # the adversarial generator learns ...
+    assert all(torch.equal(r0["masking"][k], r1["masking"][k]) for k in r0["masking"])  # ... in step
+    assert len(r0["losses"]) == STEPS and all(math.isfinite(x) for x in r0["losses"])
+    assert r0["losses"] == r1["losses"]  # the logged loss is the mean over ranks
+
+    # rank 1 wrote nothing: no outputs, no MLflow store in its working directory
+    assert list((tmp_path / "cwd1").iterdir()) == []
+    run = tmp_path / "cwd0" / "run"
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["latest.pt", "step_0000002.pt",
+                                                                        "step_0000004.pt"]
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == STEPS
+    state = load_checkpoint(run / "checkpoints" / "latest.pt")
+    assert state["world_size"] == WORLD and len(state["ranks"]) == WORLD
+    g0, g1 = (s["rng"]["generator"] for s in state["ranks"])
+    assert not torch.equal(g0, g1)  # each rank draws its own masks
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'cwd0' / 'mlruns' / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("medmae-pretrain").experiment_id])
+    assert len(runs) == 1 and runs[0].data.tags["world_size"] == "2"
+    assert runs[0].data.params["derived.effective_batch"] == "4"
