@@ -42,7 +42,10 @@ def test_config_from_overrides_builds_matching_model():
 def test_flop_count_matches_hand_count_for_vit_base():
     from medmae.models.flops import mae_train_step_flops
 
-    model = build_mae(ModelConfig(size="base"), (96, 96, 96))  # N = 216, 54 visible at 0.75
+    import torch
+
+    with torch.device("meta"):  # shapes only
+        model = build_mae(ModelConfig(size="base"), (96, 96, 96))  # N = 216, 54 visible at 0.75
     n, vis, p = 216, 54, 4096
     enc = 12 * (2 * vis * (4 * 768**2 + 2 * 768 * 3072) + 4 * vis**2 * 768)
     dec = 4 * (2 * n * (4 * 384**2 + 2 * 384 * 1536) + 4 * n**2 * 384)
