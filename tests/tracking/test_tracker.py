@@ -1,0 +1,98 @@
+"""The resilient tracker on the embedded SQLite store, and with no server at all."""
+
+import logging
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from medmae.config.base import flatten
+from medmae.config.schema import PretrainConfig
+from medmae.tracking.config import TrackingConfig
+from medmae.tracking.mlflow_run import (MAX_KEY, MAX_PARAM_VALUE, MlflowTracker, artifact_root_for, clip_key,
+                                        param_values, resolve_tracking_uri, ui_command)
+
+
+def test_tracking_uri_resolution(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking.example:5000")
+    assert resolve_tracking_uri("sqlite:////x/db", tmp_path) == "sqlite:////x/db"
+    assert resolve_tracking_uri(None, tmp_path) == "http://tracking.example:5000"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    uri = resolve_tracking_uri(None, tmp_path)
+    assert uri == f"sqlite:///{tmp_path.resolve()}/mlruns/mlflow.db"
+    assert artifact_root_for(uri) == (tmp_path.resolve() / "mlruns" / "artifacts").as_uri()
+    assert artifact_root_for("http://h:5000") is None
+    assert ui_command(uri) == f"mlflow ui --backend-store-uri {uri} --default-artifact-root {artifact_root_for(uri)}"
+
+
+def test_params_fit_mlflow_limits():
+    flat = flatten(PretrainConfig())
+    values = param_values({**flat, "long.value": "x" * 7000, "k" * 300: 1, "none": None})
+    assert values["train.steps"] == "1000" and values["model.patch_size"] == "[16, 16, 16]"
+    assert values["none"] == "null"
+    assert len(values["long.value"]) <= MAX_PARAM_VALUE and values["long.value"].endswith("[truncated]")
+    long_key = clip_key("k" * 300)
+    assert len(long_key) <= MAX_KEY and values[long_key] == "1"
+    assert clip_key("k" * 300) != clip_key("k" * 299 + "j")  # clipped keys stay distinct
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # nothing listens once the socket is closed
+
+
+def test_no_server_at_all_warns_once_and_never_raises(caplog):
+    cfg = TrackingConfig(tracking_uri=f"http://127.0.0.1:{_closed_port()}", retry_every_s=0.2,
+                         finish_timeout_s=1, http_retries=0, max_backlog=3, system_metrics=False)
+    caplog.set_level(logging.WARNING, logger="medmae.tracking.mlflow_run")
+    t0 = time.monotonic()
+    tracker = MlflowTracker(cfg)
+    tracker.start({"a": 1}, {"b": "c"})
+    for step in range(10):
+        tracker.log_metrics({"loss": 1.0 / (step + 1)}, step)
+    assert tracker.finish() is False
+    assert time.monotonic() - t0 < 30 and tracker.run_id is None
+    ours = [r.getMessage() for r in caplog.records if r.name == "medmae.tracking.mlflow_run"]
+    assert sum(m.startswith("MLflow call 'start run'") for m in ours) == 1  # once, whatever the retries
+    assert any("backlog is full" in m for m in ours)
+    assert any("could not be sent" in m for m in ours)
+    assert tracker.failures >= 1 and "Connection refused" in tracker.last_error
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> str:
+    return f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
+
+
+def test_resumed_run_continues_the_same_mlflow_run(store, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    cfg = TrackingConfig(tracking_uri=store, experiment="resume-test", system_metrics=False)
+    (tmp_path / "note.txt").write_text("hello")
+    first = MlflowTracker(cfg)
+    first.start({"train.steps": 10, "train.lr": 0.1}, {"masking.strategy": "random"})
+    first.log_metrics({"loss": 2.0}, 5)
+    first.log_artifact(tmp_path / "note.txt", "notes")
+    assert first.finish("KILLED") is True
+
+    second = MlflowTracker(cfg, resume_run_id=first.run_id)
+    second.start({"train.steps": 20, "train.lr": 0.1}, {})
+    second.log_metrics({"loss": 1.0}, 10)
+    assert second.finish() is True
+    assert second.run_id == first.run_id
+
+    client = MlflowClient(store)
+    run = client.get_run(first.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["train.steps"] == "10"  # params are immutable in MLflow ...
+    assert run.data.tags["resume.changed.train.steps"] == "20"  # ... so the change is a tag
+    assert [(m.step, m.value) for m in client.get_metric_history(first.run_id, "loss")] == [(5, 2.0), (10, 1.0)]
+    assert [a.path for a in client.list_artifacts(first.run_id, "notes")] == ["notes/note.txt"]
+    root = Path(store[len("sqlite:///"):]).parent / "artifacts"  # beside the database
+    assert (root / first.run_id / "artifacts" / "notes" / "note.txt").read_text() == "hello"
+
+    unknown = MlflowTracker(cfg, resume_run_id="0" * 32)  # a checkpoint from another store
+    unknown.start({}, {})
+    assert unknown.finish() is True and unknown.run_id not in (None, first.run_id)
