@@ -1,16 +1,12 @@
-"""Engine tests run tiny models: one intra-op thread is faster than two on a shared 2-core
-machine (no OpenMP barrier waits between tiny ops) and keeps timings steady."""
+"""Tracking tests share the engine tests' helpers (phantom cache, tiny config, one thread)."""
+
+import sys
+from pathlib import Path
 
 import pytest
-import torch
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
+from training_helpers import one_thread  # noqa: E402, F401  (autouse fixture)
 
 
 @pytest.fixture(autouse=True)

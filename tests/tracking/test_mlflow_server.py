@@ -14,13 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
-from training_helpers import make_phantom_cache, tiny_config  # noqa: E402
-
-from medmae.tracking.metrics_log import read_metrics  # noqa: E402
-from medmae.tracking.provenance import git_commit  # noqa: E402
-from medmae.training import engine  # noqa: E402
-from medmae.training.engine import pretrain  # noqa: E402
+from medmae.tracking.metrics_log import read_metrics
+from medmae.tracking.provenance import git_commit
+from medmae.training import engine
+from medmae.training.engine import pretrain
+from training_helpers import make_phantom_cache, tiny_config
 
 START_TIMEOUT_S = 120
 

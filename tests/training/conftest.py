@@ -1,13 +1,3 @@
-"""Engine tests run tiny models: one intra-op thread is faster than two on a shared 2-core
-machine (no OpenMP barrier waits between tiny ops) and keeps timings steady."""
+"""Engine tests: tiny models, one intra-op thread (see ``training_helpers.one_thread``)."""
 
-import pytest
-import torch
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from training_helpers import one_thread  # noqa: F401  (autouse fixture)

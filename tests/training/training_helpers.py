@@ -12,11 +12,23 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import pytest
+import torch
 
 from medmae.config.base import load_config
 from medmae.config.schema import PretrainConfig
 from medmae.data.cache import INDEX, write_case
 from medmae.synth.phantom import make_phantom
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: faster than two for tiny models on a shared 2-core machine (no
+    OpenMP barrier waits between tiny ops), and steadier timings."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def make_phantom_cache(root: Path, n: int = 4, shape: Sequence[int] = (48, 48, 48), kind: str = "brain",
