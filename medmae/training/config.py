@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from medmae.config.base import StrictModel
 
@@ -18,7 +18,8 @@ class TrainConfig(StrictModel):
     """AdamW decay on weight matrices; never on norms, biases, position embeddings, tokens."""
     betas: tuple[float, float] = (0.9, 0.95)
     warmup_steps: int = Field(100, ge=0)
-    """Linear warm-up from 0 to the scaled learning rate, then cosine decay to ``min_lr``."""
+    """Linear warm-up to the scaled learning rate, then cosine decay to ``min_lr``
+    (capped at ``steps``, so a short run with the default warm-up still runs)."""
     min_lr: float = Field(0.0, ge=0)
     """Floor of the cosine decay (absolute, not scaled by the batch)."""
     grad_accum: int = Field(1, ge=1)
@@ -45,9 +46,3 @@ class TrainConfig(StrictModel):
     out_dir: str = "runs/pretrain"
     resume: bool = True
     """Continue from ``out_dir/checkpoints/latest.pt`` when it exists."""
-
-    @model_validator(mode="after")
-    def _check(self) -> "TrainConfig":
-        if self.warmup_steps > self.steps:
-            raise ValueError(f"warmup_steps ({self.warmup_steps}) exceeds steps ({self.steps})")
-        return self

@@ -100,7 +100,10 @@ def _pretrain(cfg: PretrainConfig, info: DistInfo, tracker: Tracker | None) -> P
                              total_steps=t.steps).to(device)
     precision = resolve_precision(t.precision, device)
     volumes_per_step = cfg.data.batch_size * t.grad_accum * info.world_size
-    schedule = WarmupCosine(scaled_lr(t.lr, volumes_per_step), t.steps, t.warmup_steps, t.min_lr)
+    if t.warmup_steps > t.steps:
+        logger.warning("train.warmup_steps=%d exceeds train.steps=%d: warming up over all %d steps",
+                       t.warmup_steps, t.steps, t.steps)
+    schedule = WarmupCosine(scaled_lr(t.lr, volumes_per_step), t.steps, min(t.warmup_steps, t.steps), t.min_lr)
     mask_generator = torch.Generator(device=device)
     mask_generator.manual_seed(t.seed + info.rank)
     seed_everything(t.seed + info.rank)
@@ -108,7 +111,7 @@ def _pretrain(cfg: PretrainConfig, info: DistInfo, tracker: Tracker | None) -> P
         model=model, strategy=strategy, schedule=schedule,
         optimizer=build_optimizer(model, schedule.peak_lr, t.weight_decay, t.betas),
         scaler=grad_scaler(precision, device),
-        loader=build_loader(cfg.data, seed=t.seed, rank=info.rank, world_size=info.world_size),
+        loader=build_loader(cfg.data, seed=t.seed, rank=info.rank, world_size=info.world_size, device=device),
         mask_generator=mask_generator,
     )
     start = parts.restore(state, info) if state is not None else 0
