@@ -192,9 +192,9 @@ class MlflowTracker(Tracker):
             self._cond.notify_all()
         self._thread.join(timeout=5.0)
         if unsent or self._dropped:
-            logger.warning("MLflow: %d queued calls and %d metric batches could not be sent to %s "
-                           "(last error: %s); every step is in the local metrics.jsonl",
-                           unsent, self._dropped, self.uri, self.last_error)
+            logger.warning("MLflow: %d queued calls could not be sent to %s and %d metric batches were "
+                           "dropped from the full backlog (last error: %s); every step is in the local "
+                           "metrics.jsonl", unsent, self.uri, self._dropped, self.last_error)
             return False
         return True
 
@@ -209,7 +209,10 @@ class MlflowTracker(Tracker):
     def _prepare_store(self) -> None:
         db = sqlite_path(self.uri)
         if db is not None:
-            db.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                db.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:  # read-only working directory: the worker's calls will fail and warn
+                self._failed("create the store folder", e)
         elif self.uri.startswith(("http://", "https://")):
             # MLflow's defaults (7 retries, exponential back-off, 120 s) hold one call for
             # minutes; variables the user set before medmae was imported win.

@@ -25,6 +25,7 @@ def _cfg(cache, out, strategy, *extra):
 
 @pytest.mark.parametrize("strategy,extra", [
     ("random", ["train.grad_accum=2"]),
+    ("block", ["data.device_resident=true"]),
     ("adversarial", ["masking.adversarial.warmup_steps=0"]),
     ("loss_guided", ["masking.loss_guided.alpha_start=0.5", "masking.loss_guided.ema_decay=0.9"]),
 ])
