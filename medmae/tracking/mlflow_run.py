@@ -34,6 +34,21 @@ PARAMS_PER_BATCH = 100
 METRICS_PER_BATCH = 1000
 HTTP_ENV = ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "MLFLOW_HTTP_REQUEST_TIMEOUT")
 _USER_HTTP_ENV = {k for k in HTTP_ENV if k in os.environ}  # set by the user, before any tracker
+# MLflow error codes that no retry can cure (the call itself is wrong, or its run is gone).
+PERMANENT_ERRORS = frozenset({
+    "INVALID_PARAMETER_VALUE", "BAD_REQUEST", "MALFORMED_REQUEST", "RESOURCE_DOES_NOT_EXIST", "NOT_FOUND",
+    "RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS", "INVALID_STATE", "INVALID_STATE_TRANSITION",
+    "PERMISSION_DENIED", "FEATURE_DISABLED", "ENDPOINT_NOT_FOUND", "MAX_BLOCK_SIZE_EXCEEDED",
+})
+
+
+def is_permanent(err: Exception) -> bool:
+    """True for failures that retrying cannot fix: a missing local file, a rejected call."""
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(err, (FileNotFoundError, NotADirectoryError, IsADirectoryError)):
+        return True
+    return isinstance(err, MlflowException) and err.error_code in PERMANENT_ERRORS
 
 
 def resolve_tracking_uri(configured: str | None, root: str | os.PathLike | None = None) -> str:
@@ -137,6 +152,7 @@ class MlflowTracker(Tracker):
         self._down = False
         self._dropped = 0
         self.failures = 0
+        self.rejected = 0
         self.last_error: str | None = None
         self._monitor = None
         _import_mlflow()  # here, not in two threads at once (mlflow's imports are not thread-safe)
@@ -195,8 +211,7 @@ class MlflowTracker(Tracker):
             logger.warning("MLflow: %d queued calls could not be sent to %s and %d metric batches were "
                            "dropped from the full backlog (last error: %s); every step is in the local "
                            "metrics.jsonl", unsent, self.uri, self._dropped, self.last_error)
-            return False
-        return True
+        return not (unsent or self._dropped or self.rejected)
 
     # ---------------------------------------------------------------- worker thread
     def _put(self, op: _Op) -> None:
@@ -238,19 +253,40 @@ class MlflowTracker(Tracker):
 
                     client = MlflowClient(tracking_uri=self.uri)
                 self._run(client, batch)
-            except Exception as e:  # any failure: warn once, keep the op, retry later
-                self._failed(batch[0].name, e)
+            except Exception as e:
+                if is_permanent(e):  # retrying cannot help: drop the call (all calls, if it was the run's creation)
+                    self._reject(batch, e)
+                    continue
+                self._failed(batch[0].name, e)  # server down or busy: warn once, keep the call, retry later
                 with self._cond:
                     if not self._abandon:
                         self._cond.wait(timeout=0.5 if self._stopping else self.cfg.retry_every_s)
                 continue
-            with self._cond:
-                for _ in batch:
-                    self._ops.popleft()
-                self._cond.notify_all()
+            self._pop(len(batch))
             if self._down:
                 self._down = False
                 logger.warning("MLflow at %s is reachable again; sending the queued calls", self.uri)
+
+    def _pop(self, n: int) -> None:
+        with self._cond:
+            for _ in range(n):
+                self._ops.popleft()
+            self._cond.notify_all()
+
+    def _reject(self, batch: list[_Op], err: Exception) -> None:
+        self.rejected += len(batch)
+        reason = f"{type(err).__name__}: {err}".replace("\n", " ")[:500]
+        if batch[0].name == "start run":
+            logger.warning("MLflow refused to create the run in %s (%s); nothing is sent to MLflow for "
+                           "this run, every step is in the local metrics.jsonl", self.uri, reason)
+            with self._cond:
+                self.rejected += len(self._ops) - len(batch)
+                self._ops.clear()
+                self._abandon = True
+                self._cond.notify_all()
+            return
+        logger.warning("MLflow call '%s' was rejected and is dropped (%s)", batch[0].name, reason)
+        self._pop(len(batch))
 
     def _take_batch(self) -> list[_Op]:
         """The head op, or the run of metric ops at the head (up to one log_batch's worth)."""

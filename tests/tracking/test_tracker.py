@@ -96,3 +96,29 @@ def test_resumed_run_continues_the_same_mlflow_run(store, tmp_path):
     unknown = MlflowTracker(cfg, resume_run_id="0" * 32)  # a checkpoint from another store
     unknown.start({}, {})
     assert unknown.finish() is True and unknown.run_id not in (None, first.run_id)
+
+
+def test_calls_no_retry_can_fix_are_dropped_not_retried_forever(store, tmp_path, caplog):
+    from mlflow.tracking import MlflowClient
+
+    caplog.set_level(logging.WARNING, logger="medmae.tracking.mlflow_run")
+    cfg = TrackingConfig(tracking_uri=store, experiment="reject-test", system_metrics=False, retry_every_s=60,
+                         finish_timeout_s=20)
+    tracker = MlflowTracker(cfg)
+    tracker.start({}, {})
+    tracker.log_artifact(tmp_path / "missing.png", "figures")  # e.g. deleted before the upload
+    tracker.log_metrics({"loss": 0.5}, 1)
+    t0 = time.monotonic()
+    assert tracker.finish() is False  # not everything was logged ...
+    assert time.monotonic() - t0 < 15  # ... but nothing waited for a retry
+    assert tracker.rejected == 1
+    client = MlflowClient(store)
+    assert client.get_run(tracker.run_id).data.metrics == {"loss": 0.5}
+    assert any("rejected and is dropped" in r.getMessage() for r in caplog.records)
+
+    client.delete_experiment(client.get_experiment_by_name("reject-test").experiment_id)
+    refused = MlflowTracker(cfg)  # a run cannot be created in a deleted experiment
+    refused.start({}, {})
+    refused.log_metrics({"loss": 0.5}, 1)
+    assert refused.finish() is False and refused.run_id is None
+    assert any("refused to create the run" in r.getMessage() for r in caplog.records)
