@@ -100,7 +100,7 @@ def _pretrain(cfg: PretrainConfig, info: DistInfo, tracker: Tracker | None) -> P
                              total_steps=t.steps).to(device)
     precision = resolve_precision(t.precision, device)
     volumes_per_step = cfg.data.batch_size * t.grad_accum * info.world_size
-    if t.warmup_steps > t.steps:
+    if t.warmup_steps > t.steps and info.is_main:
         logger.warning("train.warmup_steps=%d exceeds train.steps=%d: warming up over all %d steps",
                        t.warmup_steps, t.steps, t.steps)
     schedule = WarmupCosine(scaled_lr(t.lr, volumes_per_step), t.steps, min(t.warmup_steps, t.steps), t.min_lr)
