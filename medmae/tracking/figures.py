@@ -77,7 +77,9 @@ def save_reconstruction_figure(path: str | os.PathLike, image: torch.Tensor, rec
             if i == 0 and p == 0:
                 for ax, t in zip(row, ("input", "mask (red = hidden)", "reconstruction")):
                     ax.set_title(t, fontsize=9)
+    top = 1.0
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
-    fig.tight_layout()
+        top = 1.0 - 0.35 / fig.get_figheight()  # room for the title above the column titles
+    fig.tight_layout(rect=(0, 0, 1, top))
     return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=80))
