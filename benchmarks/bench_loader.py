@@ -1,6 +1,6 @@
 """Random crops per second and memory: medmae's cache loader vs MONAI's PersistentDataset.
 
-Side by side in one process, on the same cases, with the same crop size, crops per volume
+Side by side in one run, on the same cases, with the same crop size, crops per volume
 read, batch size, augmentations and DataLoader workers:
 
   medmae     build_loader: crops cut from memory-mapped .npy files (only touched pages read)
@@ -11,8 +11,9 @@ read, batch size, augmentations and DataLoader workers:
 
 Workloads: CT-sized volumes (512x512x300 float32, from an upsampled abdominal phantom and
 perturbed copies) and 1 mm brain MRI (nilearn's MNI152 2009 T1, 197x233x189, plus perturbed
-copies), each at several case counts. Memory is the peak RSS of the process tree (main +
-workers), sampled every 50 ms while batches are drawn.
+copies), each at several case counts. Each measurement runs in a fresh (spawned) process so
+no loader inherits another's memory; memory is the peak RSS of that process tree (loader
+process + its workers), sampled every 50 ms while batches are drawn.
 
     python benchmarks/bench_loader.py --quick     # ~5 min: smaller CT, fewer cases, short runs
     python benchmarks/bench_loader.py             # full run (writes ~7 GB under --out)
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import argparse
 import csv
-import gc
+import multiprocessing as mp
 import os
 import shutil
 import sys
@@ -160,8 +161,10 @@ class Result:
     crops: int
 
 
-def measure(next_batch, crops_per_batch: int, seconds: float, warmup: int) -> Result:
-    for _ in range(warmup):
+def measure(next_batch, crops_per_batch: int, seconds: float, warmup_s: float) -> Result:
+    """Draw batches for ``warmup_s`` (workers started, caches warm), then time ``seconds``."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < warmup_s:
         next_batch()
     crops, start = 0, time.perf_counter()
     with PeakRSS() as mem:
@@ -172,8 +175,10 @@ def measure(next_batch, crops_per_batch: int, seconds: float, warmup: int) -> Re
     return Result(crops / elapsed, mem.peak / 2**20, crops)
 
 
-def monai_loader(cache: Path, ids: list[str], n: int, cfg: LoaderConfig, pt_dir: Path):
-    from monai.data import DataLoader, NumpyReader, PersistentDataset
+def monai_dataset(cache: Path, ids: list[str], cfg: LoaderConfig):
+    """MONAI's pipeline on the same .npy files: deterministic loading cached as .pt by
+    PersistentDataset, then RandSpatialCropSamplesd and the same augmentations."""
+    from monai.data import NumpyReader, PersistentDataset
     from monai.transforms import (Compose, EnsureChannelFirstd, LoadImaged, RandFlipd, RandScaleIntensityd,
                                   RandShiftIntensityd, RandSpatialCropSamplesd)
 
@@ -189,39 +194,69 @@ def monai_loader(cache: Path, ids: list[str], n: int, cfg: LoaderConfig, pt_dir:
         RandShiftIntensityd("image", offsets=a.intensity_shift, prob=a.intensity_prob),
     ])
     data = [{"image": str(cache / CASES / c / "image.npy"), "body": str(cache / CASES / c / "body.npy")}
-            for c in ids[:n]]
-    ds = PersistentDataset(data, transform, cache_dir=pt_dir)
-    for i in range(len(ds)):  # build MONAI's .pt cache before timing (its first epoch)
+            for c in ids]
+    return PersistentDataset(data, transform, cache_dir=cache.parent / f"{cache.name}_monai_pt")
+
+
+def prepare_monai(cache: Path, ids: list[str], cfg: LoaderConfig) -> None:
+    """Build MONAI's .pt cache for every case (its first epoch), outside the timed runs."""
+    ds = monai_dataset(cache, ids, cfg)
+    for i in range(len(ds)):
         ds[i]
-    return DataLoader(ds, batch_size=cfg.volumes_per_batch, shuffle=True, num_workers=cfg.workers,
-                      persistent_workers=cfg.workers > 0)
 
 
-def endless(loader):
-    while True:
-        yield from loader
+class EndlessShuffle(torch.utils.data.Sampler):
+    """Shuffled epochs without end, so MONAI's workers also prefetch across epochs (as
+    medmae's endless stream does) and neither side idles at epoch boundaries."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(0)
+        while True:
+            yield from torch.randperm(self.n, generator=g).tolist()
+
+
+def _child(queue, which: str, cache: str, ids: list[str], n: int, cfg_data: dict, seconds: float,
+           warmup_s: float, threads: int) -> None:
+    """One measurement in a fresh process, so no loader inherits another one's memory."""
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(threads)
+    cfg = LoaderConfig(**cfg_data)
+    if which == "monai":
+        from monai.data import DataLoader
+
+        loader = DataLoader(monai_dataset(Path(cache), ids[:n], cfg), batch_size=cfg.volumes_per_batch,
+                            sampler=EndlessShuffle(n), num_workers=cfg.workers, persistent_workers=cfg.workers > 0)
+        stream = iter(loader)
+        step = lambda: next(stream)  # noqa: E731
+    else:
+        sub = subset_cache(Path(cache), ids, n)
+        ours = build_loader(cfg.model_copy(update={"cache_dir": str(sub), "device_resident": which == "resident"}),
+                            seed=0)
+        step = lambda: next(ours)  # noqa: E731
+        loader = ours
+    result = measure(step, cfg.batch_size, seconds, warmup_s)
+    if hasattr(loader, "close"):
+        loader.close()
+    elif getattr(loader, "_iterator", None) is not None:
+        loader._iterator._shutdown_workers()
+    queue.put(result)
 
 
 def run_one(name: str, cache: Path, ids: list[str], n: int, cfg: LoaderConfig, args) -> dict[str, Result]:
-    sub = subset_cache(cache, ids, n)
+    ctx = mp.get_context("spawn")
     out = {}
-    c = cfg.model_copy(update={"cache_dir": str(sub)})
-    per_batch = cfg.batch_size
-    gc.collect()
-    ours = build_loader(c, seed=0)
-    out["medmae"] = measure(lambda: next(ours), per_batch, args.seconds, warmup=cfg.workers + 1)
-    del ours
-    gc.collect()
-    pt_dir = cache.parent / f"{cache.name}_monai_pt"
-    theirs = endless(monai_loader(cache, ids, n, cfg, pt_dir))
-    out["monai"] = measure(lambda: next(theirs), per_batch, args.seconds, warmup=cfg.workers + 1)
-    del theirs
-    gc.collect()
-    if not args.no_resident:
-        res = build_loader(c.model_copy(update={"device_resident": True}), seed=0)
-        out["resident"] = measure(lambda: next(res), per_batch, args.seconds, warmup=1)
-        del res
-        gc.collect()
+    for which in ("medmae", "monai") + (() if args.no_resident else ("resident",)):
+        queue = ctx.SimpleQueue()
+        proc = ctx.Process(target=_child, args=(queue, which, str(cache), ids, n, cfg.model_dump(mode="json"),
+                                                args.seconds, args.warmup, args.threads))
+        proc.start()
+        out[which] = queue.get()
+        proc.join()
     line = "  ".join(f"{k} {r.crops_per_s:7.1f} crops/s {r.peak_mb:7.0f} MB" for k, r in out.items())
     print(f"  {name:6s} n={n:3d}  {line}", flush=True)
     return out
@@ -235,13 +270,15 @@ def main(argv=None) -> int:
     p.add_argument("--crops-per-volume", type=int, default=4)
     p.add_argument("--volumes-per-batch", type=int, default=2)
     p.add_argument("--seconds", type=float, default=None, help="timed seconds per measurement")
+    p.add_argument("--warmup", type=float, default=None, help="seconds of batches drawn before timing")
     p.add_argument("--threads", type=int, default=1, help="torch threads of the main process (resident loader)")
     p.add_argument("--no-resident", action="store_true", help="skip the device-resident column")
     p.add_argument("--only", choices=["ct", "brain"], default=None)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     quick = args.quick
-    args.seconds = args.seconds or (8.0 if quick else 20.0)
+    args.seconds = args.seconds or (10.0 if quick else 20.0)
+    args.warmup = args.warmup or (4.0 if quick else 6.0)
     ct_shape = (384, 384, 240) if quick else (512, 512, 300)
     counts = {"ct": [2, 4] if quick else [2, 4, 8], "brain": [2, 4] if quick else [4, 8, 16]}
     out = Path(args.out) / ("quick" if quick else "full")
@@ -261,6 +298,7 @@ def main(argv=None) -> int:
         workloads["brain"] = (out / "brain", build_cache(out / "brain", brain_volumes(max(counts["brain"]), seed=0)))
     rows = []
     for name, (cache, ids) in workloads.items():
+        prepare_monai(cache, ids, cfg)
         for n in counts[name]:
             rows.append((name, n, run_one(name, cache, ids, n, cfg, args)))
     print_table(rows, {"ct": 5.0, "brain": 1.5})

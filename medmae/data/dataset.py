@@ -18,7 +18,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 from monai.data import MetaTensor, get_track_meta, set_track_meta
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 from tqdm import tqdm
 
 from medmae.data.augment import build_augment
@@ -143,7 +143,5 @@ def _plain(d: dict[str, Any]) -> dict[str, Any]:
 
 def collate_crops(items: Sequence[list[dict[str, Any]]]) -> dict[str, Any]:
     """A list of per-volume crop lists -> one batch: tensors stacked (B, ...), "case_id" a list."""
-    crops = [c for item in items for c in item]
-    batch: dict[str, Any] = {k: torch.stack([c[k] for c in crops]) for k in crops[0] if k != "case_id"}
-    batch["case_id"] = [c["case_id"] for c in crops]
-    return batch
+    # default_collate stacks straight into shared memory inside a worker (no extra copy)
+    return default_collate([c for item in items for c in item])

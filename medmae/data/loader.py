@@ -15,6 +15,7 @@ the crops of ``batch_size / crops_per_volume`` volumes, in order.
 
 from __future__ import annotations
 
+import ctypes
 import random
 from typing import Any
 
@@ -29,10 +30,22 @@ from medmae.data.sampler import CaseBatchSampler
 
 
 def seed_worker(worker_id: int) -> None:
-    """Seed numpy and ``random`` in a worker from its torch seed (base seed + worker id)."""
+    """Seed numpy and ``random`` in a worker from its torch seed (base seed + worker id), and
+    keep its heap from creeping up (see :func:`return_big_blocks`)."""
     s = torch.initial_seed() % 2**32
     np.random.seed(s)
     random.seed(s)
+    return_big_blocks()
+
+
+def return_big_blocks(threshold: int = 1 << 20) -> None:
+    """Serve allocations >= ``threshold`` bytes (crops) with their own mmap, returned to the
+    system when freed. glibc otherwise raises this threshold after the first big free and
+    carves later crops from a heap that fragments and grows with every batch. No-op off glibc."""
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-3, threshold)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass
 
 
 class CropLoader(DataLoader):
@@ -42,24 +55,23 @@ class CropLoader(DataLoader):
     def __init__(self, dataset: CropDataset, batch_sampler: CaseBatchSampler, **kwargs: Any):
         super().__init__(dataset, batch_sampler=batch_sampler, collate_fn=collate_crops, **kwargs)
         self._epoch, self._batch, self._stream = 0, 0, None
+        self._per_epoch = batch_sampler.batches_per_epoch()  # the same in every epoch
 
     def set_epoch(self, epoch: int) -> None:
         """The epoch that ``for batch in loader`` covers next."""
+        self._stream = None
         self.batch_sampler.set_epoch(epoch)
         self.dataset.set_epoch(epoch)
 
     def __next__(self) -> dict[str, Any]:
-        while True:
-            if self._stream is None:
-                self.batch_sampler.set_epoch(self._epoch, self._batch)
-                self._stream = super().__iter__()
-            try:
-                batch = next(self._stream)
-            except StopIteration:
-                self._epoch, self._batch, self._stream = self._epoch + 1, 0, None
-                continue
-            self._batch += 1
-            return batch
+        if self._stream is None:  # workers prefetch across epochs from here on
+            self.batch_sampler.set_epoch(self._epoch, self._batch, endless=True)
+            self._stream = super().__iter__()
+        batch = next(self._stream)
+        self._batch += 1
+        if self._batch == self._per_epoch:
+            self._epoch, self._batch = self._epoch + 1, 0
+        return batch
 
     def state_dict(self) -> dict[str, int]:
         """Position of the stream: the next batch is batch ``batch`` of epoch ``epoch``."""
@@ -67,6 +79,13 @@ class CropLoader(DataLoader):
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         self._epoch, self._batch, self._stream = int(state["epoch"]), int(state["batch"]), None
+
+    def close(self) -> None:
+        """Stop the persistent workers now (they also stop when the loader is garbage-collected)."""
+        self._stream = None
+        if self._iterator is not None:
+            self._iterator._shutdown_workers()
+            self._iterator = None
 
 
 def default_device() -> torch.device:

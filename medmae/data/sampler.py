@@ -30,7 +30,11 @@ def epoch_order(n_cases: int, epoch: int, seed: int, rank: int = 0, world_size: 
 
 class CaseBatchSampler(Sampler[list[tuple[int, int, int]]]):
     """Yields batches of dataset keys ``(epoch, position, case index)`` for one epoch,
-    starting at batch ``start`` (see :meth:`set_epoch`)."""
+    starting at batch ``start``, or epoch after epoch without end (see :meth:`set_epoch`).
+
+    The endless form lets DataLoader workers prefetch across epoch boundaries, so a short
+    epoch (few cases) does not leave workers idle while the next one starts.
+    """
 
     def __init__(self, n_cases: int, volumes_per_batch: int, seed: int, rank: int = 0, world_size: int = 1,
                  shuffle: bool = True):
@@ -40,22 +44,34 @@ class CaseBatchSampler(Sampler[list[tuple[int, int, int]]]):
             raise ValueError(f"rank {rank} is not in [0, {world_size})")
         self.n_cases, self.volumes = n_cases, volumes_per_batch
         self.seed, self.rank, self.world_size, self.shuffle = seed, rank, world_size, shuffle
-        self.epoch, self.start = 0, 0
+        self.epoch, self.start, self.endless = 0, 0, False
         epoch_order(n_cases, 0, seed, rank, world_size, volumes_per_batch, shuffle)  # validates now
 
-    def set_epoch(self, epoch: int, start: int = 0) -> None:
-        """Next iteration covers ``epoch`` from its batch ``start`` on."""
-        self.epoch, self.start = int(epoch), int(start)
+    def set_epoch(self, epoch: int, start: int = 0, endless: bool = False) -> None:
+        """Next iteration covers ``epoch`` from its batch ``start`` on (and, when ``endless``,
+        every later epoch)."""
+        self.epoch, self.start, self.endless = int(epoch), int(start), bool(endless)
 
     def batches_per_epoch(self) -> int:
         return len(epoch_order(self.n_cases, self.epoch, self.seed, self.rank, self.world_size,
                                self.volumes, self.shuffle)) // self.volumes
 
     def __len__(self) -> int:
+        """Batches left in the epoch (an endless iteration has no length)."""
+        if self.endless:
+            raise TypeError("an endless CaseBatchSampler has no length")
         return max(0, self.batches_per_epoch() - self.start)
 
     def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
-        order = epoch_order(self.n_cases, self.epoch, self.seed, self.rank, self.world_size, self.volumes, self.shuffle)
+        epoch, start = self.epoch, self.start
+        while True:
+            yield from self._epoch_batches(epoch, start)
+            if not self.endless:
+                return
+            epoch, start = epoch + 1, 0
+
+    def _epoch_batches(self, epoch: int, start: int) -> Iterator[list[tuple[int, int, int]]]:
+        order = epoch_order(self.n_cases, epoch, self.seed, self.rank, self.world_size, self.volumes, self.shuffle)
         v = self.volumes
-        for b in range(self.start, len(order) // v):
-            yield [(self.epoch, b * v + j, order[b * v + j]) for j in range(v)]
+        for b in range(start, len(order) // v):
+            yield [(epoch, b * v + j, order[b * v + j]) for j in range(v)]

@@ -9,6 +9,7 @@ from typing import Mapping
 import numpy as np
 
 from medmae.data.cache import INDEX, write_case
+from medmae.data.config import LoaderConfig
 
 
 def write_index(cache: Path, splits: Mapping[str, str]) -> None:
@@ -47,3 +48,11 @@ def make_cache(root: Path, shapes, seed: int = 0, without_anatomy=(), split_of=N
         splits[case_id] = split_of(i) if split_of else "train"
     write_index(root, splits)
     return root
+
+
+def loader_cfg(cache: Path, **overrides) -> LoaderConfig:
+    """A small LoaderConfig over ``cache`` (16^3 crops, 2 per volume, 4 per batch, no workers)."""
+    base = dict(cache_dir=str(cache), crop_size=(16, 16, 16), crops_per_volume=2, batch_size=4, workers=0,
+                priors=["anatomy", "tissue"])
+    base.update(overrides)
+    return LoaderConfig(**base)

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 from conftest import SHAPES
+from loader_helpers import loader_cfg
 
 from medmae.config.base import ConfigError, load_config
 from medmae.config.schema import PretrainConfig
 from medmae.data.cache import list_cases, open_case
-from medmae.data.config import LoaderConfig
 from medmae.data.dataset import CropDataset
 from medmae.data.sampling import crop_starts, foreground_points, read_crop, start_bounds
 
@@ -17,10 +17,8 @@ K = (24, 24, 24)
 
 
 def cfg_for(cache, **kw):
-    base = dict(cache_dir=str(cache), crop_size=K, crops_per_volume=4, batch_size=8, workers=0,
-                priors=["anatomy", "supervoxels"])
-    base.update(kw)
-    return LoaderConfig(**base)
+    return loader_cfg(cache, **{"crop_size": K, "crops_per_volume": 4, "batch_size": 8,
+                                "priors": ["anatomy", "supervoxels"], **kw})
 
 
 def decode(code, shape):

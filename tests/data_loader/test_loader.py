@@ -2,23 +2,16 @@
 
 import pytest
 import torch
+from loader_helpers import loader_cfg
 from torch.utils.data import DataLoader, DistributedSampler
 
 from medmae.data.cache import list_cases
-from medmae.data.config import LoaderConfig
 from medmae.data.dataset import CropDataset, collate_crops
 from medmae.data.loader import CropLoader, build_loader
 from medmae.data.resident import ResidentLoader
 from medmae.data.sampler import epoch_order
 
 K = (16, 16, 16)
-
-
-def cfg_for(cache, **kw):
-    base = dict(cache_dir=str(cache), crop_size=K, crops_per_volume=2, batch_size=4, workers=0,
-                priors=["anatomy", "tissue"])
-    base.update(kw)
-    return LoaderConfig(**base)
 
 
 def take(loader, n):
@@ -30,7 +23,7 @@ def same(a, b):
 
 
 def test_batches_group_crops_of_several_volumes(coded_cache):
-    loader = build_loader(cfg_for(coded_cache), seed=0)
+    loader = build_loader(loader_cfg(coded_cache), seed=0)
     assert isinstance(loader, CropLoader) and isinstance(loader, DataLoader)
     batch = next(loader)
     assert batch["image"].shape == (4, 1, *K) and batch["image"].dtype == torch.float32
@@ -42,7 +35,7 @@ def test_batches_group_crops_of_several_volumes(coded_cache):
 
 
 def test_epoch_iteration_covers_every_case(coded_cache):
-    loader = build_loader(cfg_for(coded_cache), seed=0)
+    loader = build_loader(loader_cfg(coded_cache), seed=0)
     for epoch in range(2):
         loader.set_epoch(epoch)
         seen = [cid for b in loader for cid in b["case_id"][::2]]
@@ -50,22 +43,22 @@ def test_epoch_iteration_covers_every_case(coded_cache):
 
 
 def test_two_workers_give_the_same_batches_as_the_main_process(coded_cache):
-    main = take(build_loader(cfg_for(coded_cache, workers=0), seed=4), 5)
-    workers = take(build_loader(cfg_for(coded_cache, workers=2), seed=4), 5)
+    main = take(build_loader(loader_cfg(coded_cache, workers=0), seed=4), 5)
+    workers = take(build_loader(loader_cfg(coded_cache, workers=2), seed=4), 5)
     assert all(same(a, b) for a, b in zip(main, workers))
 
 
 def test_seed_reproducibility(coded_cache):
-    a = take(build_loader(cfg_for(coded_cache), seed=11), 4)
-    b = take(build_loader(cfg_for(coded_cache), seed=11), 4)
-    c = take(build_loader(cfg_for(coded_cache), seed=12), 4)
+    a = take(build_loader(loader_cfg(coded_cache), seed=11), 4)
+    b = take(build_loader(loader_cfg(coded_cache), seed=11), 4)
+    c = take(build_loader(loader_cfg(coded_cache), seed=12), 4)
     assert all(same(x, y) for x, y in zip(a, b))
     assert not all(same(x, y) for x, y in zip(a, c))
 
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_resume_from_state_dict_continues_identically(coded_cache, workers):
-    cfg = cfg_for(coded_cache, workers=workers)
+    cfg = loader_cfg(coded_cache, workers=workers)
     full = build_loader(cfg, seed=7)
     ref = take(full, 8)  # 3 batches per epoch: crosses two epoch boundaries
     first = build_loader(cfg, seed=7)
@@ -80,7 +73,7 @@ def test_resume_from_state_dict_continues_identically(coded_cache, workers):
 
 
 def test_distributed_sampler_gives_ranks_disjoint_cases(coded_cache):
-    cfg = cfg_for(coded_cache)
+    cfg = loader_cfg(coded_cache)
     ds = CropDataset(list_cases(coded_cache), cfg, seed=0)
     per_rank = []
     for rank in range(2):
@@ -92,7 +85,7 @@ def test_distributed_sampler_gives_ranks_disjoint_cases(coded_cache):
 
 
 def test_build_loader_ranks_are_disjoint_every_epoch(coded_cache):
-    cfg = cfg_for(coded_cache)
+    cfg = loader_cfg(coded_cache)
     loaders = [build_loader(cfg, seed=1, rank=r, world_size=2) for r in range(2)]
     for epoch in range(3):
         sets = []
@@ -114,8 +107,8 @@ def test_epoch_order_pads_to_whole_batches():
 
 def test_resident_loader_matches_the_cpu_loader_without_augmentation(coded_cache):
     kw = dict(augment={"flip_prob": 0.0, "intensity_prob": 0.0}, crop_size=(24, 24, 24))
-    cpu = take(build_loader(cfg_for(coded_cache, **kw), seed=2), 6)
-    resident = build_loader(cfg_for(coded_cache, device_resident=True, **kw), seed=2, device="cpu")
+    cpu = take(build_loader(loader_cfg(coded_cache, **kw), seed=2), 6)
+    resident = build_loader(loader_cfg(coded_cache, device_resident=True, **kw), seed=2, device="cpu")
     assert isinstance(resident, ResidentLoader)
     res = take(resident, 6)  # covers the padded small case too
     for a, b in zip(cpu, res):
@@ -125,7 +118,7 @@ def test_resident_loader_matches_the_cpu_loader_without_augmentation(coded_cache
 
 
 def test_resident_loader_keeps_maps_aligned_under_flips_and_turns(coded_cache):
-    cfg = cfg_for(coded_cache, device_resident=True, priors=["anatomy", "supervoxels"],
+    cfg = loader_cfg(coded_cache, device_resident=True, priors=["anatomy", "supervoxels"],
                   augment={"flip_prob": 0.5, "rotate90_prob": 0.75, "intensity_prob": 0.0})
     loader = build_loader(cfg, seed=3, device="cpu")
     changed = 0
@@ -142,7 +135,7 @@ def test_resident_loader_keeps_maps_aligned_under_flips_and_turns(coded_cache):
 
 
 def test_resident_loader_intensity_and_resume(coded_cache):
-    cfg = cfg_for(coded_cache, device_resident=True, priors=["supervoxels"], crop_size=(24, 24, 24),
+    cfg = loader_cfg(coded_cache, device_resident=True, priors=["supervoxels"], crop_size=(24, 24, 24),
                   augment={"flip_prob": 0.0, "intensity_prob": 1.0, "intensity_scale": 0.2, "intensity_shift": 0.5})
     ref = take(build_loader(cfg, seed=5, device="cpu"), 5)
     for b in ref:
