@@ -16,7 +16,7 @@ def test_defaults_validate():
 def test_yaml_and_dotted_overrides(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text("train:\n  lr: 0.001\n  steps: 10\nmodel:\n  patch_size: [16, 16, 4]\n")
-    cfg = load_config(PretrainConfig, p, ["train.steps=25", "train.lr=3e-4", "data.crop_size=[64,64,32]"])
+    cfg = load_config(PretrainConfig, p, ["train.steps=25", "train.warmup_steps=5", "train.lr=3e-4", "data.crop_size=[64,64,32]"])
     assert cfg.train.steps == 25
     assert cfg.train.lr == pytest.approx(3e-4)
     assert cfg.model.patch_size == (16, 16, 4)
