@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 # The demo's departures from the embedded defaults (plain overrides, printed and saved).
 DEMO_PREPROCESS = ["spacing=[2.0,2.0,2.0]", "priors.supervoxels=128"]
 DEMO_PRETRAIN = [
-    "model.size=tiny", "model.patch_size=[8,8,8]", "data.crop_size=[64,64,64]",
+    "model.size=tiny", "model.patch_size=[8,8,8]", "model.norm_pix_loss=false", "data.crop_size=[64,64,64]",
     "data.batch_size=4", "data.crops_per_volume=2", "data.workers=1",
     "data.priors=[body,anatomy,tissue,supervoxels]",
     "masking.strategy=mixture",

@@ -182,7 +182,8 @@ def _train_step(cfg: PretrainConfig, parts: TrainParts, train_model: nn.Module, 
     losses, baselines, metrics = [], [], []
     for micro in range(t.grad_accum):
         batch = next(parts.loader)
-        ctx = build_context(batch, cfg.model.patch_size, m.foreground_only, m.foreground_min_fraction, device)
+        ctx = build_context(batch, cfg.model.patch_size, m.foreground_only, m.foreground_min_fraction, device,
+                            min_valid_tokens=m.foreground_min_tokens)
         with autocast(precision, device):
             if parts.strategy.needs_scores:
                 ctx.token_scores = parts.strategy.score_tokens(parts.model, ctx.image, ctx.valid, parts.mask_generator)
