@@ -40,7 +40,7 @@ import psutil
 import torch
 from scipy import ndimage
 
-from medmae.data.cache import CASES, INDEX, list_cases, write_case
+from medmae.data.cache import CASES, INDEX, write_case
 from medmae.data.config import LoaderConfig
 from medmae.data.loader import build_loader
 
@@ -248,17 +248,25 @@ def _child(queue, which: str, cache: str, ids: list[str], n: int, cfg_data: dict
 
 
 def run_one(name: str, cache: Path, ids: list[str], n: int, cfg: LoaderConfig, args) -> dict[str, Result]:
+    """``args.rounds`` interleaved rounds (medmae, monai, resident, medmae, ...), each in a fresh
+    process; the median crops/s and the largest peak RSS over the rounds."""
     ctx = mp.get_context("spawn")
-    out = {}
-    for which in ("medmae", "monai") + (() if args.no_resident else ("resident",)):
-        queue = ctx.SimpleQueue()
-        proc = ctx.Process(target=_child, args=(queue, which, str(cache), ids, n, cfg.model_dump(mode="json"),
-                                                args.seconds, args.warmup, args.threads))
-        proc.start()
-        out[which] = queue.get()
-        proc.join()
+    loaders = ("medmae", "monai") + (() if args.no_resident else ("resident",))
+    runs: dict[str, list[Result]] = {k: [] for k in loaders}
+    for _ in range(args.rounds):
+        for which in loaders:
+            queue = ctx.SimpleQueue()
+            proc = ctx.Process(target=_child, args=(queue, which, str(cache), ids, n, cfg.model_dump(mode="json"),
+                                                    args.seconds, args.warmup, args.threads))
+            proc.start()
+            runs[which].append(queue.get())
+            proc.join()
+    out = {k: Result(float(np.median([r.crops_per_s for r in rs])), max(r.peak_mb for r in rs),
+                     sum(r.crops for r in rs)) for k, rs in runs.items()}
     line = "  ".join(f"{k} {r.crops_per_s:7.1f} crops/s {r.peak_mb:7.0f} MB" for k, r in out.items())
-    print(f"  {name:6s} n={n:3d}  {line}", flush=True)
+    print(f"  {name:6s} n={n:3d}  {line}   (rounds: "
+          + "; ".join(f"{k} " + "/".join(f"{r.crops_per_s:.0f}" for r in rs) for k, rs in runs.items()) + ")",
+          flush=True)
     return out
 
 
@@ -271,14 +279,15 @@ def main(argv=None) -> int:
     p.add_argument("--volumes-per-batch", type=int, default=2)
     p.add_argument("--seconds", type=float, default=None, help="timed seconds per measurement")
     p.add_argument("--warmup", type=float, default=None, help="seconds of batches drawn before timing")
+    p.add_argument("--rounds", type=int, default=2, help="interleaved repetitions per measurement (median)")
     p.add_argument("--threads", type=int, default=1, help="torch threads of the main process (resident loader)")
     p.add_argument("--no-resident", action="store_true", help="skip the device-resident column")
     p.add_argument("--only", choices=["ct", "brain"], default=None)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     quick = args.quick
-    args.seconds = args.seconds or (10.0 if quick else 20.0)
-    args.warmup = args.warmup or (4.0 if quick else 6.0)
+    args.seconds = args.seconds or (8.0 if quick else 15.0)
+    args.warmup = args.warmup or (3.0 if quick else 5.0)
     ct_shape = (384, 384, 240) if quick else (512, 512, 300)
     counts = {"ct": [2, 4] if quick else [2, 4, 8], "brain": [2, 4] if quick else [4, 8, 16]}
     out = Path(args.out) / ("quick" if quick else "full")

@@ -35,8 +35,18 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from medmae.config.base import ConfigError
+    from medmae.synth.phantom import default_grid
     from medmae.synth.write import finish, generate
 
+    if args.n < 1:
+        raise ConfigError(f"--n must be >= 1, got {args.n}")
+    if not 0.0 <= args.val_fraction < 1.0:
+        raise ConfigError(f"--val-fraction must be in [0, 1), got {args.val_fraction}")
+    try:
+        default_grid(args.kind, args.shape, args.spacing)
+    except ValueError as e:
+        raise ConfigError(f"--shape/--spacing: {e}") from None
     start = time.time()
     cases = []
     rows = generate(args.out, args.kind, args.n, seed=args.seed, lesions=args.lesions, shape=args.shape,

@@ -15,7 +15,6 @@ the crops of ``batch_size / crops_per_volume`` volumes, in order.
 
 from __future__ import annotations
 
-import ctypes
 import random
 from typing import Any
 
@@ -30,22 +29,10 @@ from medmae.data.sampler import CaseBatchSampler
 
 
 def seed_worker(worker_id: int) -> None:
-    """Seed numpy and ``random`` in a worker from its torch seed (base seed + worker id), and
-    keep its heap from creeping up (see :func:`return_big_blocks`)."""
+    """Seed numpy and ``random`` in a worker from its torch seed (base seed + worker id)."""
     s = torch.initial_seed() % 2**32
     np.random.seed(s)
     random.seed(s)
-    return_big_blocks()
-
-
-def return_big_blocks(threshold: int = 1 << 20) -> None:
-    """Serve allocations >= ``threshold`` bytes (crops) with their own mmap, returned to the
-    system when freed. glibc otherwise raises this threshold after the first big free and
-    carves later crops from a heap that fragments and grows with every batch. No-op off glibc."""
-    try:
-        ctypes.CDLL("libc.so.6").mallopt(-3, threshold)  # M_MMAP_THRESHOLD
-    except (OSError, AttributeError):
-        pass
 
 
 class CropLoader(DataLoader):

@@ -146,3 +146,10 @@ def test_cli_brain_without_lesions(tmp_path):
     assert case.modality == "MR" and case.sequence == "T1" and case.label == "" and case.anatomy
     img = nib.load(case.image[0])
     assert img.shape == (32, 32, 32) and np.allclose(np.linalg.norm(img.affine[:3, :3], axis=0), 6.0, atol=1e-4)
+
+
+def test_cli_rejects_bad_arguments(tmp_path, capsys):
+    assert main(["synth", "--out", str(tmp_path), "--kind", "brain", "--n", "0"]) == 2
+    assert main(["synth", "--out", str(tmp_path), "--kind", "brain", "--shape", "4", "64", "64"]) == 2
+    assert "shape must be 3 sizes >= 8" in capsys.readouterr().err
+    assert not (tmp_path / "manifest.csv").exists()
