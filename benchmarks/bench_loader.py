@@ -239,12 +239,14 @@ def _child(queue, which: str, cache: str, ids: list[str], n: int, cfg_data: dict
                             seed=0)
         step = lambda: next(ours)  # noqa: E731
         loader = ours
-    result = measure(step, cfg.batch_size, seconds, warmup_s)
-    if hasattr(loader, "close"):
-        loader.close()
-    elif getattr(loader, "_iterator", None) is not None:
-        loader._iterator._shutdown_workers()
-    queue.put(result)
+    queue.put(measure(step, cfg.batch_size, seconds, warmup_s))
+    try:  # stop workers before exit; a worker dying noisily here no longer matters
+        if hasattr(loader, "close"):
+            loader.close()
+        elif getattr(loader, "_iterator", None) is not None:
+            loader._iterator._shutdown_workers()
+    except RuntimeError:
+        pass
 
 
 def run_one(name: str, cache: Path, ids: list[str], n: int, cfg: LoaderConfig, args) -> dict[str, Result]:
@@ -259,8 +261,14 @@ def run_one(name: str, cache: Path, ids: list[str], n: int, cfg: LoaderConfig, a
             proc = ctx.Process(target=_child, args=(queue, which, str(cache), ids, n, cfg.model_dump(mode="json"),
                                                     args.seconds, args.warmup, args.threads))
             proc.start()
+            while queue.empty():
+                if not proc.is_alive() and queue.empty():
+                    raise RuntimeError(f"{which} measurement process died (exit code {proc.exitcode})")
+                time.sleep(0.2)
             runs[which].append(queue.get())
-            proc.join()
+            proc.join(timeout=60)
+            if proc.is_alive():
+                proc.terminate()
     out = {k: Result(float(np.median([r.crops_per_s for r in rs])), max(r.peak_mb for r in rs),
                      sum(r.crops for r in rs)) for k, rs in runs.items()}
     line = "  ".join(f"{k} {r.crops_per_s:7.1f} crops/s {r.peak_mb:7.0f} MB" for k, r in out.items())
