@@ -10,7 +10,6 @@ same crops whatever the number of workers or ranks, and a resumed run continues 
 from __future__ import annotations
 
 import contextlib
-import logging
 import zlib
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -25,8 +24,7 @@ from medmae.data.augment import build_augment
 from medmae.data.cache import MAP_DTYPES, CachedCase
 from medmae.data.config import LoaderConfig
 from medmae.data.sampling import crop_starts, foreground_points, read_crop
-
-log = logging.getLogger(__name__)
+from medmae.io.errors import ScanError
 
 Key = int | tuple[int, int, int]
 """A dataset key: a case index, or (epoch, position in the epoch, case index)."""
@@ -37,12 +35,29 @@ def missing_fill(name: str) -> int:
     return 1 if name == "body" else 0
 
 
+def _shape_of(path: Path) -> tuple[int, ...]:
+    """Shape from a .npy header; a missing, truncated or foreign file is a ScanError naming it."""
+    try:
+        return tuple(int(n) for n in np.load(path, mmap_mode="r").shape)
+    except (OSError, ValueError, EOFError) as e:
+        raise ScanError(path, f"cannot open cached array ({e}); rebuild the cache with `medmae preprocess`") from None
+
+
 def case_geometry(cases: Sequence[CachedCase], names: Sequence[str]) -> tuple[list[tuple[int, ...]], list[set[str]]]:
-    """Image shapes (C, X, Y, Z) and the set of ``names`` each case has on disk."""
+    """Image shapes (C, X, Y, Z) and the set of ``names`` each case has on disk, every map
+    checked to match its image's grid."""
     shapes, present = [], []
     for c in cases:
-        shapes.append(tuple(int(n) for n in np.load(c.path / "image.npy", mmap_mode="r").shape))
-        present.append({n for n in names if c.has(n)})
+        shape = _shape_of(c.path / "image.npy")
+        if len(shape) != 4:
+            raise ScanError(c.path / "image.npy", f"cached image must be (C, X, Y, Z), got shape {shape}")
+        has = {n for n in names if c.has(n)}
+        for n in has:
+            if _shape_of(c.path / f"{n}.npy") != shape[1:]:
+                raise ScanError(c.path / f"{n}.npy", f"map shape {_shape_of(c.path / f'{n}.npy')} "
+                                                     f"does not match the image grid {shape[1:]}")
+        shapes.append(shape)
+        present.append(has)
     channels = {s[0] for s in shapes}
     if len(channels) > 1:
         raise ValueError(f"cached cases have different channel counts {sorted(channels)}; "

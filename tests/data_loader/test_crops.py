@@ -5,13 +5,14 @@ import numpy as np
 import pytest
 import torch
 from conftest import SHAPES
-from loader_helpers import loader_cfg
+from loader_helpers import loader_cfg, make_cache
 
 from medmae.config.base import ConfigError, load_config
 from medmae.config.schema import PretrainConfig
 from medmae.data.cache import list_cases, open_case
 from medmae.data.dataset import CropDataset
 from medmae.data.sampling import crop_starts, foreground_points, read_crop, start_bounds
+from medmae.io.errors import ScanError
 
 K = (24, 24, 24)
 
@@ -156,3 +157,15 @@ def test_config_validation():
 def test_cases_open_lazily(coded_cache):
     case = open_case(coded_cache / "cases" / "case_000")
     assert isinstance(case.image, np.memmap)
+
+
+def test_broken_cache_files_are_named(tmp_path):
+    cache = make_cache(tmp_path / "c", [(20, 20, 20), (20, 20, 20)])
+    image = cache / "cases" / "case_001" / "image.npy"
+    image.write_bytes(image.read_bytes()[:100])  # truncated
+    with pytest.raises(ScanError, match="case_001/image.npy: cannot open cached array"):
+        CropDataset(list_cases(cache), cfg_for(cache))
+    np.save(image, np.zeros((1, 20, 20, 20), np.float32))
+    np.save(cache / "cases" / "case_001" / "anatomy.npy", np.zeros((20, 20, 19), np.int16))
+    with pytest.raises(ScanError, match="anatomy.npy: map shape"):
+        CropDataset(list_cases(cache), cfg_for(cache))
