@@ -15,7 +15,7 @@ from typing import Sequence
 
 from medmae.config.base import load_config, save_config
 from medmae.config.schema import PretrainConfig, PreprocessConfig
-from medmae.io.manifest import Case, read_manifest, write_manifest
+from medmae.io.manifest import Case, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,11 @@ class DemoResult:
     run_id: str | None
 
 
-def build_manifest(out: Path, n_phantoms: int, real_dir: Path | None, seed: int) -> tuple[Path, int]:
-    """Phantoms (brain MR with lesions, abdominal CT) + every real scan under ``real_dir``."""
+def build_manifest(out: Path, n_phantoms: int, real_dir: Path | None, seed: int) -> tuple[Path, int, int]:
+    """Phantoms (brain MR with lesions, abdominal CT) + every real scan under ``real_dir``.
+
+    Returns (manifest path, cases written, unusable files skipped).
+    """
     from medmae.io.scan import scan_folder
     from medmae.synth.write import finish, generate
 
@@ -63,7 +66,8 @@ def build_manifest(out: Path, n_phantoms: int, real_dir: Path | None, seed: int)
     for kind in ("brain", "abdomen"):
         folder = out / "phantoms" / kind
         rows = list(generate(folder, kind, n_phantoms, seed=seed, lesions=True, val_fraction=0.25))
-        cases += read_manifest(finish(folder, rows))  # absolute paths
+        finish(folder, rows)  # the phantom folder keeps its own manifest
+        cases += [r.resolved(folder) for r in rows]
     n_bad = 0
     if real_dir is not None:
         real, bad = scan_folder(real_dir, val_fraction=0.0, seed=seed, progress=False)
@@ -71,7 +75,7 @@ def build_manifest(out: Path, n_phantoms: int, real_dir: Path | None, seed: int)
             log.warning("demo: skipping %s: %s", path, problem)
         n_bad = len(bad)
         cases += real
-    return write_manifest(cases, out / "manifest.csv"), n_bad
+    return write_manifest(cases, out / "manifest.csv"), len(cases), n_bad
 
 
 def run_demo(out: str | os.PathLike = "demo_out", steps: int = 300, n_phantoms: int = 4,
@@ -86,7 +90,7 @@ def run_demo(out: str | os.PathLike = "demo_out", steps: int = 300, n_phantoms: 
     real = Path(real_dir) if real_dir else repo_real_scans()
 
     log.info("demo 1/3: phantoms + real scans -> manifest")
-    manifest, n_bad = build_manifest(out, n_phantoms, real, seed)
+    manifest, n_cases, n_bad = build_manifest(out, n_phantoms, real, seed)
 
     log.info("demo 2/3: preprocessing into the cache")
     pcfg = load_config(PreprocessConfig, None, DEMO_PREPROCESS)
@@ -105,7 +109,7 @@ def run_demo(out: str | os.PathLike = "demo_out", steps: int = 300, n_phantoms: 
     figures = result.figures[-1].parent if result.figures else None
     return DemoResult(
         manifest=manifest, cache=cache, run_dir=result.out_dir,
-        n_cases=len(read_manifest(manifest)), n_bad=n_bad + len(report.bad),
+        n_cases=n_cases, n_bad=n_bad + len(report.bad),
         first_loss=sum(result.losses[:k]) / k if result.losses else float("nan"),
         final_loss=sum(result.losses[-k:]) / k if result.losses else float("nan"),
         baseline=sum(result.baselines[-k:]) / k if result.baselines else float("nan"),

@@ -13,7 +13,7 @@ import csv
 import hashlib
 import io
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Iterable
 
