@@ -11,6 +11,7 @@ import csv
 import io
 import os
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 from medmae.atomic import atomic_write_text
@@ -94,9 +95,7 @@ def relative_case(case: Case, base: Path) -> Case:
         r = os.path.relpath(path, base) if path.is_relative_to(base) else str(path)
         return r if key is None else f"{r}{SERIES_SEP}{key}"
 
-    return Case(case_id=case.case_id, image=[rel(p) for p in case.image], modality=case.modality,
-                sequence=case.sequence, label=rel(case.label), anatomy=rel(case.anatomy), split=case.split,
-                sha256=case.sha256)
+    return replace(case, image=[rel(p) for p in case.image], label=rel(case.label), anatomy=rel(case.anatomy))
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:

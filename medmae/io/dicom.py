@@ -165,13 +165,19 @@ def slice_order(s: DicomSeries) -> tuple[list[int], np.ndarray]:
 def series_affine(headers: list[Dataset], step: np.ndarray) -> np.ndarray:
     """(4, 4) voxel (column i, row j, slice k) -> RAS mm affine of slices in order."""
     h = headers[0]
-    iop = np.array(h.ImageOrientationPatient, dtype=np.float64)
-    row_spacing, col_spacing = (float(v) for v in h.PixelSpacing)  # between rows, between columns
+    return plane_affine(h.ImageOrientationPatient, h.PixelSpacing, step, h.ImagePositionPatient)
+
+
+def plane_affine(iop, pixel_spacing, step: np.ndarray, origin) -> np.ndarray:
+    """(4, 4) voxel -> RAS mm affine from DICOM plane geometry (all LPS): ImageOrientationPatient,
+    PixelSpacing (between rows, between columns), the (3,) slice step and the first plane's position."""
+    iop = np.asarray(iop, dtype=np.float64)
+    row_spacing, col_spacing = (float(v) for v in pixel_spacing)
     lps = np.eye(4)
     lps[:3, 0] = iop[:3] * col_spacing  # i runs along a row (across columns)
     lps[:3, 1] = iop[3:] * row_spacing  # j runs down a column (across rows)
     lps[:3, 2] = step
-    lps[:3, 3] = np.array(h.ImagePositionPatient, dtype=np.float64)
+    lps[:3, 3] = np.asarray(origin, dtype=np.float64)
     return LPS_TO_RAS @ lps
 
 
@@ -257,27 +263,26 @@ def _position(h: Dataset, folder: Path) -> np.ndarray:
     return pos
 
 
-def _pixels(path: Path, folder: Path, where: str) -> tuple[np.ndarray, Dataset]:
-    """Decode one slice: (rows, cols) raw stored values, and its full dataset.
+def _pixels(path: Path, folder: Path, where: str) -> np.ndarray:
+    """Decode one slice: (rows, cols) raw stored values.
 
     ``where`` ('slice 4 of 20') names the slice in errors instead of its file name, which
     is often built from UIDs.
     """
     try:
         with quiet_pydicom():
-            ds = pydicom.dcmread(str(path))
-            arr = ds.pixel_array
+            arr = pydicom.dcmread(str(path)).pixel_array
     except Exception as e:  # pydicom and its decoder plugins raise many types
         text = " ".join(str(e).replace(str(path), "<file>").split())[:200] or type(e).__name__
         raise ScanError(folder, f"cannot decode the pixels of {where} ({text})") from None
     if arr.ndim != 2:
         raise ScanError(folder, f"{where} decodes to shape {arr.shape}, expected rows x columns")
-    return arr, ds
+    return arr
 
 
-def _stack_rescaled(slices: list[tuple[np.ndarray, Dataset]], headers: list[Dataset]) -> np.ndarray:
+def _stack_rescaled(slices: list[np.ndarray], headers: list[Dataset]) -> np.ndarray:
     """(X, Y, Z) array after RescaleSlope/Intercept; one shared rescale keeps int16 HU."""
-    raw = np.stack([a.T for a, _ in slices], axis=-1)  # (cols, rows, slices) = (X, Y, Z)
+    raw = np.stack([a.T for a in slices], axis=-1)  # (cols, rows, slices) = (X, Y, Z)
     params = {(_float(getattr(h, "RescaleSlope", None)), _float(getattr(h, "RescaleIntercept", None))) for h in headers}
     if len(params) == 1:
         slope, inter = params.pop()

@@ -15,9 +15,9 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 
-from medmae.io.dicom import quiet_pydicom
+from medmae.io.dicom import plane_affine, quiet_pydicom
 from medmae.io.errors import ScanError
-from medmae.io.read import LPS_TO_RAS, validate
+from medmae.io.read import validate
 from medmae.io.volume import Volume
 
 GRID_TOL_MM = 0.05
@@ -50,11 +50,9 @@ def read_dicom_seg(path: str | os.PathLike) -> Volume:
                       dtype=np.uint8 if segments.max() < 256 else np.uint16)
     for f in np.argsort(segments, kind="stable"):  # higher segment numbers painted last
         labels[..., slice_k[f]][masks[f].T] = segments[f]
-    row_spacing, col_spacing = (float(v) for v in measures.PixelSpacing)
-    lps = np.eye(4)
-    lps[:3, 0], lps[:3, 1], lps[:3, 2], lps[:3, 3] = iop[:3] * col_spacing, iop[3:] * row_spacing, normal * step, origin
+    affine = plane_affine(iop, measures.PixelSpacing, normal * step, origin)
     names = {int(s.SegmentNumber): str(getattr(s, "SegmentLabel", "")) for s in getattr(ds, "SegmentSequence", [])}
-    return validate(Volume(array=labels, affine=LPS_TO_RAS @ lps, path=path,
+    return validate(Volume(array=labels, affine=affine, path=path,
                            meta={"modality": "SEG", "segments": names}))
 
 
