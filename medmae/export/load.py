@@ -24,6 +24,7 @@ MONAI_VIT_NAMES = {
     "patch_embed.proj.": "patch_embedding.patch_embeddings.",
     "pos_embed": "patch_embedding.position_embeddings",
 }
+UNETR_TARGET = "MONAI UNETR.vit"
 
 
 def to_monai_vit_key(key: str) -> str:
@@ -41,7 +42,14 @@ def load_encoder(
     strict: bool = True,
 ) -> tuple[ViTEncoder3D, LoadReport]:
     """Exported encoder -> (ViTEncoder3D for ``img_size`` (default: the training crop), report)."""
-    state, meta = read_export(export_dir)
+    return encoder_from_export(*read_export(export_dir), img_size, resize, strict)
+
+
+def encoder_from_export(
+    state: dict, meta: dict, img_size: Sequence[int] | None = None,
+    resize: PosResize = "trilinear", strict: bool = True,
+) -> tuple[ViTEncoder3D, LoadReport]:
+    """:func:`load_encoder` on an export already read with :func:`read_export`."""
     arch = meta["architecture"]
     size = tuple(img_size) if img_size is not None else tuple(arch["img_size"])
     encoder = ViTEncoder3D(
@@ -78,7 +86,14 @@ def load_into_monai_vit(
     depth, patch size and input channels, and ``qkv_bias`` as exported; the report's
     hints say which one differs.
     """
-    state, meta = read_export(export_dir)
+    return monai_vit_from_export(vit, *read_export(export_dir), grid, resize, strict, target_name)
+
+
+def monai_vit_from_export(
+    vit: nn.Module, state: dict, meta: dict, grid: Sequence[int],
+    resize: PosResize = "trilinear", strict: bool = True, target_name: str = "MONAI ViT",
+) -> LoadReport:
+    """:func:`load_into_monai_vit` with an export already read with :func:`read_export`."""
     return transfer(
         state, vit, target_name, to_monai_vit_key, MONAI_VIT_NAMES["pos_embed"],
         (meta["architecture"]["grid"], tuple(grid)), meta["architecture"],
@@ -98,7 +113,7 @@ def load_into_unetr(
     """
     if not hasattr(unetr, "vit") or not hasattr(unetr, "feat_size"):
         raise TypeError(f"expected a monai.networks.nets.UNETR, got {type(unetr).__name__}")
-    return load_into_monai_vit(unetr.vit, export_dir, unetr.feat_size, resize, strict, "MONAI UNETR.vit")
+    return load_into_monai_vit(unetr.vit, export_dir, unetr.feat_size, resize, strict, UNETR_TARGET)
 
 
 def unetr_kwargs(meta: dict) -> dict:

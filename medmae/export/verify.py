@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from medmae.export.files import read_export
-from medmae.export.load import load_encoder, load_into_unetr, unetr_compatible, unetr_kwargs
+from medmae.export.load import UNETR_TARGET, encoder_from_export, monai_vit_from_export, unetr_compatible, unetr_kwargs
 from medmae.export.report import LoadReport
 from medmae.models.encoder import ViTEncoder3D
 
@@ -38,13 +38,13 @@ def verify_export(export_dir: str | os.PathLike, seed: int = 0) -> Verification:
     on one random crop (should be float rounding only)."""
     from monai.networks.nets import UNETR
 
-    encoder, report = load_encoder(export_dir)
-    _, meta = read_export(export_dir)
+    state, meta = read_export(export_dir)  # read and hashed once for both loads
+    encoder, report = encoder_from_export(state, meta)
     reason = unetr_compatible(meta)
     if reason:
         return Verification(report, None, reason, None)
     unetr = UNETR(out_channels=2, img_size=tuple(encoder.img_size), feature_size=16, **unetr_kwargs(meta))
-    unetr_report = load_into_unetr(unetr, export_dir)
+    unetr_report = monai_vit_from_export(unetr.vit, state, meta, unetr.feat_size, target_name=UNETR_TARGET)
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(1, encoder.in_channels, *encoder.img_size, generator=g)
     return Verification(report, unetr_report, None, hidden_state_gap(encoder, unetr.vit, x))

@@ -31,12 +31,13 @@ class BlockMasking(MaskingStrategy):
         self.min_edge, self.max_edge, self.isotropic = int(min_edge), int(max_edge), bool(isotropic)
         edges = range(self.min_edge, self.max_edge + 1)
         self.sizes = [(e, e, e) for e in edges] if isotropic else list(itertools.product(edges, repeat=3))
+        self.register_buffer("edges", torch.tensor(self.sizes), persistent=False)  # S 3, moves with .to()
+        self._mean_volume = sum(math.prod(s) for s in self.sizes) / len(self.sizes)
 
     def num_blocks(self, num_tokens: int) -> int:
         """Blocks drawn per sample: about three grid volumes of blocks, so that their union
         nearly always exceeds the budget and top-up by single tokens is rare."""
-        mean_volume = sum(math.prod(s) for s in self.sizes) / len(self.sizes)
-        return math.ceil(3 * num_tokens / mean_volume) + 4
+        return math.ceil(3 * num_tokens / self._mean_volume) + 4
 
     def forward(self, ctx: MaskContext, step: int, generator: torch.Generator) -> torch.Tensor:
         """-> mask (B, N) bool."""
@@ -55,12 +56,11 @@ class BlockMasking(MaskingStrategy):
         """centres (B, M) token index, size_idx (B, M) -> (B, N) float64 highest covering priority (0 = none)."""
         b, m = centres.shape
         dev = centres.device
-        g = torch.tensor(grid, device=dev)
-        sizes = torch.tensor(self.sizes, device=dev)
-        edges = sizes[size_idx]  # B M 3
-        cell = torch.stack([centres // (grid[1] * grid[2]), (centres // grid[2]) % grid[1], centres % grid[2]], -1)
-        corner = torch.minimum((cell - (edges - 1) // 2).clamp(min=0), (g - edges).clamp(min=0))
-        flat = (corner[..., 0] * grid[1] + corner[..., 1]) * grid[2] + corner[..., 2]
+        edges = self.edges.to(dev)[size_idx].unbind(-1)  # 3 x (B, M)
+        cell = torch.unravel_index(centres, grid)  # 3 x (B, M)
+        cx, cy, cz = (torch.minimum((c - (e - 1) // 2).clamp(min=0), (g - e).clamp(min=0))
+                      for c, e, g in zip(cell, edges, grid))  # corner of each block
+        flat = (cx * grid[1] + cy) * grid[2] + cz
         prio = (m - torch.arange(m, device=dev, dtype=torch.float64)).expand(b, m)
         best = torch.zeros(b, grid[0] * grid[1] * grid[2], dtype=torch.float64, device=dev)
         for s, (ex, ey, ez) in enumerate(self.sizes):

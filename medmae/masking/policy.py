@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from medmae.masking.select import gumbel, rank_tokens
+from medmae.masking.select import gumbel, invert_permutation, rank_tokens
 
 _ABSENT = -1.0e4  # logit given to invalid tokens: exp() is 0, gradients stay finite
 
@@ -25,13 +25,6 @@ def sample_ranks(logits: torch.Tensor, valid: torch.Tensor, generator: torch.Gen
     return rank_tokens(keys, valid)
 
 
-def order_from_ranks(ranks: torch.Tensor) -> torch.Tensor:
-    """(B, N) rank of each token -> (B, N) token at each rank."""
-    order = torch.empty_like(ranks)
-    pos = torch.arange(ranks.shape[1], device=ranks.device).expand_as(ranks)
-    return order.scatter_(1, ranks, pos)
-
-
 def plackett_luce_log_prob(logits: torch.Tensor, ranks: torch.Tensor, valid: torch.Tensor,
                            counts: torch.Tensor) -> torch.Tensor:
     """Mean log-probability per drawn token of drawing the tokens of rank < counts, in that order.
@@ -40,7 +33,7 @@ def plackett_luce_log_prob(logits: torch.Tensor, ranks: torch.Tensor, valid: tor
     counts (B,) >= 1 -> (B,) = log P(ordered draw) / counts.
     """
     logits = torch.where(valid, logits, torch.full_like(logits, _ABSENT))
-    sorted_logits = torch.gather(logits, 1, order_from_ranks(ranks))
+    sorted_logits = torch.gather(logits, 1, invert_permutation(ranks))  # token at each rank
     tail = torch.logcumsumexp(sorted_logits.flip(1), 1).flip(1)  # log sum over ranks >= j
     drawn = torch.arange(logits.shape[1], device=logits.device)[None, :] < counts[:, None]
     return ((sorted_logits - tail) * drawn).sum(1) / counts.clamp(min=1)

@@ -54,9 +54,13 @@ def rank_tokens(scores: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     order = torch.sort(s, dim=1, descending=True, stable=True).indices
     v_sorted = torch.gather(valid, 1, order)
     order = torch.gather(order, 1, torch.sort((~v_sorted).to(torch.uint8), dim=1, stable=True).indices)
-    ranks = torch.empty_like(order)
-    pos = torch.arange(order.shape[1], device=order.device).expand_as(order)
-    return ranks.scatter_(1, order, pos)
+    return invert_permutation(order)
+
+
+def invert_permutation(perm: torch.Tensor) -> torch.Tensor:
+    """(B, N) permutations per row -> (B, N) their inverses (token at each rank <-> rank of each token)."""
+    pos = torch.arange(perm.shape[1], device=perm.device).expand_as(perm)
+    return torch.empty_like(perm).scatter_(1, perm, pos)
 
 
 def topk_by_count(scores: torch.Tensor, valid: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
