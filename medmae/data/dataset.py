@@ -53,9 +53,9 @@ def case_geometry(cases: Sequence[CachedCase], names: Sequence[str]) -> tuple[li
             raise ScanError(c.path / "image.npy", f"cached image must be (C, X, Y, Z), got shape {shape}")
         has = {n for n in names if c.has(n)}
         for n in has:
-            if _shape_of(c.path / f"{n}.npy") != shape[1:]:
-                raise ScanError(c.path / f"{n}.npy", f"map shape {_shape_of(c.path / f'{n}.npy')} "
-                                                     f"does not match the image grid {shape[1:]}")
+            got = _shape_of(c.path / f"{n}.npy")
+            if got != shape[1:]:
+                raise ScanError(c.path / f"{n}.npy", f"map shape {got} does not match the image grid {shape[1:]}")
         shapes.append(shape)
         present.append(has)
     channels = {s[0] for s in shapes}
@@ -65,13 +65,13 @@ def case_geometry(cases: Sequence[CachedCase], names: Sequence[str]) -> tuple[li
     return shapes, present
 
 
-def case_points(cases: Sequence[CachedCase], shapes: Sequence[tuple[int, ...]], present: Sequence[set[str]],
-                cfg: LoaderConfig, seed: int) -> list[np.ndarray]:
+def case_points(cases: Sequence[CachedCase], present: Sequence[set[str]], cfg: LoaderConfig,
+                seed: int) -> list[np.ndarray]:
     """Foreground crop centres per case, (N, 3) uint16 (empty without a body map)."""
     out = []
-    bar = tqdm(list(zip(cases, shapes, present)), desc="foreground points", unit="case",
+    bar = tqdm(list(zip(cases, present)), desc="foreground points", unit="case",
                disable=len(cases) < 50, mininterval=2.0)
-    for c, shape, has in bar:
+    for c, has in bar:
         if "body" not in has or cfg.foreground_prob == 0:
             out.append(np.zeros((0, 3), dtype=np.uint16))
             continue
@@ -97,7 +97,7 @@ class CropDataset(Dataset):
         self.case_ids = [c.case_id for c in cases]
         self.maps = cfg.maps
         self.shapes, self.present = case_geometry(cases, self.maps)
-        self.points = case_points(cases, self.shapes, self.present, cfg, self.seed)
+        self.points = case_points(cases, self.present, cfg, self.seed)
         self.augment = build_augment(cfg.augment, self.maps)
         self.epoch = 0
 

@@ -129,7 +129,7 @@ class ResidentLoader:
         self.names = cfg.maps
         shapes, present = case_geometry(cases, self.names)
         self.shapes_np = [s[1:] for s in shapes]
-        self.points = case_points(cases, shapes, present, cfg, self.seed)
+        self.points = case_points(cases, present, cfg, self.seed)
         self.volumes = ResidentVolumes(cases, self.names, shapes, present, self.device)
         log.info("resident loader: %d cases, %.1f MiB on %s", len(cases), self.volumes.nbytes / 2**20, self.device)
         epoch_order(len(cases), 0, self.seed, rank, world_size, cfg.volumes_per_batch)  # validates split

@@ -18,6 +18,7 @@ import logging
 import os
 import threading
 import time
+import zlib
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,6 @@ logger = logging.getLogger(__name__)
 MAX_PARAM_VALUE = 6000  # MLflow's limit on a param value
 MAX_KEY = 250  # MLflow's limit on a param / tag / metric key
 MAX_TAG_VALUE = 8000
-PARAMS_PER_BATCH = 100
 METRICS_PER_BATCH = 1000
 HTTP_ENV = ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "MLFLOW_HTTP_REQUEST_TIMEOUT")
 _USER_HTTP_ENV = {k for k in HTTP_ENV if k in os.environ}  # set by the user, before any tracker
@@ -83,7 +83,8 @@ def ui_command(uri: str) -> str:
 
 
 def clip_key(key: str) -> str:
-    return key if len(key) <= MAX_KEY else key[: MAX_KEY - 9] + "~" + format(abs(hash(key)) % 16**8, "08x")
+    """``key`` cut to MLflow's limit, with a digest of the whole key (the same in every process)."""
+    return key if len(key) <= MAX_KEY else key[: MAX_KEY - 9] + "~" + format(zlib.crc32(key.encode()), "08x")
 
 
 def param_values(flat: Mapping[str, Any]) -> dict[str, str]:
@@ -95,6 +96,13 @@ def param_values(flat: Mapping[str, Any]) -> dict[str, str]:
             text = text[: MAX_PARAM_VALUE - 20] + "...[truncated]"
         out[clip_key(k)] = text
     return out
+
+
+def _run_tags(tags: Mapping[str, Any]) -> list:
+    """Tags -> MLflow RunTags (keys and values clipped to MLflow's limits)."""
+    from mlflow.entities import RunTag
+
+    return [RunTag(clip_key(k), str(v)[:MAX_TAG_VALUE]) for k, v in tags.items()]
 
 
 def _import_mlflow() -> None:
@@ -189,9 +197,7 @@ class MlflowTracker(Tracker):
                       lambda client, run: client.log_artifacts(run, folder, artifact_path)))
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
-        from mlflow.entities import RunTag
-
-        values = [RunTag(clip_key(k), str(v)[:MAX_TAG_VALUE]) for k, v in tags.items()]
+        values = _run_tags(tags)
         self._put(_Op("set tags", lambda client, run: client.log_batch(run, tags=values)))
 
     def finish(self, status: str = "FINISHED") -> bool:
@@ -322,7 +328,7 @@ class MlflowTracker(Tracker):
             logger.debug("MLflow still unreachable (%s)", self.last_error)
 
     def _start_run(self, client, params: dict, tags: dict) -> None:
-        from mlflow.entities import Param, RunTag
+        from mlflow.entities import Param
 
         run = self._find_resumable(client)
         if run is None:
@@ -335,15 +341,10 @@ class MlflowTracker(Tracker):
             client.update_run(run.info.run_id, status="RUNNING")
             existing = run.data.params
         run_id = run.info.run_id
-        new = {k: v for k, v in param_values(params).items() if k not in existing}
-        changed = {f"resume.changed.{k}": v for k, v in param_values(params).items()
-                   if k in existing and existing[k] != v}
-        items = [Param(k, v) for k, v in new.items()]
-        for i in range(0, len(items), PARAMS_PER_BATCH):
-            client.log_batch(run_id, params=items[i:i + PARAMS_PER_BATCH])
-        all_tags = [RunTag(clip_key(k), str(v)[:MAX_TAG_VALUE]) for k, v in {**tags, **changed}.items()]
-        for i in range(0, len(all_tags), PARAMS_PER_BATCH):
-            client.log_batch(run_id, tags=all_tags[i:i + PARAMS_PER_BATCH])
+        values = param_values(params)
+        new = [Param(k, v) for k, v in values.items() if k not in existing]
+        changed = {f"resume.changed.{k}": v for k, v in values.items() if k in existing and existing[k] != v}
+        client.log_batch(run_id, params=new, tags=_run_tags({**tags, **changed}))  # MLflow splits it up
         self.run_id = run_id
         if self.cfg.system_metrics:
             self._start_monitor(run_id, resume=bool(existing))

@@ -1,7 +1,10 @@
 """The resilient tracker on the embedded SQLite store, and with no server at all."""
 
 import logging
+import os
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -35,6 +38,11 @@ def test_params_fit_mlflow_limits():
     long_key = clip_key("k" * 300)
     assert len(long_key) <= MAX_KEY and values[long_key] == "1"
     assert clip_key("k" * 300) != clip_key("k" * 299 + "j")  # clipped keys stay distinct
+    # ... and the same in every process (a resumed run must find its own clipped keys)
+    other = subprocess.run([sys.executable, "-c", "from medmae.tracking.mlflow_run import clip_key; "
+                            "print(clip_key('k' * 300))"], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": "123"})
+    assert other.stdout.strip() == long_key
 
 
 def _closed_port() -> int:
