@@ -1,4 +1,4 @@
-"""`medmae preprocess MANIFEST --out CACHE_DIR [--config FILE] [--workers N] [KEY=VALUE ...]`."""
+"""`medmae preprocess MANIFEST --out CACHE_DIR [--config FILE] [--workers N] [--shard I/N | --merge] [KEY=VALUE ...]`."""
 
 from __future__ import annotations
 
@@ -20,6 +20,12 @@ def register(subparsers) -> None:
     p.add_argument("--workers", "-j", type=int, default=None,
                    help="worker processes (0 = in this process; default: config's workers)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--shard", metavar="I/N", default=None,
+                   help="process only share I of N (I = 1..N) of the manifest into a shared cache, "
+                        "e.g. one SLURM array task each; finish with --merge")
+    p.add_argument("--merge", action="store_true",
+                   help="after all --shard runs: write index.csv, report.csv, config.yaml and "
+                        "fingerprint.json from the cached cases")
     add_config_args(p)
     p.set_defaults(func=run)
 
@@ -29,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from medmae.config.base import load_config
     from medmae.preprocess.batch import CacheBusyError, preprocess_manifest
     from medmae.preprocess.config import PreprocessConfig
+    from medmae.preprocess.shard import merge_shards, parse_shard, preprocess_shard
 
     cfg = load_config(PreprocessConfig, args.config, args.overrides)
     if args.workers is not None:
@@ -36,9 +43,22 @@ def run(args: argparse.Namespace) -> int:
             print("medmae preprocess: error: --workers must be >= 0", file=sys.stderr)
             return 2
         cfg.workers = args.workers
+    if args.shard and args.merge:
+        print("medmae preprocess: error: --shard and --merge are separate runs", file=sys.stderr)
+        return 2
     try:
+        if args.merge:
+            report = merge_shards(args.manifest, args.out, cfg)
+            print(f"merged {len(report.skipped)} cached case(s), bad {len(report.bad)} -> {args.out}")
+            print("\n".join(report.lines()[1:]))
+            return 0 if report.skipped or not report.bad else 1
+        if args.shard:
+            index, count = parse_shard(args.shard)
+            report = preprocess_shard(args.manifest, args.out, cfg, index, count, progress=not args.no_progress)
+            print(f"shard {index}/{count}: " + "\n".join(report.lines()))
+            return 0 if report.done or report.skipped or not report.bad else 1
         report = preprocess_manifest(args.manifest, args.out, cfg, progress=not args.no_progress)
-    except (ValueError, CacheBusyError) as e:  # unreadable manifest, cache in use
+    except (ValueError, CacheBusyError) as e:  # unreadable manifest, bad --shard, cache in use
         print(f"medmae preprocess: error: {e}", file=sys.stderr)
         return 2
     print("\n".join(report.lines()))
