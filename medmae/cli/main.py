@@ -25,6 +25,7 @@ COMMANDS = [
     ("medmae.cli.finetune", "fine-tune a segmentation head on the pretrained encoder"),
     ("medmae.cli.segment", "segment scans with a fine-tuned model; evaluate"),
     ("medmae.cli.study", "run, show and list reproducible studies"),
+    ("medmae.cli.config", "configuration reference generated from the schemas"),
 ]
 
 

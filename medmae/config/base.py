@@ -25,7 +25,8 @@ class ConfigError(ValueError):
 class StrictModel(BaseModel):
     """Base for every config section: unknown keys are errors, assignments re-validated."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=(),
+                              use_attribute_docstrings=True)  # docstrings -> the config reference
 
 
 def _parse_value(text: str) -> Any:
