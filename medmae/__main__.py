@@ -1,0 +1,7 @@
+"""``python -m medmae ...`` and ``torchrun --nproc-per-node N -m medmae ...``: the medmae CLI."""
+
+import sys
+
+from medmae.cli.main import main
+
+sys.exit(main())

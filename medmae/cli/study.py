@@ -1,0 +1,76 @@
+"""`medmae study run FILE [--out DIR]`, `medmae study show NAME`, `medmae study list`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("study", help="run, show and list reproducible studies",
+                              description="A study file (studies/NAME.yaml) names its data, pretraining "
+                                          "variants and seeds; `run` executes it, reusing finished steps.")
+    sub = p.add_subparsers(dest="study_command", metavar="SUBCOMMAND", required=True)
+    r = sub.add_parser("run", help="run or resume a study")
+    r.add_argument("study", help="study YAML file")
+    r.add_argument("--out", "-o", default=None, help="output folder (default: the study's `out`)")
+    r.add_argument("--tracking-uri", default=None, help="MLflow store (default: $MLFLOW_TRACKING_URI "
+                                                        "or ./mlruns/mlflow.db)")
+    r.set_defaults(func=run)
+    s = sub.add_parser("show", help="print a study's summary table from MLflow")
+    s.add_argument("name")
+    s.add_argument("--tracking-uri", default=None)
+    s.set_defaults(func=show)
+    ls = sub.add_parser("list", help="list the studies in the MLflow store")
+    ls.add_argument("--tracking-uri", default=None)
+    ls.set_defaults(func=list_studies)
+
+
+def run(args: argparse.Namespace) -> int:
+    from medmae.studies.runner import run_study
+    from medmae.tracking.mlflow_run import ui_command
+
+    res = run_study(args.study, args.out, args.tracking_uri)
+    print(f"study {res.name}: {len(res.ran)} step(s) run, {len(res.reused)} reused -> {res.out}")
+    print((res.out / "summary.md").read_text())
+    print(f"summary table: {res.out / 'summary.csv'} and {res.out / 'summary.md'}; plots: {res.out / 'summary.png'}")
+    print(f"MLflow UI: {ui_command(res.tracking_uri)}")
+    return 0
+
+
+def show(args: argparse.Namespace) -> int:
+    from medmae.studies.tracking import download_summary, find_study_runs
+    from medmae.tracking.mlflow_run import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(args.tracking_uri)
+    runs = [r for r in find_study_runs(uri, args.name) if r.info.status == "FINISHED"]
+    if not runs:
+        print(f"medmae study show: no finished run of study {args.name!r} in {uri}", file=sys.stderr)
+        return 1
+    with tempfile.TemporaryDirectory() as tmp:
+        print(download_summary(uri, runs[0].info.run_id, tmp).read_text(), end="")
+    return 0
+
+
+def list_studies(args: argparse.Namespace) -> int:
+    import time
+
+    from medmae.studies.tracking import STUDY_TAG, find_study_runs
+    from medmae.tracking.mlflow_run import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(args.tracking_uri)
+    latest: dict[str, object] = {}
+    counts: dict[str, int] = {}
+    for r in find_study_runs(uri):
+        name = r.data.tags[STUDY_TAG]
+        counts[name] = counts.get(name, 0) + 1
+        latest.setdefault(name, r)
+    if not latest:
+        print(f"no studies in {uri}")
+        return 0
+    print(f"{'study':24s} {'runs':>4s}  {'last run':19s}  status")
+    for name, r in sorted(latest.items()):
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.info.start_time / 1000))
+        print(f"{name:24s} {counts[name]:4d}  {when}  {r.info.status}")
+    return 0

@@ -1,0 +1,134 @@
+"""How each kind of step runs: ``run(step, folder, deps, ctx) -> result``.
+
+A result is ``{"metrics": {name: float}, "paths": {name: str}, "run_id": str | None}``;
+``deps`` maps each dependency's id to its result. Every step writes only inside its own
+``folder``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from medmae.studies.store import Step
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StudyContext:
+    experiment: str
+    """MLflow experiment of the study's runs."""
+    tracking_uri: str
+    parent_run_id: str | None
+
+
+def run_data(step: Step, folder: Path, deps: dict, ctx: StudyContext) -> dict:
+    """Phantoms + scanned folders + given manifests -> one manifest."""
+    from medmae.io.manifest import read_manifest, write_manifest
+    from medmae.io.scan import scan_folder
+    from medmae.synth.write import finish, generate
+
+    c = step.config
+    cases, n_bad = [], 0
+    for kind in ("brain", "abdomen"):
+        n = c["synth"][kind]
+        if n:
+            out = folder / "phantoms" / kind
+            rows = list(generate(out, kind, n, seed=c["seed"], lesions=c["synth"]["lesions"],
+                                 shape=c["synth"]["shape"], spacing=c["synth"]["spacing"],
+                                 val_fraction=c["synth"]["val_fraction"]))
+            finish(out, rows)
+            cases += [r.resolved(out) for r in rows]
+    for f in c["folders"]:
+        found, bad = scan_folder(f["path"], val_fraction=0.0, seed=c["seed"], progress=False)
+        for path, problem in bad:
+            log.warning("study data: skipping %s: %s", path, problem)
+        cases += found
+        n_bad += len(bad)
+    for m in c["manifests"]:
+        cases += read_manifest(m["path"])
+    manifest = write_manifest(cases, folder / "manifest.csv")
+    return {"metrics": {"cases": len(cases), "unusable_files": n_bad}, "paths": {"manifest": str(manifest)}}
+
+
+def run_preprocess(step: Step, folder: Path, deps: dict, ctx: StudyContext) -> dict:
+    from medmae.preprocess.batch import preprocess_manifest
+    from medmae.preprocess.config import PreprocessConfig
+
+    cfg = PreprocessConfig.model_validate(step.config)
+    report = preprocess_manifest(deps["data-cases"]["paths"]["manifest"], folder / "cache", cfg)
+    for line in report.lines():
+        log.info("preprocess: %s", line)
+    if not (report.done or report.skipped):
+        raise RuntimeError(f"preprocessing cached no case (see {folder / 'cache' / 'report.csv'})")
+    return {"metrics": {"cases_cached": len(report.done) + len(report.skipped), "bad_cases": len(report.bad)},
+            "paths": {"cache": str(folder / "cache")}}
+
+
+def pretrain_config(step: Step, folder: Path, cache: str, ctx: StudyContext):
+    from medmae.config.schema import PretrainConfig
+
+    body = {k: v for k, v in step.config.items() if k != "torchrun"}
+    body["data"] = {**body["data"], "cache_dir": cache}
+    body["train"] = {**body["train"], "out_dir": str(folder / "run"), "resume": True}
+    body["tracking"] = {"experiment": ctx.experiment, "tracking_uri": ctx.tracking_uri,
+                        "run_name": f"pretrain-{step.name}"}
+    return PretrainConfig.model_validate(body)
+
+
+def run_pretrain(step: Step, folder: Path, deps: dict, ctx: StudyContext) -> dict:
+    """In this process, or handed to torchrun; metrics come from the run's metrics.jsonl."""
+    from medmae.config.base import save_config
+
+    cfg = pretrain_config(step, folder, deps["preprocess-cache"]["paths"]["cache"], ctx)
+    cfg_file = save_config(cfg, folder / "pretrain.yaml")
+    nproc = step.config.get("torchrun", 0)
+    if nproc:
+        cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", "-m", "medmae",
+               "pretrain", "--config", str(cfg_file)]
+        log.info("study: %s", " ".join(cmd))
+        subprocess.run(cmd, check=True, env={**os.environ})
+        run_id = None
+    else:
+        from medmae.training.engine import pretrain
+
+        run_id = pretrain(cfg).run_id
+    return {"metrics": pretrain_metrics(folder / "run" / "metrics.jsonl"), "run_id": run_id,
+            "paths": {"run": str(folder / "run"), "checkpoint": str(folder / "run" / "checkpoints" / "latest.pt")}}
+
+
+def pretrain_metrics(path: Path) -> dict[str, float]:
+    """Means over the last tenth of the steps (the same statistic as the progress line's window)."""
+    from medmae.tracking.metrics_log import read_metrics
+
+    records = [r for r in read_metrics(path) if isinstance(r.get("loss"), (int, float))]
+    if not records:
+        raise RuntimeError(f"{path}: no step was logged")
+    k = max(1, len(records) // 10)
+    last = records[-k:]
+    out = {"steps": float(records[-1]["step"]), "final_loss": sum(r["loss"] for r in last) / k,
+           "baseline": sum(r["baseline"] for r in last) / k}
+    out["loss_over_baseline"] = out["final_loss"] / out["baseline"] if out["baseline"] > 0 else float("nan")
+    for key in ("hidden_corr", "recon_corr"):
+        vals = [r[key] for r in last if isinstance(r.get(key), (int, float))]
+        if vals:
+            out[key] = sum(vals) / len(vals)
+    return out
+
+
+def run_export(step: Step, folder: Path, deps: dict, ctx: StudyContext) -> dict:
+    from medmae.export.files import export_encoder
+
+    export_encoder(deps[f"pretrain-{step.name}"]["paths"]["checkpoint"], folder / "encoder")
+    return {"metrics": {}, "paths": {"export": str(folder / "encoder")}}
+
+
+KINDS: dict[str, Callable[[Step, Path, dict, StudyContext], dict[str, Any]]] = {
+    "data": run_data, "preprocess": run_preprocess, "pretrain": run_pretrain, "export": run_export,
+}

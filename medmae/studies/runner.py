@@ -1,0 +1,99 @@
+"""``medmae study run``: the study's steps in dependency order, finished ones reused.
+
+    spec -> plan (steps with resolved configs) -> for each step: reuse result.json with the
+    same key, or run it into its own folder -> summary table + plots -> MLflow parent run
+
+A killed study run again skips every finished step and resumes the one it was in (a
+pretraining step continues from its checkpoint).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from medmae.studies.kinds import KINDS, StudyContext
+from medmae.studies.plan import build_plan
+from medmae.studies.spec import load_study, spec_hash
+from medmae.studies.store import load_result, save_result, step_dir, step_key
+from medmae.studies.summary import rows_from_results, write_summary
+from medmae.studies.tracking import StudyRuns
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StudyResult:
+    name: str
+    out: Path
+    rows: list[dict]
+    summary: list[Path]
+    ran: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+    tracking_uri: str = ""
+    run_id: str | None = None
+
+
+def _provenance(spec_digest: str) -> dict[str, str]:
+    import medmae
+    from medmae.tracking.provenance import git_commit, package_versions
+
+    tags = {"medmae.study_hash": spec_digest, **{f"version.{k}": v for k, v in package_versions().items()}}
+    found = git_commit(Path(medmae.__file__).parent)
+    if found:
+        tags["mlflow.source.git.commit"], tags["git.dirty"] = found[0], str(found[1]).lower()
+    return tags
+
+
+def run_study(study_file: str | Path, out: str | Path | None = None, tracking_uri: str | None = None) -> StudyResult:
+    """Run (or resume) the study; ConfigError before anything runs when the file is wrong."""
+    from medmae.config.base import flatten
+    from medmae.tracking.mlflow_run import resolve_tracking_uri
+
+    study_file = Path(study_file)
+    spec, root = load_study(study_file)
+    plan = build_plan(spec, root, study_file)  # every config resolved: typos fail here
+    out = Path(out or spec.out.format(name=spec.name)).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    uri = resolve_tracking_uri(tracking_uri)
+    digest = spec_hash(spec)
+    runs = StudyRuns(uri, f"medmae-study-{spec.name}")
+    runs.start(spec.name, _provenance(digest), flatten(spec.model_dump(mode="json")))
+    ctx = StudyContext(experiment=runs.experiment, tracking_uri=uri, parent_run_id=runs.parent)
+
+    results, keys = {}, {}
+    done: list[tuple[dict, str, dict]] = []
+    ran, reused = [], []
+    status = "FAILED"
+    t0 = time.perf_counter()
+    try:
+        for i, step in enumerate(plan, 1):
+            key = step_key(step, [keys[d] for d in step.deps])
+            folder = step_dir(out, step, key)
+            result = load_result(folder, key)
+            if result is None:
+                log.info("study %s [%d/%d]: running %s (%s)", spec.name, i, len(plan), step.id, folder.name)
+                folder.mkdir(parents=True, exist_ok=True)
+                t = time.perf_counter()
+                result = KINDS[step.kind](step, folder, {d: results[d] for d in step.deps}, ctx)
+                result["seconds"] = time.perf_counter() - t
+                result = save_result(folder, key, result)
+                ran.append(step.id)
+            else:
+                log.info("study %s [%d/%d]: %s finished before, reused", spec.name, i, len(plan), step.id)
+                reused.append(step.id)
+            results[step.id], keys[step.id] = result, key
+            done.append((step.labels, step.kind, result))
+            runs.step(step.id, step.labels, result.get("metrics", {}), step.id in reused, key, result.get("run_id"))
+        rows = rows_from_results(done)
+        summary = write_summary(spec.name, rows, out)
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        runs.finish(locals().get("summary", []), {"seconds": time.perf_counter() - t0,
+                                                  "steps_run": len(ran), "steps_reused": len(reused)}, status)
+    return StudyResult(spec.name, out, rows, summary, ran, reused, uri, runs.parent)

@@ -1,0 +1,131 @@
+"""The study file schema: what ``studies/NAME.yaml`` may say (unknown keys are errors).
+
+A study names its data, the preprocessing and pretraining configs (a base config file
+plus dotted overrides, exactly as on the command line), the pretraining variants to
+compare, and the seeds. Every variant runs once per seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from pydantic import Field, model_validator
+
+from medmae.config.base import ConfigError, StrictModel, load_config
+
+
+class ManifestRef(StrictModel):
+    path: str
+    """A manifest CSV (from `medmae data scan`); relative paths are relative to the study file."""
+    sha256: str | None = None
+    """Expected sha256 of the manifest file: the study refuses to run on other data."""
+
+
+class SynthData(StrictModel):
+    brain: int = Field(0, ge=0)
+    """Brain MR phantoms to generate (with tissue classes and, if ``lesions``, lesion masks)."""
+    abdomen: int = Field(0, ge=0)
+    """Abdominal CT phantoms to generate (with organ labels)."""
+    lesions: bool = True
+    val_fraction: float = Field(0.25, ge=0, lt=1)
+    shape: tuple[int, int, int] | None = None
+    """Phantom grid (voxels); None: the generator's default."""
+    spacing: tuple[float, float, float] | None = None
+    """Phantom voxel size in mm; None: the generator's default."""
+
+
+class DataSpec(StrictModel):
+    manifests: list[ManifestRef] = []
+    folders: list[str] = []
+    """Folders to scan as `medmae data scan` does (relative to the study file)."""
+    synth: SynthData = SynthData()
+
+    @model_validator(mode="after")
+    def _some_data(self) -> "DataSpec":
+        if not (self.manifests or self.folders or self.synth.brain or self.synth.abdomen):
+            raise ValueError("data: name at least one of manifests, folders, synth.brain, synth.abdomen")
+        return self
+
+
+class StageSpec(StrictModel):
+    config: str | None = None
+    """Base config file (relative to the study file); None: the embedded defaults."""
+    overrides: list[str] = []
+    """Dotted ``key=value`` overrides applied after the file, as on the command line."""
+
+
+class Variant(StrictModel):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    overrides: list[str] = []
+    """Pretraining overrides of this variant (after the study's own)."""
+
+
+class PretrainSpec(StageSpec):
+    variants: list[Variant] = Field(min_length=1)
+    torchrun: int = Field(0, ge=0)
+    """0: pretrain in this process; N >= 1: hand each pretraining step to
+    ``torchrun --nproc-per-node N -m medmae pretrain``."""
+
+
+class StudySpec(StrictModel):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    out: str = "studies_out/{name}"
+    """Where the steps write (relative to the working directory; ``{name}`` is replaced)."""
+    seeds: list[int] = Field([0], min_length=1)
+    data: DataSpec
+    preprocess: StageSpec = StageSpec()
+    pretrain: PretrainSpec
+
+    @model_validator(mode="after")
+    def _unique_variants(self) -> "StudySpec":
+        names = [v.name for v in self.pretrain.variants]
+        if len(set(names)) != len(names):
+            raise ValueError(f"pretrain.variants: names must be unique, got {names}")
+        return self
+
+
+def load_study(path: str | os.PathLike) -> tuple[StudySpec, Path]:
+    """Read and validate a study file; ConfigError naming the file and key otherwise.
+
+    Relative paths inside the study (configs, manifests, folders) are resolved against
+    the study file's folder, and the stage configs are validated here too, so that a typo
+    in an override fails before anything runs. Returns (spec, study folder).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such study file")
+    spec = load_config(StudySpec, path)
+    root = path.resolve().parent
+    _check_stages(spec, root, path)
+    return spec, root
+
+
+def _check_stages(spec: StudySpec, root: Path, path: Path) -> None:
+    from medmae.config.schema import PretrainConfig, PreprocessConfig
+
+    load_stage(PreprocessConfig, spec.preprocess, root, [], path)
+    for v in spec.pretrain.variants:
+        load_stage(PretrainConfig, spec.pretrain, root, v.overrides, path)
+
+
+def load_stage(schema, stage: StageSpec, root: Path, extra: list[str], study_file: Path):
+    """A stage's resolved config: its base file, the study's overrides, then ``extra``."""
+    base = resolve(root, stage.config) if stage.config else None
+    try:
+        return load_config(schema, base, [*stage.overrides, *extra])
+    except ConfigError as e:
+        raise ConfigError(f"{study_file}: {e}") from None
+
+
+def resolve(root: Path, value: str) -> Path:
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else root / p
+
+
+def spec_hash(spec: StudySpec) -> str:
+    """sha256 of the resolved study (recorded on the parent run)."""
+    return hashlib.sha256(json.dumps(spec.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()

@@ -1,0 +1,60 @@
+"""Finished steps on disk: ``OUT/steps/<kind>-<name>-<key12>/result.json``.
+
+A step's key is the sha256 of its kind, its resolved config and its dependencies' keys
+(the data step's config holds the data digest), so a step is reused exactly when nothing
+it depends on changed. ``result.json`` is written last and atomically: a step killed
+midway has none and runs again (pretraining then resumes from its own checkpoint).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medmae.atomic import atomic_write_text
+
+RESULT = "result.json"
+
+
+@dataclass
+class Step:
+    """One unit of a study: ``kind`` says how to run it, ``config`` what it runs on."""
+
+    kind: str
+    name: str
+    config: dict[str, Any]
+    deps: list[str] = field(default_factory=list)
+    """Ids (``kind-name``) of the steps whose results this one reads."""
+    labels: dict[str, Any] = field(default_factory=dict)
+    """What the summary table groups by (variant, seed, ...); not part of the key."""
+
+    @property
+    def id(self) -> str:
+        return f"{self.kind}-{self.name}"
+
+
+def step_key(step: Step, dep_keys: list[str]) -> str:
+    blob = json.dumps({"kind": step.kind, "config": step.config, "deps": dep_keys}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def step_dir(out: Path, step: Step, key: str) -> Path:
+    return out / "steps" / f"{step.id}-{key[:12]}"
+
+
+def load_result(folder: Path, key: str) -> dict[str, Any] | None:
+    """The stored result when it was made with this key, else None."""
+    try:
+        result = json.loads((folder / RESULT).read_text())
+    except (OSError, ValueError):
+        return None
+    return result if result.get("key") == key else None
+
+
+def save_result(folder: Path, key: str, result: dict[str, Any]) -> dict[str, Any]:
+    result = {**result, "key": key}
+    atomic_write_text(folder / RESULT, json.dumps(result, indent=1, sort_keys=True, default=str))
+    return result

@@ -1,0 +1,109 @@
+"""medmae study run / show / list on a tiny study: order, reuse, identical re-runs, errors."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from medmae.cli.main import main
+from medmae.config.base import ConfigError
+from medmae.studies.runner import run_study
+
+HERE = Path(__file__).resolve().parent
+TINY = HERE / "tiny_study.yaml"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+@pytest.fixture(scope="module")
+def first(tmp_path_factory, store):
+    torch.set_num_threads(1)
+    return run_study(TINY, tmp_path_factory.mktemp("a") / "out", store)
+
+
+def _metrics(rows):
+    return [{k: v for k, v in r.items()} for r in rows]
+
+
+def test_study_runs_every_step_in_order_and_compares_variants(first):
+    assert first.ran == ["data-cases", "preprocess-cache", "pretrain-random-s0", "export-random-s0",
+                         "pretrain-anatomy-s0", "export-anatomy-s0"]
+    assert [(r["variant"], r["strategy"], r["seed"]) for r in first.rows] == [("anatomy", "anatomy", 0),
+                                                                               ("random", "random", 0)]
+    for r in first.rows:
+        assert 0 < r["pretrain.final_loss"] and 0 < r["pretrain.loss_over_baseline"] < 5
+    with open(first.out / "summary.csv", newline="") as f:
+        assert [row["variant"] for row in csv.DictReader(f)] == ["anatomy", "random"]
+    md = (first.out / "summary.md").read_text()
+    assert "| anatomy | anatomy | 1 |" in md and "pretrain.loss_over_baseline" in md
+    assert (first.out / "summary.png").stat().st_size > 5000
+    assert len(list((first.out / "steps").glob("export-*/encoder/encoder.pt"))) == 2
+
+
+def test_rerun_reuses_every_step_and_a_change_reruns_only_what_depends_on_it(first, store, tmp_path):
+    again = run_study(TINY, first.out, store)
+    assert again.ran == [] and len(again.reused) == 6 and _metrics(again.rows) == _metrics(first.rows)
+
+    changed = tmp_path / "tiny.yaml"
+    changed.write_text(TINY.read_text().replace("masking.strategy=anatomy]", "masking.strategy=anatomy, masking.ratio=0.6]"))
+    third = run_study(changed, first.out, store)
+    assert third.ran == ["pretrain-anatomy-s0", "export-anatomy-s0"]
+
+
+def test_same_study_twice_gives_identical_metrics(first, store, tmp_path):
+    second = run_study(TINY, tmp_path / "out", store)
+    assert second.ran == first.ran
+    assert _metrics(second.rows) == _metrics(first.rows)
+
+
+def test_killed_step_reruns_and_resumes(first, store, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(first.out, out)
+    victim = next((out / "steps").glob("pretrain-random-s0-*"))
+    (victim / "result.json").unlink()  # as if killed before it finished
+    resumed = run_study(TINY, out, store)
+    assert resumed.ran == ["pretrain-random-s0"]  # resumed from its checkpoint at the last step
+    assert _metrics(resumed.rows) == _metrics(first.rows)
+
+
+def test_show_and_list_read_the_store(first, store, capsys):
+    assert main(["study", "show", "tiny", "--tracking-uri", store]) == 0
+    out = capsys.readouterr().out
+    assert "# Study `tiny`" in out and "| random | random | 1 |" in out
+    assert main(["study", "list", "--tracking-uri", store]) == 0
+    assert "tiny" in capsys.readouterr().out
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(store)
+    exp = client.get_experiment_by_name("medmae-study-tiny")
+    children = client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{first.run_id}'")
+    names = {r.data.tags.get("mlflow.runName") for r in children}
+    assert {"data-cases", "pretrain-random-s0", "export-anatomy-s0"} <= names
+    parent = client.get_run(first.run_id)
+    assert parent.data.tags["medmae.study_hash"] and "version.torch" in parent.data.tags
+
+
+def test_typo_in_study_fails_before_anything_runs(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(TINY.read_text().replace("seeds: [0]", "seedz: [0]"))
+    with pytest.raises(ConfigError, match=r"bad\.yaml.*seedz"):
+        run_study(bad, tmp_path / "out", f"sqlite:///{tmp_path / 'db.db'}")
+    bad.write_text(TINY.read_text().replace("train.steps=6", "train.stepz=6"))
+    with pytest.raises(ConfigError, match=r"bad\.yaml.*train\.stepz"):
+        run_study(bad, tmp_path / "out", f"sqlite:///{tmp_path / 'db.db'}")
+    assert not (tmp_path / "out").exists()
