@@ -94,7 +94,10 @@ def run_pretrain(step: Step, folder: Path, deps: dict, ctx: StudyContext) -> dic
                "pretrain", "--config", str(cfg_file)]
         log.info("study: %s", " ".join(cmd))
         subprocess.run(cmd, check=True, env={**os.environ})
-        run_id = None
+        import torch
+
+        ckpt = folder / "run" / "checkpoints" / "latest.pt"
+        run_id = torch.load(ckpt, weights_only=True, map_location="cpu").get("mlflow_run_id")
     else:
         from medmae.training.engine import pretrain
 

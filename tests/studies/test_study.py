@@ -107,3 +107,17 @@ def test_typo_in_study_fails_before_anything_runs(tmp_path):
     with pytest.raises(ConfigError, match=r"bad\.yaml.*train\.stepz"):
         run_study(bad, tmp_path / "out", f"sqlite:///{tmp_path / 'db.db'}")
     assert not (tmp_path / "out").exists()
+
+
+def test_study_hands_pretraining_to_torchrun(tmp_path, store):
+    """torchrun --nproc-per-node 2 -m medmae pretrain (gloo on the CPU), as a study step."""
+    text = TINY.read_text().replace("  variants:", "  torchrun: 2\n  variants:")
+    text = text.replace("    - {name: anatomy, overrides: [masking.strategy=anatomy]}\n", "")
+    study = tmp_path / "tiny_ddp.yaml"
+    study.write_text(text)
+    res = run_study(study, tmp_path / "out", store)
+    assert res.ran[-2:] == ["pretrain-random-s0", "export-random-s0"]
+    run = next((res.out / "steps").glob("pretrain-random-s0-*")) / "run"
+    state = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)
+    assert state["world_size"] == 2 and state["step"] == 6
+    assert res.rows[0]["pretrain.final_loss"] > 0
