@@ -21,9 +21,6 @@ COMMANDS = [
     ("medmae.cli.pretrain", "pretrain a 3D masked autoencoder"),
     ("medmae.cli.export", "export a pretrained encoder for downstream networks"),
     ("medmae.cli.demo", "run the CPU demo end to end"),
-    ("medmae.cli.anomaly", "anomaly maps: score, calibrate, evaluate, report"),
-    ("medmae.cli.finetune", "fine-tune a segmentation head on the pretrained encoder"),
-    ("medmae.cli.segment", "segment scans with a fine-tuned model; evaluate"),
     ("medmae.cli.study", "run, show and list reproducible studies"),
     ("medmae.cli.config", "configuration reference generated from the schemas"),
 ]

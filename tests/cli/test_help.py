@@ -4,7 +4,7 @@ import pytest
 
 from medmae.cli.main import COMMANDS, build_parser, main
 
-EXPECTED = ["data", "synth", "preprocess", "pretrain", "export", "demo"]
+EXPECTED = ["data", "synth", "preprocess", "pretrain", "export", "demo", "study", "config"]
 
 
 def test_all_commands_registered():
@@ -23,7 +23,8 @@ def test_top_level_help_lists_commands(capsys):
         assert name in out
 
 
-@pytest.mark.parametrize("argv", [[c, "--help"] for c in EXPECTED] + [["data", "scan", "--help"]])
+@pytest.mark.parametrize("argv", [[c, "--help"] for c in EXPECTED] + [["data", "scan", "--help"], ["study", "run", "--help"],
+                                                                     ["config", "reference", "--help"]])
 def test_each_command_help(argv, capsys):
     with pytest.raises(SystemExit) as e:
         main(argv)
