@@ -82,7 +82,7 @@ def build_parts(cfg: PretrainConfig, info, loader) -> TrainParts:
     return TrainParts(model=model, strategy=strategy, schedule=schedule,
                       optimizer=build_optimizer(model, 1e-4, 0.05, (0.9, 0.95)),
                       scaler=grad_scaler(resolve_precision(cfg.train.precision, info.device), info.device),
-                      loader=loader, mask_generator=gen)
+                      loader=loader, mask_rng=gen)
 
 
 def rate(cfg: PretrainConfig, info, loader, warmup: int, steps: int) -> float:

@@ -27,7 +27,7 @@ DEMO_PRETRAIN = [
     "data.priors=[body,anatomy,tissue,supervoxels]",
     "masking.strategy=mixture",
     "masking.mixture=[{strategy: random, weight: 1}, {strategy: anatomy, weight: 1}]",
-    "train.lr=0.2", "train.min_lr=1e-5", "train.warmup_steps=20",
+    "train.base_lr=0.2", "train.min_lr=1e-5", "train.warmup_steps=20",
     "train.checkpoint_every=100", "train.figure_every=100", "train.log_every=10",
     "tracking.experiment=medmae-demo",
 ]

@@ -91,6 +91,9 @@ class MaskingStrategy(nn.Module, abc.ABC):
     def forward(self, ctx: MaskContext, step: int, generator: torch.Generator) -> torch.Tensor:
         """ctx for B samples, training step, seeded generator -> mask (B, N) bool."""
 
+    def after_optimizer_step(self, model: nn.Module) -> None:
+        """Called once per optimizer step, after all ``grad_accum`` micro-batches (EMA teachers)."""
+
     def update(self, ctx: MaskContext, mask: torch.Tensor, token_loss: torch.Tensor, step: int) -> dict[str, float]:
         """Called after the autoencoder's step with the detached per-token loss (B, N).
 

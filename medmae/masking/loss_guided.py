@@ -78,21 +78,32 @@ class LossGuidedMasking(MaskingStrategy):
 
     def score_tokens(self, model: nn.Module, x: torch.Tensor, valid: torch.Tensor,
                      generator: torch.Generator) -> torch.Tensor:
-        """x (B, C, X, Y, Z), valid (B, N) -> (B, N) difficulty (reconstruction loss when hidden)."""
-        scorer = model if self.ema_decay is None else self._updated_ema(model)
+        """x (B, C, X, Y, Z), valid (B, N) -> (B, N) difficulty (reconstruction loss when hidden).
+
+        Scoring never moves the EMA teacher: every micro-batch of an optimizer step is scored
+        by the same teacher (see :meth:`after_optimizer_step`).
+        """
+        scorer = model if self.ema_decay is None else self._teacher(model)
         return complementary_token_loss(scorer, x, valid, generator)
 
-    def _updated_ema(self, model: nn.Module) -> AveragedModel:
-        """The EMA copy, created on first use (from a checkpoint when one was loaded), then updated."""
-        plain = unwrap(model)
+    def after_optimizer_step(self, model: nn.Module) -> None:
+        """One EMA update per optimizer step: teacher = decay * teacher + (1 - decay) * model,
+        so the configured decay means the same whatever ``grad_accum`` is."""
+        if self.ema_decay is not None:
+            self._teacher(model).update_parameters(unwrap(model))
+
+    def _teacher(self, model: nn.Module) -> AveragedModel:
+        """The EMA copy, created on first use (from a checkpoint when one was loaded)."""
         if self._ema is None:
+            plain = unwrap(model)
             ema = AveragedModel(plain, multi_avg_fn=get_ema_multi_avg_fn(self.ema_decay))
             ema.eval().requires_grad_(False)
             if self._ema_pending is not None:
                 ema.load_state_dict(self._ema_pending)
                 self._ema_pending = None
+            else:
+                ema.update_parameters(plain)  # n_averaged 0 -> 1: a copy; later updates average
             object.__setattr__(self, "_ema", ema)  # not a submodule: it exists only once a model is seen
-        self._ema.update_parameters(plain)
         return self._ema
 
     def get_extra_state(self) -> dict[str, Any]:

@@ -61,6 +61,10 @@ class MixtureMasking(MaskingStrategy):
         self._choice = choice
         return mask
 
+    def after_optimizer_step(self, model) -> None:
+        for strategy in self.strategies:
+            strategy.after_optimizer_step(model)
+
     def update(self, ctx: MaskContext, mask: torch.Tensor, token_loss: torch.Tensor, step: int) -> dict[str, float]:
         """Each strategy updates on its own samples; metrics are prefixed with its index."""
         if self._choice is None or self._choice.shape[0] != mask.shape[0]:

@@ -12,8 +12,9 @@ from medmae.config.base import StrictModel
 class TrainConfig(StrictModel):
     steps: int = Field(1000, ge=1)
     """Optimizer steps in the whole run (each of ``grad_accum`` micro-batches per rank)."""
-    lr: float = Field(1.5e-4, gt=0)
-    """Base learning rate (for batch 256, scaled linearly by the effective batch)."""
+    base_lr: float = Field(1.5e-4, gt=0)
+    """Base learning rate per 256 crops (MAE's ``blr``): the peak rate is
+    ``base_lr * effective_batch / 256``, effective batch = batch_size * grad_accum * ranks."""
     weight_decay: float = Field(0.05, ge=0)
     """AdamW decay on weight matrices; never on norms, biases, position embeddings, tokens."""
     betas: tuple[float, float] = (0.9, 0.95)

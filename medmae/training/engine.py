@@ -99,20 +99,20 @@ def _pretrain(cfg: PretrainConfig, info: DistInfo, tracker: Tracker | None) -> P
     strategy = build_masking(cfg.masking, patch_size=cfg.model.patch_size, in_channels=cfg.model.in_channels,
                              total_steps=t.steps).to(device)
     precision = resolve_precision(t.precision, device)
-    volumes_per_step = cfg.data.batch_size * t.grad_accum * info.world_size
+    crops_per_step = cfg.data.batch_size * t.grad_accum * info.world_size
     if t.warmup_steps > t.steps and info.is_main:
         logger.warning("train.warmup_steps=%d exceeds train.steps=%d: warming up over all %d steps",
                        t.warmup_steps, t.steps, t.steps)
-    schedule = WarmupCosine(scaled_lr(t.lr, volumes_per_step), t.steps, min(t.warmup_steps, t.steps), t.min_lr)
-    mask_generator = torch.Generator(device=device)
-    mask_generator.manual_seed(t.seed + info.rank)
+    schedule = WarmupCosine(scaled_lr(t.base_lr, crops_per_step), t.steps, min(t.warmup_steps, t.steps), t.min_lr)
+    mask_rng = torch.Generator(device=device)
+    mask_rng.manual_seed(t.seed + info.rank)
     seed_everything(t.seed + info.rank)
     parts = TrainParts(
         model=model, strategy=strategy, schedule=schedule,
         optimizer=build_optimizer(model, schedule.peak_lr, t.weight_decay, t.betas),
         scaler=grad_scaler(precision, device),
         loader=build_loader(cfg.data, seed=t.seed, rank=info.rank, world_size=info.world_size, device=device),
-        mask_generator=mask_generator,
+        mask_rng=mask_rng,
     )
     start = parts.restore(state, info) if state is not None else 0
     if start >= t.steps:
@@ -128,11 +128,11 @@ def _pretrain(cfg: PretrainConfig, info: DistInfo, tracker: Tracker | None) -> P
         tracker = _make_tracker(cfg, info, state)
     if info.is_main:
         log.truncate_after(start)
-        _start_tracking(tracker, cfg, info, out_dir, precision, schedule, volumes_per_step, start)
+        _start_tracking(tracker, cfg, info, out_dir, precision, schedule, crops_per_step, start)
     result = PretrainResult(out_dir=out_dir, steps=start, start_step=start, tracking_uri=tracker.uri, model=model,
                             masking=strategy)
 
-    steplog = StepLog(info, log, tracker, Progress(t.steps, start, volumes_per_step))
+    steplog = StepLog(info, log, tracker, Progress(t.steps, start, crops_per_step))
     status = "FAILED"
     try:
         train_model.train()
@@ -186,8 +186,8 @@ def _train_step(cfg: PretrainConfig, parts: TrainParts, train_model: nn.Module, 
                             min_valid_tokens=m.foreground_min_tokens)
         with autocast(precision, device):
             if parts.strategy.needs_scores:
-                ctx.token_scores = parts.strategy.score_tokens(parts.model, ctx.image, ctx.valid, parts.mask_generator)
-            mask = parts.strategy(ctx, step, parts.mask_generator)
+                ctx.token_scores = parts.strategy.score_tokens(parts.model, ctx.image, ctx.valid, parts.mask_rng)
+            mask = parts.strategy(ctx, step, parts.mask_rng)
             sync = contextlib.nullcontext()
             if info.distributed and micro < t.grad_accum - 1:
                 sync = train_model.no_sync()
@@ -209,6 +209,7 @@ def _train_step(cfg: PretrainConfig, parts: TrainParts, train_model: nn.Module, 
     else:
         parts.optimizer.step()
     parts.optimizer.zero_grad(set_to_none=True)
+    parts.strategy.after_optimizer_step(parts.model)  # EMA teachers: once per optimizer step
     keys = {k for d in metrics for k in d}
     mean_metrics = {k: sum(float(d[k]) for d in metrics if k in d) / sum(k in d for d in metrics) for k in keys}
     return (torch.stack(losses).mean(), torch.stack(baselines).mean(), grad_norm, mean_metrics,
@@ -239,11 +240,11 @@ def _make_tracker(cfg: PretrainConfig, info: DistInfo, state: dict | None) -> Tr
 
 
 def _start_tracking(tracker: Tracker, cfg: PretrainConfig, info: DistInfo, out_dir: Path, precision: str,
-                    schedule: WarmupCosine, volumes_per_step: int, start: int) -> None:
+                    schedule: WarmupCosine, crops_per_step: int, start: int) -> None:
     """Write OUT/config.yaml; queue the run's params, tags, config and data fingerprint."""
     config_path = save_config(cfg, out_dir / "config.yaml")
     params: dict[str, Any] = flatten(cfg)
-    params.update({"derived.effective_batch": volumes_per_step, "derived.peak_lr": schedule.peak_lr,
+    params.update({"derived.effective_batch": crops_per_step, "derived.peak_lr": schedule.peak_lr,
                    "derived.world_size": info.world_size, "derived.precision": precision})
     tags = run_tags(cfg.data.cache_dir, info.device, info.world_size,
                     {"masking.strategy": cfg.masking.strategy, "out_dir": str(out_dir)})

@@ -16,16 +16,16 @@ def format_duration(seconds: float) -> str:
 class Progress:
     """Throughput and ETA over the steps since the previous line.
 
-    ``volumes_per_step`` is the effective batch (crops per optimizer step, all ranks).
+    ``crops_per_step`` is the effective batch (crops per optimizer step, all ranks).
     """
 
-    def __init__(self, total_steps: int, start_step: int, volumes_per_step: int, clock=time.perf_counter):
+    def __init__(self, total_steps: int, start_step: int, crops_per_step: int, clock=time.perf_counter):
         self.total = int(total_steps)
-        self.volumes_per_step = int(volumes_per_step)
+        self.crops_per_step = int(crops_per_step)
         self._clock = clock
         self._last_time = clock()
         self._last_step = int(start_step)
-        self.volumes_per_s = 0.0
+        self.crops_per_s = 0.0
 
     def line(self, step: int, loss: float, lr: float, baseline: float | None = None) -> str:
         """``step`` is the number of steps done; updates throughput from the previous call."""
@@ -33,7 +33,7 @@ class Progress:
         steps = step - self._last_step
         elapsed = now - self._last_time
         if steps > 0 and elapsed > 0:
-            self.volumes_per_s = steps * self.volumes_per_step / elapsed
+            self.crops_per_s = steps * self.crops_per_step / elapsed
             eta = (self.total - step) * elapsed / steps
         else:
             eta = float("nan")
@@ -42,6 +42,6 @@ class Progress:
         parts = [f"step {step:>{width}}/{self.total}", f"loss {loss:.4f}"]
         if baseline is not None and baseline > 0:
             parts.append(f"baseline {baseline:.4f} ({loss / baseline:.2f}x)")
-        parts += [f"lr {lr:.2e}", f"{self.volumes_per_s:.1f} vol/s",
+        parts += [f"lr {lr:.2e}", f"{self.crops_per_s:.1f} crops/s",
                   f"ETA {format_duration(eta) if eta == eta else '?'}"]
         return " | ".join(parts)

@@ -42,11 +42,11 @@ class TrainParts:
     scaler: torch.amp.GradScaler | None
     schedule: WarmupCosine
     loader: Any
-    mask_generator: torch.Generator
+    mask_rng: torch.Generator
 
     def rank_state(self) -> dict[str, Any]:
         """This rank's own streams: RNGs (mask generator included) and the loader position."""
-        return {"rng": capture_rng(self.mask_generator), "loader": to_plain(self.loader.state_dict())}
+        return {"rng": capture_rng(self.mask_rng), "loader": to_plain(self.loader.state_dict())}
 
     def checkpoint(self, step: int, info: DistInfo, config: dict, preprocess: dict | None,
                    run_id: str | None) -> dict[str, Any] | None:
@@ -78,7 +78,7 @@ class TrainParts:
         ranks = state.get("ranks") or []
         if state.get("world_size") == info.world_size and len(ranks) == info.world_size:
             mine = ranks[info.rank]
-            restore_rng(mine["rng"], self.mask_generator)
+            restore_rng(mine["rng"], self.mask_rng)
             self.loader.load_state_dict(mine["loader"])
         else:
             logger.warning("checkpoint was written by %s ranks, this run has %d: crops and masks "

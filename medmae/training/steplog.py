@@ -71,7 +71,7 @@ class StepLog:
         for r in records:
             if not math.isfinite(r["loss"]):
                 raise FloatingPointError(f"training diverged: loss is {r['loss']} at step {r['step']} "
-                                         "(lower train.lr, or keep train.grad_clip on)")
+                                         "(lower train.base_lr, or keep train.grad_clip on)")
 
     def report(self) -> None:
         """Progress line and tracker metrics: means over the steps since the last report (rank 0)."""
@@ -84,5 +84,5 @@ class StepLog:
         logger.info(self.progress.line(last["step"], mean["loss"], last["lr"], mean["baseline"]))
         mean["lr"] = last["lr"]
         mean["loss_over_baseline"] = mean["loss"] / mean["baseline"] if mean["baseline"] > 0 else float("nan")
-        mean["volumes_per_s"] = self.progress.volumes_per_s
+        mean["crops_per_s"] = self.progress.crops_per_s
         self.tracker.log_metrics({k: v for k, v in mean.items() if math.isfinite(v)}, last["step"])

@@ -15,10 +15,10 @@ def test_defaults_validate():
 
 def test_yaml_and_dotted_overrides(tmp_path):
     p = tmp_path / "c.yaml"
-    p.write_text("train:\n  lr: 0.001\n  steps: 10\nmodel:\n  patch_size: [16, 16, 4]\n")
-    cfg = load_config(PretrainConfig, p, ["train.steps=25", "train.warmup_steps=5", "train.lr=3e-4", "data.crop_size=[64,64,32]"])
+    p.write_text("train:\n  base_lr: 0.001\n  steps: 10\nmodel:\n  patch_size: [16, 16, 4]\n")
+    cfg = load_config(PretrainConfig, p, ["train.steps=25", "train.warmup_steps=5", "train.base_lr=3e-4", "data.crop_size=[64,64,32]"])
     assert cfg.train.steps == 25
-    assert cfg.train.lr == pytest.approx(3e-4)
+    assert cfg.train.base_lr == pytest.approx(3e-4)
     assert cfg.model.patch_size == (16, 16, 4)
     assert cfg.data.crop_size == (64, 64, 32)
 
@@ -61,5 +61,5 @@ def test_resolved_config_round_trips(tmp_path):
 
 def test_flatten():
     flat = flatten(load_config(PretrainConfig))
-    assert "train.lr" in flat and "model.patch_size" in flat
+    assert "train.base_lr" in flat and "model.patch_size" in flat
     assert all(not isinstance(v, dict) for v in flat.values())

@@ -103,6 +103,10 @@ def test_ema_teacher_tracks_and_resumes():
     assert torch.allclose(strategy.score_tokens(model, ctx.image, ctx.valid, seeded(0)), var)  # copy of scale 1
     with torch.no_grad():
         model.scale.fill_(3.0)
+    # scoring (once per micro-batch) leaves the teacher alone ...
+    assert torch.allclose(strategy.score_tokens(model, ctx.image, ctx.valid, seeded(0)), var)
+    # ... one optimizer step moves it once: 0.5 * 1 + 0.5 * 3
+    strategy.after_optimizer_step(model)
     assert torch.allclose(strategy.score_tokens(model, ctx.image, ctx.valid, seeded(0)), 2.0 * var)
     assert not any(k.startswith("_ema") for k in strategy.state_dict())  # only via extra state
     buf = io.BytesIO()
@@ -110,8 +114,10 @@ def test_ema_teacher_tracks_and_resumes():
     buf.seek(0)
     resumed = LossGuidedMasking(0.5, 0.5, 0.5, 10, ema_decay=0.5)
     resumed.load_state_dict(torch.load(buf, weights_only=True))
-    assert torch.allclose(resumed.score_tokens(model, ctx.image, ctx.valid, seeded(0)), 2.5 * var, atol=1e-5)
-    assert torch.allclose(strategy.score_tokens(model, ctx.image, ctx.valid, seeded(0)), 2.5 * var, atol=1e-5)
+    assert torch.allclose(resumed.score_tokens(model, ctx.image, ctx.valid, seeded(0)), 2.0 * var, atol=1e-5)
+    for s in (resumed, strategy):
+        s.after_optimizer_step(model)
+        assert torch.allclose(s.score_tokens(model, ctx.image, ctx.valid, seeded(0)), 2.5 * var, atol=1e-5)
     fresh = LossGuidedMasking(0.5, 0.5, 0.5, 10, ema_decay=0.5)
     assert torch.allclose(fresh.score_tokens(model, ctx.image, ctx.valid, seeded(0)), 3.0 * var)
 

@@ -78,7 +78,7 @@ def cache(tmp_path_factory):
 
 def _cfg(cache, out, uri, *extra):
     return tiny_config(cache, out, "train.steps=6", "train.warmup_steps=1", "train.log_every=2",
-                       "train.figure_every=3", "train.checkpoint_every=3", "train.lr=0.05", "data.batch_size=2",
+                       "train.figure_every=3", "train.checkpoint_every=3", "train.base_lr=0.05", "data.batch_size=2",
                        f"tracking.tracking_uri={uri}", "tracking.experiment=server-test",
                        "tracking.system_metrics=true", "tracking.system_metrics_interval_s=1", *extra)
 
@@ -110,7 +110,7 @@ def test_run_reads_back_through_the_server(server, cache, tmp_path):
     for m in history:
         pair = [r["loss"] for r in local if m.step - 2 < r["step"] <= m.step]
         assert m.value == pytest.approx(sum(pair) / 2, rel=1e-6)
-    assert {"baseline", "lr", "loss_over_baseline", "volumes_per_s", "grad_norm"} <= set(run.data.metrics)
+    assert {"baseline", "lr", "loss_over_baseline", "crops_per_s", "grad_norm"} <= set(run.data.metrics)
     assert any(k.startswith("system/") for k in run.data.metrics), sorted(run.data.metrics)
 
     def listing(path=None):

@@ -34,7 +34,7 @@ def _rank_main(rank: int, port: int, root: str, cache: str) -> None:
     from medmae.training.engine import pretrain
 
     cfg = tiny_config(cache, "run", f"train.steps={STEPS}", "train.warmup_steps=1", "train.checkpoint_every=2",
-                      "train.log_every=2", "train.figure_every=4", "train.lr=0.05", "data.batch_size=2",
+                      "train.log_every=2", "train.figure_every=4", "train.base_lr=0.05", "data.batch_size=2",
                       "masking.strategy=adversarial", "tracking.log_model=false")
     result = pretrain(cfg)
     torch.save({"params": result.model.state_dict(), "losses": result.losses,

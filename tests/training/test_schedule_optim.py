@@ -97,10 +97,10 @@ def test_mean_baseline_raw_predicts_visible_mean():
 
 def test_progress_line_throughput_and_eta():
     now = [100.0]
-    p = Progress(total_steps=100, start_step=0, volumes_per_step=8, clock=lambda: now[0])
+    p = Progress(total_steps=100, start_step=0, crops_per_step=8, clock=lambda: now[0])
     now[0] = 110.0
     line = p.line(10, loss=0.5, lr=1e-4, baseline=1.0)
-    assert p.volumes_per_s == pytest.approx(8.0)
+    assert p.crops_per_s == pytest.approx(8.0)
     assert "step  10/100" in line and "loss 0.5000" in line and "(0.50x)" in line
-    assert "8.0 vol/s" in line and "ETA 0:01:30" in line
+    assert "8.0 crops/s" in line and "ETA 0:01:30" in line
     assert format_duration(3725.2) == "1:02:05"
