@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import types
 import typing
 from enum import Enum
 
@@ -36,7 +37,7 @@ def _type_name(annotation) -> str:
     origin = typing.get_origin(annotation)
     if origin is typing.Literal:
         return " \\| ".join(json.dumps(a) for a in typing.get_args(annotation))
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         return " \\| ".join(_type_name(a) for a in typing.get_args(annotation))
     if origin is not None:
         args = ", ".join("..." if a is Ellipsis else _type_name(a) for a in typing.get_args(annotation))

@@ -8,7 +8,6 @@ A result is ``{"metrics": {name: float}, "paths": {name: str}, "run_id": str | N
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -25,7 +24,6 @@ class StudyContext:
     experiment: str
     """MLflow experiment of the study's runs."""
     tracking_uri: str
-    parent_run_id: str | None
 
 
 def run_data(step: Step, folder: Path, deps: dict, ctx: StudyContext) -> dict:
@@ -93,7 +91,7 @@ def run_pretrain(step: Step, folder: Path, deps: dict, ctx: StudyContext) -> dic
         cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", "-m", "medmae",
                "pretrain", "--config", str(cfg_file)]
         log.info("study: %s", " ".join(cmd))
-        subprocess.run(cmd, check=True, env={**os.environ})
+        subprocess.run(cmd, check=True)
         import torch
 
         ckpt = folder / "run" / "checkpoints" / "latest.pt"
@@ -107,7 +105,7 @@ def run_pretrain(step: Step, folder: Path, deps: dict, ctx: StudyContext) -> dic
 
 
 def pretrain_metrics(path: Path) -> dict[str, float]:
-    """Means over the last tenth of the steps (the same statistic as the progress line's window)."""
+    """Means over the last tenth of the steps, as the demo summary reports them."""
     from medmae.tracking.metrics_log import read_metrics
 
     records = [r for r in read_metrics(path) if isinstance(r.get("loss"), (int, float))]

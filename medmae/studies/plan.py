@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from medmae.config.base import ConfigError
+from medmae.io.manifest import sha256_of
 from medmae.studies.digest import folder_digest, manifest_digest
 from medmae.studies.spec import StudySpec, load_stage, resolve
 from medmae.studies.store import Step
@@ -22,8 +23,6 @@ def data_step(spec: StudySpec, root: Path, study_file: Path) -> Step:
         path = resolve(root, ref.path)
         if not path.is_file():
             raise ConfigError(f"{study_file}: data.manifests: {path}: no such manifest")
-        from medmae.io.manifest import sha256_of
-
         if ref.sha256 and sha256_of([path]) != ref.sha256:
             raise ConfigError(f"{study_file}: data.manifests: {path}: sha256 differs from the study's "
                               f"{ref.sha256[:12]}...: the data changed; update the digest to accept it")

@@ -36,21 +36,11 @@ class StudyResult:
     run_id: str | None = None
 
 
-def _provenance(spec_digest: str) -> dict[str, str]:
-    import medmae
-    from medmae.tracking.provenance import git_commit, package_versions
-
-    tags = {"medmae.study_hash": spec_digest, **{f"version.{k}": v for k, v in package_versions().items()}}
-    found = git_commit(Path(medmae.__file__).parent)
-    if found:
-        tags["mlflow.source.git.commit"], tags["git.dirty"] = found[0], str(found[1]).lower()
-    return tags
-
-
 def run_study(study_file: str | Path, out: str | Path | None = None, tracking_uri: str | None = None) -> StudyResult:
     """Run (or resume) the study; ConfigError before anything runs when the file is wrong."""
     from medmae.config.base import flatten
     from medmae.tracking.mlflow_run import resolve_tracking_uri
+    from medmae.tracking.provenance import code_tags
 
     study_file = Path(study_file)
     spec, root = load_study(study_file)
@@ -60,12 +50,13 @@ def run_study(study_file: str | Path, out: str | Path | None = None, tracking_ur
     uri = resolve_tracking_uri(tracking_uri)
     digest = spec_hash(spec)
     runs = StudyRuns(uri, f"medmae-study-{spec.name}")
-    runs.start(spec.name, _provenance(digest), flatten(spec.model_dump(mode="json")))
-    ctx = StudyContext(experiment=runs.experiment, tracking_uri=uri, parent_run_id=runs.parent)
+    runs.start(spec.name, {"medmae.study_hash": digest, **code_tags()}, flatten(spec.model_dump(mode="json")))
+    ctx = StudyContext(experiment=runs.experiment, tracking_uri=uri)
 
     results, keys = {}, {}
     done: list[tuple[dict, str, dict]] = []
     ran, reused = [], []
+    summary: list[Path] = []
     status = "FAILED"
     t0 = time.perf_counter()
     try:
@@ -94,6 +85,6 @@ def run_study(study_file: str | Path, out: str | Path | None = None, tracking_ur
         status = "KILLED"
         raise
     finally:
-        runs.finish(locals().get("summary", []), {"seconds": time.perf_counter() - t0,
+        runs.finish(summary, {"seconds": time.perf_counter() - t0,
                                                   "steps_run": len(ran), "steps_reused": len(reused)}, status)
     return StudyResult(spec.name, out, rows, summary, ran, reused, uri, runs.parent)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import statistics
 from collections import defaultdict
 from pathlib import Path
 
@@ -51,9 +52,8 @@ def aggregate(rows: list[dict]) -> list[dict]:
         agg = {"variant": variant, "strategy": rs[0]["strategy"], "seeds": len(rs)}
         for c in metric_columns(rs):
             vals = [r[c] for r in rs if c in r and math.isfinite(r[c])]
-            mean = sum(vals) / len(vals) if vals else float("nan")
-            sd = (sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) ** 0.5 if len(vals) > 1 else 0.0
-            agg[c] = (mean, sd)
+            mean = statistics.fmean(vals) if vals else float("nan")
+            agg[c] = (mean, statistics.stdev(vals) if len(vals) > 1 else 0.0)
         out.append(agg)
     return out
 

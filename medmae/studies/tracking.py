@@ -24,16 +24,6 @@ def _client(uri: str):
     return MlflowClient(tracking_uri=uri)
 
 
-def experiment_id(uri: str, name: str) -> str:
-    from medmae.tracking.mlflow_run import artifact_root_for
-
-    client = _client(uri)
-    exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    return client.create_experiment(name, artifact_location=artifact_root_for(uri))
-
-
 class StudyRuns:
     """Parent + child runs of one ``medmae study run`` call."""
 
@@ -51,11 +41,18 @@ class StudyRuns:
 
     def start(self, name: str, tags: dict[str, str], params: dict[str, Any]) -> str | None:
         def go():
-            self._exp = experiment_id(self.uri, self.experiment)
+            from mlflow.entities import Param
+
+            from medmae.tracking.mlflow_run import experiment_id, param_values, sqlite_path
+
+            db = sqlite_path(self.uri)
+            if db is not None:
+                db.parent.mkdir(parents=True, exist_ok=True)
             client = _client(self.uri)
+            self._exp = experiment_id(client, self.uri, self.experiment)
             run = client.create_run(self._exp, run_name=f"study-{name}-{time.strftime('%Y%m%d-%H%M%S')}",
                                     tags={STUDY_TAG: name, **tags})
-            client.log_batch(run.info.run_id, params=_params(params))
+            client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in param_values(params).items()])
             return run.info.run_id
         self.parent = self._safe("starting the study run", go)
         return self.parent
@@ -98,12 +95,6 @@ class StudyRuns:
                 client.log_artifact(self.parent, str(p), "summary")
             client.set_terminated(self.parent, status)
         self._safe("finishing the study run", go)
-
-
-def _params(params: dict[str, Any]):
-    from mlflow.entities import Param
-
-    return [Param(k[:250], str(v)[:6000]) for k, v in params.items()]
 
 
 def find_study_runs(uri: str, name: str | None = None) -> list:

@@ -82,6 +82,12 @@ def ui_command(uri: str) -> str:
     return f"mlflow ui --backend-store-uri {uri}"
 
 
+def experiment_id(client, uri: str, name: str) -> str:
+    """Id of experiment ``name``, created (artifacts beside an SQLite store) when missing."""
+    exp = client.get_experiment_by_name(name)
+    return exp.experiment_id if exp else client.create_experiment(name, artifact_location=artifact_root_for(uri))
+
+
 def clip_key(key: str) -> str:
     """``key`` cut to MLflow's limit, with a digest of the whole key (the same in every process)."""
     return key if len(key) <= MAX_KEY else key[: MAX_KEY - 9] + "~" + format(zlib.crc32(key.encode()), "08x")
@@ -332,10 +338,8 @@ class MlflowTracker(Tracker):
 
         run = self._find_resumable(client)
         if run is None:
-            exp = client.get_experiment_by_name(self.cfg.experiment)
-            exp_id = exp.experiment_id if exp else client.create_experiment(
-                self.cfg.experiment, artifact_location=artifact_root_for(self.uri))
-            run = client.create_run(exp_id, run_name=self.cfg.run_name)
+            run = client.create_run(experiment_id(client, self.uri, self.cfg.experiment),
+                                    run_name=self.cfg.run_name)
             existing = {}
         else:
             client.update_run(run.info.run_id, status="RUNNING")

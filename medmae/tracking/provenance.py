@@ -60,9 +60,8 @@ def device_name(device: torch.device) -> str:
     return f"cpu:{platform.processor() or platform.machine()}"
 
 
-def run_tags(cache_dir: str | os.PathLike, device: torch.device, world_size: int,
-             extra: dict[str, str] | None = None) -> dict[str, str]:
-    """MLflow tags describing the run's code, software, data and hardware."""
+def code_tags() -> dict[str, str]:
+    """Package versions and the git commit (plus whether the tree had local changes)."""
     import medmae
 
     tags = {f"version.{k}": v for k, v in package_versions().items()}
@@ -70,6 +69,13 @@ def run_tags(cache_dir: str | os.PathLike, device: torch.device, world_size: int
     if found:
         tags["mlflow.source.git.commit"] = found[0]
         tags["git.dirty"] = str(found[1]).lower()
+    return tags
+
+
+def run_tags(cache_dir: str | os.PathLike, device: torch.device, world_size: int,
+             extra: dict[str, str] | None = None) -> dict[str, str]:
+    """MLflow tags describing the run's code, software, data and hardware."""
+    tags = code_tags()
     digest = cache_digest(cache_dir)
     if digest:
         tags["data.cache_digest"] = digest

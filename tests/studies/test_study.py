@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -121,3 +123,33 @@ def test_study_hands_pretraining_to_torchrun(tmp_path, store):
     state = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)
     assert state["world_size"] == 2 and state["step"] == 6
     assert res.rows[0]["pretrain.final_loss"] > 0
+
+
+def test_study_on_real_scans_masks_their_organ_labels(tmp_path, store):
+    """A folder of real CT and MR (TotalSegmentator labels beside them) as the study's data:
+    both are found with their maps, cached, and anatomy masking trains on the real organs."""
+    real = tmp_path / "scans"
+    real.mkdir()
+    data = HERE.parent / "data"
+    for name in ("ct_abdomen_3mm", "mr_abdomen_3mm"):  # TotalSegmentator output named as docs/ingestion.md says
+        shutil.copy(data / f"{name}.nii.gz", real / f"{name}.nii.gz")
+        shutil.copy(data / f"{name}_seg.nii.gz", real / f"{name}_seg_total.nii.gz")
+    text = TINY.read_text().replace("data:\n  synth: {brain: 3,", f"data:\n  folders: [{real}]\n  synth: {{brain: 1,")
+    text = text.replace("    - {name: random, overrides: [masking.strategy=random]}\n", "")
+    text = text.replace("data.priors=[body,anatomy]", "data.priors=[body,anatomy]\n    - data.split=null")
+    study = tmp_path / "real.yaml"
+    study.write_text(text)
+    res = run_study(study, tmp_path / "out", store)
+    steps = {p.name.rsplit("-", 1)[0]: p for p in (res.out / "steps").iterdir()}
+    with open(steps["data-cases"] / "manifest.csv", newline="") as f:
+        rows = {r["case_id"]: r for r in csv.DictReader(f)}
+    real_rows = [r for cid, r in rows.items() if "abdomen" in cid]
+    assert len(real_rows) == 2 and all(r["anatomy"].endswith("_seg_total.nii.gz") for r in real_rows)
+
+    index = (steps["preprocess-cache"] / "cache" / "index.csv").read_text()
+    assert index.count("abdomen") == 2
+    ct = next(p for p in (steps["preprocess-cache"] / "cache" / "cases").iterdir() if "ct_abdomen" in p.name)
+    assert json.loads((ct / "meta.json").read_text())["modality"] == "CT"
+    assert len(np.unique(np.load(ct / "anatomy.npy"))) > 10  # the real organs are the masking units
+    row = res.rows[0]
+    assert row["strategy"] == "anatomy" and 0 < row["pretrain.loss_over_baseline"] < 5
