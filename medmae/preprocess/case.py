@@ -86,14 +86,16 @@ def crop_to_body(norm: np.ndarray, body: np.ndarray, floors: list[float], cfg: P
     return image, take_window(body, start, stop, fill=False), start, stop
 
 
-def preprocess_case(case: Case, cfg: PreprocessConfig, cache_dir: str | os.PathLike) -> dict:
-    """Preprocess one manifest case into ``cache_dir/cases/<case_id>/``.
+def prepare_case(case: Case, cfg: PreprocessConfig, priors: bool = True
+                 ) -> tuple[np.ndarray, dict[str, np.ndarray | None], dict]:
+    """Preprocess one case in memory, exactly as the cache does, without writing it.
 
+    Returns (image (C, X, Y, Z) float32, maps {name: (X, Y, Z) or None}, meta). ``meta`` maps
+    results back onto the source grid (:func:`medmae.preprocess.inverse.to_source_grid`).
+    ``priors=False`` skips the tissue classes and supervoxels (inference needs neither).
     Raises ScanError for an unusable input (naming the file), ValueError for data that
-    cannot be processed (e.g. constant intensities). Returns the case summary (what
-    index.csv and fingerprint.json need, plus ``seconds``).
+    cannot be processed (e.g. constant intensities).
     """
-    t0 = time.perf_counter()
     source_sha = case.sha256 or sha256_of(source_files(case))
     raw, ref = read_channels(case.image)
     label, anatomy = read_map(case.label, ref, "label"), read_map(case.anatomy, ref, "anatomy")
@@ -102,9 +104,11 @@ def preprocess_case(case: Case, cfg: PreprocessConfig, cache_dir: str | os.PathL
     norm, norm_params = normalise(resampled, res_body, case.modality, cfg.ct, cfg.mr)
     image, body, start, stop = crop_to_body(norm, res_body, [p["floor"] for p in norm_params], cfg)
     affine = shift_affine(res_affine, start)
-    tissue, thresholds = tissue_classes(image[0], body, cfg.priors.tissue_classes)
-    sv = supervoxels(image, body, cfg.priors.supervoxels, cfg.priors.slic_compactness,
-                     cfg.priors.slic_downsample)
+    tissue, thresholds, sv = None, [], None
+    if priors:
+        tissue, thresholds = tissue_classes(image[0], body, cfg.priors.tissue_classes)
+        sv = supervoxels(image, body, cfg.priors.supervoxels, cfg.priors.slic_compactness,
+                         cfg.priors.slic_downsample)
     maps = {"body": body, "tissue": tissue, "supervoxels": sv,
             "label": _map_on_grid(label, ref.affine, affine, body.shape),
             "anatomy": _map_on_grid(anatomy, ref.affine, affine, body.shape)}
@@ -117,10 +121,23 @@ def preprocess_case(case: Case, cfg: PreprocessConfig, cache_dir: str | os.PathL
         "resampled_affine": res_affine, "resampled_shape": list(res_body.shape),
         "crop_box": {"start": start.tolist(), "stop": stop.tolist()},
         "normalisation": norm_params, "intensity": stats,
-        "body_voxels": int(body.sum()), "tissue_thresholds": thresholds, "supervoxel_count": int(sv.max()),
+        "body_voxels": int(body.sum()), "tissue_thresholds": thresholds,
+        "supervoxel_count": int(sv.max()) if sv is not None else 0,
         "source_sha256": source_sha, "config_hash": config_hash(cfg),
         "pipeline_version": PIPELINE_VERSION, "medmae_version": __version__,
     }
+    return image, maps, meta
+
+
+def preprocess_case(case: Case, cfg: PreprocessConfig, cache_dir: str | os.PathLike) -> dict:
+    """Preprocess one manifest case into ``cache_dir/cases/<case_id>/``.
+
+    Raises ScanError for an unusable input (naming the file), ValueError for data that
+    cannot be processed (e.g. constant intensities). Returns the case summary (what
+    index.csv and fingerprint.json need, plus ``seconds``).
+    """
+    t0 = time.perf_counter()
+    image, maps, meta = prepare_case(case, cfg)
     write_case(cache_dir, case.case_id, image, maps, meta)
     return summary_from_meta(meta, case, seconds=time.perf_counter() - t0)
 
