@@ -24,6 +24,7 @@ from medmae.io.hints import infer_modality, sequence_hint
 from medmae.io.manifest import Case, sha256_of
 from medmae.io.pairing import Candidate, discover
 from medmae.io.read import read_volume
+from medmae.io.sanity import check_intensities
 from medmae.io.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -58,8 +59,11 @@ def scan_folder(root: str | os.PathLike, val_fraction: float = 0.0, seed: int = 
 def build_case(cand: Candidate) -> Case:
     """Read and check one candidate; raises ScanError (naming the failing file) when unusable."""
     first = read_volume(cand.images[0])
+    check_intensities(first)
     for channel in cand.images[1:]:
-        check_same_grid(first, read_volume(channel), what="channel")
+        vol = read_volume(channel)
+        check_intensities(vol)
+        check_same_grid(first, vol, what="channel")
     for kind in ("label", "anatomy"):
         if getattr(cand, kind):
             check_label(first, read_volume(getattr(cand, kind)), kind)

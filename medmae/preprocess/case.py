@@ -14,6 +14,7 @@ from medmae.io.errors import ScanError
 from medmae.io.geometry import align_to
 from medmae.io.manifest import Case, sha256_of
 from medmae.io.read import read_volume
+from medmae.io.sanity import check_intensities
 from medmae.io.scan import check_label, source_files
 from medmae.io.volume import Volume
 from medmae.preprocess.body import body_mask
@@ -33,8 +34,11 @@ def read_channels(paths: list[str]) -> tuple[np.ndarray, Volume]:
     Returns (C, X, Y, Z) float32 and the first channel's Volume (the reference geometry).
     A channel stored in another axis order is reoriented onto the first (no interpolation).
     """
-    ref = read_volume(paths[0])
-    arrays = [ref.array] + [align_to(ref, read_volume(p), "channel image").array for p in paths[1:]]
+    vols = [read_volume(p) for p in paths]
+    for vol in vols:
+        check_intensities(vol)
+    ref = vols[0]
+    arrays = [ref.array] + [align_to(ref, v, "channel image").array for v in vols[1:]]
     return np.stack([np.asarray(a, dtype=np.float32) for a in arrays]), ref
 
 
