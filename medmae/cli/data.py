@@ -95,7 +95,8 @@ def relative_case(case: Case, base: Path) -> Case:
         r = os.path.relpath(path, base) if path.is_relative_to(base) else str(path)
         return r if key is None else f"{r}{SERIES_SEP}{key}"
 
-    return replace(case, image=[rel(p) for p in case.image], label=rel(case.label), anatomy=rel(case.anatomy))
+    return replace(case, image=[rel(p) for p in case.image], label=rel(case.label), anatomy=rel(case.anatomy),
+                   mask=rel(case.mask))
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:

@@ -27,7 +27,7 @@ from medmae.io.read import ITK_SUFFIXES, NIFTI_SUFFIXES, scan_format
 ANATOMY_SUFFIXES = ("_anatomy", "_organs", "_parc", "_seg_total")
 LABEL_SUFFIXES = ("_seg", "_label", "_labels", "_mask", "_tumour", "_tumor", "_cordseg", "_lesion", "_lesions")
 NNUNET_IMAGES = re.compile(r"^images(Tr|Ts|Val|Va)$")
-NNUNET_CHANNEL = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
+NNUNET_CHANNEL = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$", re.S)
 # Files never taken for DICOM (saves reading their headers).
 NOT_DICOM_SUFFIXES = {".txt", ".md", ".csv", ".tsv", ".json", ".yaml", ".yml", ".py", ".raw", ".zraw", ".png",
                       ".jpg", ".jpeg", ".pdf", ".html", ".xml", ".npy", ".npz", ".pt", ".pth", ".log", ".zip", ".gz"}
@@ -48,8 +48,10 @@ class Candidate:
     images: list[str]
     label: str = ""
     anatomy: str = ""
+    mask: str = ""
     names: list[str] = field(default_factory=list)
     declared: str = ""
+    channel_hints: list[str] = field(default_factory=list)
 
 
 def stem(path: str | os.PathLike) -> str:
@@ -146,7 +148,8 @@ def _add_nnunet(root: Path, folder: Path, scans: list[Path], images: dict, maps:
             continue
         hint = [names.get(i, "") for i in idx]
         images[(folder, case)] = Candidate(_case_id(root, folder.parent / case), [str(by_channel[i]) for i in idx],
-                                           names=[*hint, *_names(root, by_channel[0])], declared=declared)
+                                           names=[*hint, *_names(root, by_channel[0])], declared=declared,
+                                           channel_hints=[h or stem(by_channel[i]) for h, i in zip(hint, idx)])
 
 
 def _dataset_json(folder: Path) -> tuple[dict[int, str], str]:

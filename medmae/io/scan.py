@@ -58,25 +58,38 @@ def scan_folder(root: str | os.PathLike, val_fraction: float = 0.0, seed: int = 
 
 def build_case(cand: Candidate) -> Case:
     """Read and check one candidate; raises ScanError (naming the failing file) when unusable."""
-    first = read_volume(cand.images[0])
-    check_intensities(first)
-    for channel in cand.images[1:]:
-        vol = read_volume(channel)
+    vols = [read_volume(path) for path in cand.images]
+    first = vols[0]
+    for vol in vols:
         check_intensities(vol)
+    for vol in vols[1:]:
         check_same_grid(first, vol, what="channel")
-    for kind in ("label", "anatomy"):
+    for kind in ("label", "anatomy", "mask"):
         if getattr(cand, kind):
             check_label(first, read_volume(getattr(cand, kind)), kind)
     try:
         modality, how = infer_modality(first.array, first.meta.get("modality", "") or cand.declared, tuple(cand.names))
     except ValueError as e:
         raise ScanError(cand.images[0], str(e)) from None
-    sequence = first.meta.get("sequence", "") or (sequence_hint(*cand.names) if modality == "MR" else "")
+    sequence = channel_sequences(cand, vols) if modality == "MR" else ""
     log.debug("%s: %s (%s), sequence %r", cand.case_id, modality, how, sequence)
     case = Case(case_id=cand.case_id, image=list(cand.images), modality=modality, sequence=sequence,
-                label=cand.label, anatomy=cand.anatomy)
+                label=cand.label, anatomy=cand.anatomy, mask=cand.mask)
     case.sha256 = sha256_of(source_files(case))
     return case
+
+
+def channel_sequences(cand: Candidate, vols: list[Volume]) -> str:
+    """Comma-joined MR sequence keyword of every channel ('' when none is known).
+
+    A channel's keyword comes from its DICOM header, else its own name (nnU-Net channel name
+    or file name); a single-channel case may also take it from its folder names.
+    """
+    if len(vols) == 1:
+        return vols[0].meta.get("sequence", "") or sequence_hint(*cand.names)
+    hints = cand.channel_hints or [""] * len(vols)
+    seqs = [v.meta.get("sequence", "") or sequence_hint(h) for v, h in zip(vols, hints)]
+    return ",".join(seqs) if any(seqs) else ""
 
 
 def check_label(image: Volume, labels: Volume, kind: str = "label") -> None:
