@@ -1,15 +1,20 @@
-"""Finding scans under a folder and pairing label / anatomy maps with their image, by name.
+"""Finding scans under a folder and pairing label / anatomy / mask maps with their image, by name.
 
 Rules (also in docs/ingestion.md):
 - nnU-Net layout: ``imagesXx/<case>_<0000>.nii.gz`` (one file per channel, ``_0000``,
   ``_0001``... -> one multi-contrast case) with ``labelsXx/<case>.nii.gz`` as its label;
   ``dataset.json`` beside them may name the channels (``channel_names`` or ``modality``).
-- Elsewhere a file's role comes from the end of its name (before the extension):
-  anatomy ``_anatomy _organs _parc _seg_total``; label ``_seg _label _labels _mask
-  _tumour _tumor _cordseg _lesion _lesions``; anything else is an image.
-- A map ``<base>_<suffix>`` pairs with the image ``<base>`` in the same folder (a DICOM
+- Elsewhere a file's role comes from the words of its name (:mod:`medmae.io.roles`): seg,
+  label, mask, lesion, roi, manual, ground truth... -> label; anatomy, organs, parc, aseg,
+  seg_total... -> anatomy; brain mask, brainmask, body mask -> mask; else an image. A
+  ``--roles GLOB=ROLE`` override wins over the name (and over the content check).
+- A map ``<base>_<role words>`` pairs with the image ``<base>`` in the same folder (a DICOM
   series folder ``<base>/`` counts), else with the single image whose name starts ``<base>_``.
+  A map that pairs with no image by name is returned as an orphan: the scan then pairs it
+  by voxel grid (:mod:`medmae.io.grid_pairing`) or reports it.
 - Every folder holding DICOM image files gives one image per series.
+- Symlinked folders are followed; a link back to a folder already on the walk (a loop) and
+  a folder that cannot be listed are reported, never skipped in silence.
 """
 
 from __future__ import annotations
@@ -23,9 +28,8 @@ from pathlib import Path
 from medmae.io.dicom import find_series
 from medmae.io.paths import series_path
 from medmae.io.read import ITK_SUFFIXES, NIFTI_SUFFIXES, scan_format
+from medmae.io.roles import overridden_role, role_from_name
 
-ANATOMY_SUFFIXES = ("_anatomy", "_organs", "_parc", "_seg_total")
-LABEL_SUFFIXES = ("_seg", "_label", "_labels", "_mask", "_tumour", "_tumor", "_cordseg", "_lesion", "_lesions")
 NNUNET_IMAGES = re.compile(r"^images(Tr|Ts|Val|Va)$")
 NNUNET_CHANNEL = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$", re.S)
 # Files never taken for DICOM (saves reading their headers).
@@ -33,6 +37,7 @@ NOT_DICOM_SUFFIXES = {".txt", ".md", ".csv", ".tsv", ".json", ".yaml", ".yml", "
                       ".jpg", ".jpeg", ".pdf", ".html", ".xml", ".npy", ".npz", ".pt", ".pth", ".log", ".zip", ".gz"}
 
 Problem = tuple[str, str]
+SUFFIX = {"label": "seg", "anatomy": "anatomy", "mask": "brainmask", "image": ""}  # the rename that fixes a pairing
 
 
 @dataclass
@@ -52,6 +57,17 @@ class Candidate:
     names: list[str] = field(default_factory=list)
     declared: str = ""
     channel_hints: list[str] = field(default_factory=list)
+    forced: bool = False  # the user said (--roles) this is an image: no content check
+
+
+@dataclass
+class Orphan:
+    """A label / anatomy / mask map that no image claimed by name (yet)."""
+
+    kind: str
+    path: Path
+    base: str
+    why: str
 
 
 def stem(path: str | os.PathLike) -> str:
@@ -64,22 +80,23 @@ def stem(path: str | os.PathLike) -> str:
 
 
 def role(name_stem: str) -> tuple[str, str]:
-    """('anatomy' | 'label' | 'image', base name without the role suffix)."""
-    low = name_stem.lower()
-    for kind, suffixes in (("anatomy", ANATOMY_SUFFIXES), ("label", LABEL_SUFFIXES)):
-        for suffix in suffixes:
-            if low.endswith(suffix) and len(low) > len(suffix):
-                return kind, name_stem[: -len(suffix)]
-    return "image", name_stem
+    """('image' | 'label' | 'anatomy' | 'mask', base name of its image): see :mod:`medmae.io.roles`."""
+    return role_from_name(name_stem)
 
 
-def discover(root: str | os.PathLike) -> tuple[list[Candidate], list[Problem]]:
-    """Walk ``root`` and pair maps with images by the rules above. Returns (candidates, problems)."""
+def discover(root: str | os.PathLike, overrides: list[tuple[str, str]] = ()
+             ) -> tuple[list[Candidate], list[Problem], list[Orphan]]:
+    """Walk ``root`` and pair maps with images by the rules above.
+
+    ``overrides``: [(file glob, role)] from ``--roles``. Returns (candidates, problems,
+    orphans: maps no image claimed by name).
+    """
     root = Path(root)
     images: dict[tuple[Path, str], Candidate] = {}  # (folder, base name) -> candidate
     maps: list[tuple[str, Path, str, Path]] = []  # (role, folder, base, path)
     problems: list[Problem] = []
-    for folder, files in _walk(root):
+    orphans: list[Orphan] = []
+    for folder, files in _walk(root, problems):
         scans = [f for f in files if scan_format(f) in ("nifti", "itk")]
         if NNUNET_IMAGES.match(folder.name):
             _add_nnunet(root, folder, scans, images, maps, problems)
@@ -87,22 +104,44 @@ def discover(root: str | os.PathLike) -> tuple[list[Candidate], list[Problem]]:
             maps += [("label", folder.parent / ("images" + folder.name[6:]), stem(f), f) for f in scans]
         else:
             for f in scans:
+                forced = overridden_role(f.name, list(overrides))
                 kind, base = role(stem(f))
-                if kind == "image":
-                    _put(images, (folder, base), Candidate(_case_id(root, folder / base), [str(f)], names=_names(root, f)))
+                if forced == "image" or (forced is None and kind == "image"):
+                    _put(images, (folder, stem(f)), Candidate(_case_id(root, folder / stem(f)), [str(f)],
+                                                              names=_names(root, f), forced=forced == "image"))
                 else:
-                    maps.append((kind, folder, base, f))
+                    maps.append((forced or kind, folder, base if kind != "image" else stem(f), f))
         if any(_maybe_dicom(f) for f in files):
             _add_dicom(root, folder, images, problems)
     for kind, folder, base, path in maps:
-        _attach(kind, folder, base, path, images, problems)
-    return _unique_ids(list(images.values())), problems
+        _attach(kind, folder, base, path, images, problems, orphans)
+    return _unique_ids(list(images.values())), problems, orphans
 
 
-def _walk(root: Path):
-    """(folder, sorted files) for every non-hidden folder under root, in sorted order."""
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+def _walk(root: Path, problems: list[Problem]):
+    """(folder, sorted files) for every non-hidden folder under root, in sorted order.
+
+    Symlinked folders are followed once: a link to a folder already on the walk (a loop)
+    is reported, as is a folder that cannot be listed.
+    """
+    seen = {os.path.realpath(root)}
+
+    def unlistable(e: OSError) -> None:
+        why = "permission denied" if isinstance(e, PermissionError) else (e.strerror or str(e))
+        problems.append((str(e.filename or root), f"cannot list this folder ({why}); its scans were not searched"))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unlistable, followlinks=True):
+        keep = []
+        for d in sorted(d for d in dirnames if not d.startswith(".")):
+            full = os.path.join(dirpath, d)
+            real = os.path.realpath(full)
+            if real in seen:
+                if os.path.islink(full):
+                    problems.append((full, f"symlink loop: this link points back to {real}, already scanned; not followed"))
+                continue
+            seen.add(real)
+            keep.append(d)
+        dirnames[:] = keep
         yield Path(dirpath), [Path(dirpath) / f for f in sorted(filenames) if not f.startswith(".")]
 
 
@@ -164,17 +203,20 @@ def _dataset_json(folder: Path) -> tuple[dict[int, str], str]:
     return names, ("CT" if upper == {"CT"} else "MR" if upper and "CT" not in upper else "")
 
 
-def _attach(kind: str, folder: Path, base: str, path: Path, images: dict, problems: list[Problem]) -> None:
-    """Set ``path`` as the label/anatomy of its image, or record why it has none."""
+def _attach(kind: str, folder: Path, base: str, path: Path, images: dict, problems: list[Problem],
+            orphans: list[Orphan]) -> None:
+    """Set ``path`` as the label/anatomy/mask of its image, or record why it has none."""
     cand = images.get((folder, base))
     if cand is None:
-        near = [c for (d, b), c in images.items() if d == folder and b.startswith(base + "_")]
+        near = [c for (d, b), c in images.items() if d == folder and re.match(re.escape(base) + r"[_\-. ]", b)]
         if len(near) > 1:
-            problems.append((str(path), f"{kind} map matches {len(near)} images ({base}_*); rename it to <image>_seg"))
+            problems.append((str(path), f"unpaired {kind} map: its name matches {len(near)} images ({base}_*); "
+                                        f"rename it to <image>_{SUFFIX[kind]} beside its image"))
             return
         cand = near[0] if near else None
     if cand is None:
-        problems.append((str(path), f"{kind} map without a matching image (expected {base}.* or {base}_* beside it)"))
+        orphans.append(Orphan(kind, path, base, f"named as a {kind} map, without a matching image {base}.* or "
+                                                f"{base}_* beside it"))
         return
     if getattr(cand, kind):
         problems.append((str(path), f"second {kind} map for {cand.case_id} (already {Path(getattr(cand, kind)).name})"))

@@ -22,43 +22,82 @@ from medmae.io.errors import ScanError
 from medmae.io.geometry import check_same_grid
 from medmae.io.hints import infer_modality, sequence_hint
 from medmae.io.manifest import Case, sha256_of
-from medmae.io.pairing import Candidate, discover
+from medmae.io.grid_pairing import Grid, pair_orphans
+from medmae.io.pairing import Candidate, Orphan, discover, stem
 from medmae.io.read import read_volume
+from medmae.io.roles import role_from_content
 from medmae.io.sanity import check_intensities
 from medmae.io.volume import Volume
 
 log = logging.getLogger(__name__)
 
 
-def scan_folder(root: str | os.PathLike, val_fraction: float = 0.0, seed: int = 0,
-                progress: bool = True) -> tuple[list[Case], list[tuple[str, str]]]:
+def scan_folder(root: str | os.PathLike, val_fraction: float = 0.0, seed: int = 0, progress: bool = True,
+                roles: list[tuple[str, str]] = (), content_check: bool = True
+                ) -> tuple[list[Case], list[tuple[str, str]]]:
     """Find, read and check every scan under ``root``.
 
     Returns (cases sorted by case_id with absolute paths, bad list of (path, problem)).
     ``val_fraction`` of the cases (rounded, at least one when > 0 and there are two or more)
     get split 'val', chosen by a seeded hash of the case id, so the split is reproducible.
+    ``roles``: [(file glob, role)] forced by the user; ``content_check`` False trusts names
+    alone (a file named like an image is an image even when its voxels are a label map).
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     root = Path(root).resolve()
     if not root.is_dir():
         raise ScanError(root, "not a folder")
-    candidates, bad = discover(root)
-    cases = []
+    candidates, bad, orphans = discover(root, list(roles))
+    cases, grids = [], []
     for cand in tqdm(candidates, desc="scan", unit="case", disable=not progress or None, leave=False):
         try:
-            cases.append(build_case(cand))
+            first = read_volume(cand.images[0])
+            kind, why = content_role(cand, first) if content_check else ("", "")
+            if kind:
+                orphans += _as_orphans(cand, kind, why)
+                continue
+            case = build_case(cand, first)
         except ScanError as e:
             bad.append((e.path, e.problem))
+            continue
+        cases.append(case)
+        grids.append(Grid.of(case, first))
+    for orphan, case in pair_orphans(orphans, grids, bad):
+        log.info("%s: paired by voxel grid as the %s map of %s", orphan.path, orphan.kind, case.case_id)
     assign_splits(cases, val_fraction, seed)
     n_val = sum(c.split == "val" for c in cases)
     log.info("scanned %s: %d case(s) (%d val), %d bad", root, len(cases), n_val, len(bad))
     return cases, bad
 
 
-def build_case(cand: Candidate) -> Case:
-    """Read and check one candidate; raises ScanError (naming the failing file) when unusable."""
-    vols = [read_volume(path) for path in cand.images]
+def content_role(cand: Candidate, first: Volume) -> tuple[str, str]:
+    """('' | 'label' | 'anatomy' | 'mask', why) for a candidate named like an image.
+
+    Single files only: DICOM series, multi-channel cases and --roles images are scans.
+    """
+    if cand.forced or len(cand.images) > 1 or first.path.is_dir():
+        return "", ""
+    return role_from_content(first.array)
+
+
+def _as_orphans(cand: Candidate, kind: str, why: str) -> list[Orphan]:
+    """The map that was named like an image, plus any map that paired with it by name."""
+    path = Path(cand.images[0])
+    out = [Orphan(kind, path, stem(path), f"named like an image but {why}: a {kind} map")]
+    for other in ("label", "anatomy", "mask"):
+        if getattr(cand, other):
+            out.append(Orphan(other, Path(getattr(cand, other)), stem(path),
+                              f"named for {path.name}, which is itself a {kind} map"))
+    return out
+
+
+def build_case(cand: Candidate, first: Volume | None = None) -> Case:
+    """Read and check one candidate; raises ScanError (naming the failing file) when unusable.
+
+    ``first``: the first image, when already read.
+    """
+    vols = [first or read_volume(cand.images[0])] + [read_volume(path) for path in cand.images[1:]]
     first = vols[0]
     for vol in vols:
         check_intensities(vol)
