@@ -65,7 +65,9 @@ def pair_orphans(orphans: list[Orphan], grids: list[Grid], bad: list[tuple[str, 
             continue
         matches = _matches(orphan, vol, grids)
         if len(matches) != 1:
-            bad.append((str(orphan.path), _unpaired_reason(orphan, matches)))
+            taken = [g for g in grids if getattr(g.case, orphan.kind) and g.folder == orphan.path.parent
+                     and same_grid(g.grid, vol)]
+            bad.append((str(orphan.path), _unpaired_reason(orphan, matches, taken)))
             continue
         case = matches[0].case
         try:
@@ -93,7 +95,7 @@ def _name_matches(image: str, base: str) -> bool:
     return image.lower() == base.lower() or bool(re.match(re.escape(base.lower()) + r"[_\-. ]", image.lower()))
 
 
-def _unpaired_reason(orphan: Orphan, matches: list[Grid]) -> str:
+def _unpaired_reason(orphan: Orphan, matches: list[Grid], taken: list[Grid]) -> str:
     name = orphan.path.name
     fix = (f"rename it to <image>_{SUFFIX[orphan.kind]}{_ext(name)} beside its image, or pass "
            f"--roles '{name}=image' if it is a scan")
@@ -101,6 +103,10 @@ def _unpaired_reason(orphan: Orphan, matches: list[Grid]) -> str:
         shown = ", ".join(g.name for g in matches[:4]) + (" ..." if len(matches) > 4 else "")
         return (f"unpaired {orphan.kind} map ({orphan.why}): it lies on the same voxel grid as {len(matches)} "
                 f"images ({shown}), so which one it belongs to is ambiguous; {fix}")
+    if taken:
+        other = Path(getattr(taken[0].case, orphan.kind)).name
+        return (f"unpaired {orphan.kind} map ({orphan.why}): the image on its voxel grid, {taken[0].name}, already "
+                f"has a {orphan.kind} map ({other}); remove one, or {fix}")
     return f"unpaired {orphan.kind} map ({orphan.why}): no image beside it on the same voxel grid; {fix}"
 
 

@@ -20,12 +20,14 @@ Rules (also in docs/ingestion.md):
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from medmae.io.dicom import find_series
+from medmae.io.dicom import DicomSeg, scan_dicom_folder, series_uid
+from medmae.io.errors import ScanError
 from medmae.io.paths import series_path
 from medmae.io.read import ITK_SUFFIXES, NIFTI_SUFFIXES, scan_format
 from medmae.io.roles import overridden_role, role_from_name
@@ -37,6 +39,7 @@ NOT_DICOM_SUFFIXES = {".txt", ".md", ".csv", ".tsv", ".json", ".yaml", ".yml", "
                       ".jpg", ".jpeg", ".pdf", ".html", ".xml", ".npy", ".npz", ".pt", ".pth", ".log", ".zip", ".gz"}
 
 Problem = tuple[str, str]
+log = logging.getLogger(__name__)
 SUFFIX = {"label": "seg", "anatomy": "anatomy", "mask": "brainmask", "image": ""}  # the rename that fixes a pairing
 
 
@@ -58,6 +61,8 @@ class Candidate:
     declared: str = ""
     channel_hints: list[str] = field(default_factory=list)
     forced: bool = False  # the user said (--roles) this is an image: no content check
+    series_uid: str = ""  # DICOM only, to pair a SEG; never written or logged
+    frame_uid: str = ""
 
 
 @dataclass
@@ -96,6 +101,7 @@ def discover(root: str | os.PathLike, overrides: list[tuple[str, str]] = ()
     maps: list[tuple[str, Path, str, Path]] = []  # (role, folder, base, path)
     problems: list[Problem] = []
     orphans: list[Orphan] = []
+    segs: list[DicomSeg] = []
     for folder, files in _walk(root, problems):
         scans = [f for f in files if scan_format(f) in ("nifti", "itk")]
         if NNUNET_IMAGES.match(folder.name):
@@ -112,7 +118,8 @@ def discover(root: str | os.PathLike, overrides: list[tuple[str, str]] = ()
                 else:
                     maps.append((forced or kind, folder, base if kind != "image" else stem(f), f))
         if any(_maybe_dicom(f) for f in files):
-            _add_dicom(root, folder, images, problems)
+            _add_dicom(root, folder, images, problems, segs)
+    _attach_segs(segs, list(images.values()), problems)
     for kind, folder, base, path in maps:
         _attach(kind, folder, base, path, images, problems, orphans)
     return _unique_ids(list(images.values())), problems, orphans
@@ -156,18 +163,54 @@ def _maybe_dicom(f: Path) -> bool:
     return scan_format(f) not in ("nifti", "itk") and f.suffix.lower() not in NOT_DICOM_SUFFIXES
 
 
-def _add_dicom(root: Path, folder: Path, images: dict, problems: list[Problem]) -> None:
-    """One candidate per series of ``folder``; the series index ends the case id."""
+def _add_dicom(root: Path, folder: Path, images: dict, problems: list[Problem], segs: list[DicomSeg]) -> None:
+    """One candidate per series of ``folder``; the series index ends the case id.
+
+    A lone slice among other series (a stray) is reported against its series key; SEG
+    objects are collected for :func:`_attach_segs`.
+    """
     try:
-        found = find_series(folder)
+        found, seg_files = scan_dicom_folder(folder)
+    except ScanError as e:
+        problems.append((e.path, e.problem))
+        return
     except OSError as e:
         problems.append((str(folder), f"cannot list DICOM files ({e.strerror})"))
         return
+    segs += seg_files
     for s in found:
         path = series_path(folder, s.key if len(found) > 1 else None)
+        if len(found) > 1 and len(s.files) == 1:
+            problems.append((path, f"stray slice: one DICOM slice ({s.modality or '?'}) whose series key {s.key} "
+                                   f"matches none of the folder's other {len(found) - 1} series; move it out"))
+            continue
         base = folder.name if len(found) == 1 else f"{folder.name}_s{s.index}"
         cid = _case_id(root, folder) + f"_s{s.index}"
-        _put(images, (folder.parent, base), Candidate(cid, [path], names=_names(root, folder)))
+        uid, frame = series_uid(s)
+        _put(images, (folder.parent, base), Candidate(cid, [path], names=_names(root, folder), series_uid=uid,
+                                                      frame_uid=frame))
+
+
+def _attach_segs(segs: list[DicomSeg], cands: list[Candidate], problems: list[Problem]) -> None:
+    """A DICOM SEG becomes the label of the series it references (else of the one series
+    sharing its frame of reference), or is reported."""
+    for seg in segs:
+        match = [c for c in cands if c.series_uid and c.series_uid in seg.series_uids]
+        how = "referenced series"
+        if not match and seg.frame_uid:
+            match = [c for c in cands if c.frame_uid == seg.frame_uid]
+            how = "frame of reference"
+        if len(match) != 1:
+            why = "matches no series under the scanned folder" if not match else f"matches {len(match)} series"
+            problems.append((str(seg.path), f"unpaired label map (DICOM SEG): its referenced series / frame of "
+                                            f"reference {why}; scan it together with its series, or pass "
+                                            f"--roles '{seg.path.name}=label' beside a named image"))
+        elif match[0].label:
+            problems.append((str(seg.path), f"unpaired label map (DICOM SEG): second label for {match[0].case_id} "
+                                            f"(already {Path(match[0].label).name})"))
+        else:
+            match[0].label = str(seg.path)
+            log.info("%s: DICOM SEG paired by %s as the label of %s", seg.path, how, match[0].case_id)
 
 
 def _add_nnunet(root: Path, folder: Path, scans: list[Path], images: dict, maps: list, problems: list[Problem]) -> None:
