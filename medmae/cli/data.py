@@ -18,6 +18,7 @@ from medmae.atomic import atomic_write_text
 from medmae.io.errors import ScanError
 from medmae.io.manifest import Case, write_manifest
 from medmae.io.paths import SERIES_SEP, split_series_path
+from medmae.io.channels import parse_channels
 from medmae.io.roles import parse_role_overrides
 
 
@@ -44,6 +45,10 @@ def register(subparsers) -> None:
     scan.add_argument("--no-content-check", action="store_true",
                       help="take roles from file names only: do not turn files whose voxels look like a label "
                            "map or mask (whole numbers, binary or few flat regions) into maps")
+    scan.add_argument("--channels", metavar="NAMES", default="",
+                      help="make multi-contrast cases: comma-separated channel patterns in channel order, e.g. "
+                           "flair,t1,t2 (sequence keywords, whole words or globs of the file name, any case); "
+                           "a case lacking a channel is reported. See docs/ingestion.md")
     scan.add_argument("--no-progress", action="store_true", help="no progress bar")
     scan.set_defaults(func=run_scan)
 
@@ -58,11 +63,12 @@ def run_scan(args: argparse.Namespace) -> int:
         raise ScanError(root, f"--val-fraction must be in [0, 1), got {args.val_fraction}")
     try:
         roles = parse_role_overrides(args.roles)
+        channels = parse_channels(args.channels)
     except ValueError as e:
         raise ScanError(root, str(e)) from None
     out = Path(args.out)
     cases, bad = scan_folder(root, val_fraction=args.val_fraction, seed=args.seed, progress=not args.no_progress,
-                             roles=roles, content_check=not args.no_content_check)
+                             roles=roles, content_check=not args.no_content_check, channels=channels)
     bad_path = bad_list_path(out)
     write_bad_list(bad, bad_path)
     print(summary(cases, bad))

@@ -26,6 +26,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from medmae.io.channels import KEYWORDS, group_channels
 from medmae.io.dicom import DicomSeg, scan_dicom_folder, series_uid
 from medmae.io.errors import ScanError
 from medmae.io.paths import series_path
@@ -89,11 +90,12 @@ def role(name_stem: str) -> tuple[str, str]:
     return role_from_name(name_stem)
 
 
-def discover(root: str | os.PathLike, overrides: list[tuple[str, str]] = ()
+def discover(root: str | os.PathLike, overrides: list[tuple[str, str]] = (), channels: list[str] = ()
              ) -> tuple[list[Candidate], list[Problem], list[Orphan]]:
     """Walk ``root`` and pair maps with images by the rules above.
 
-    ``overrides``: [(file glob, role)] from ``--roles``. Returns (candidates, problems,
+    ``overrides``: [(file glob, role)] from ``--roles``; ``channels``: channel patterns
+    from ``--channels`` (see :mod:`medmae.io.channels`). Returns (candidates, problems,
     orphans: maps no image claimed by name).
     """
     root = Path(root)
@@ -109,14 +111,15 @@ def discover(root: str | os.PathLike, overrides: list[tuple[str, str]] = ()
         elif re.match(r"^labels(Tr|Ts|Val|Va)$", folder.name):
             maps += [("label", folder.parent / ("images" + folder.name[6:]), stem(f), f) for f in scans]
         else:
+            plain = {}
             for f in scans:
                 forced = overridden_role(f.name, list(overrides))
                 kind, base = role(stem(f))
                 if forced == "image" or (forced is None and kind == "image"):
-                    _put(images, (folder, stem(f)), Candidate(_case_id(root, folder / stem(f)), [str(f)],
-                                                              names=_names(root, f), forced=forced == "image"))
+                    plain[f] = forced == "image"
                 else:
                     maps.append((forced or kind, folder, base if kind != "image" else stem(f), f))
+            _add_images(root, folder, plain, channels, images, problems)
         if any(_maybe_dicom(f) for f in files):
             _add_dicom(root, folder, images, problems, segs)
     _attach_segs(segs, list(images.values()), problems)
@@ -157,6 +160,25 @@ def _put(images: dict, key: tuple[Path, str], cand: Candidate) -> None:
     while key in images:
         key = (key[0], key[1] + "+")
     images[key] = cand
+
+
+def _add_images(root: Path, folder: Path, plain: dict[Path, bool], channels: list[str], images: dict,
+                problems: list[Problem]) -> None:
+    """Image files of a folder (path -> forced by --roles): one candidate each, or grouped
+    into multi-contrast candidates by ``channels``."""
+    singles = list(plain)
+    if channels:
+        groups, singles, found = group_channels({f: stem(f) for f in plain}, list(channels))
+        problems += found
+        for key, paths in groups.items():
+            cid = _case_id(root, folder / key) if key else _case_id(root, folder)
+            _put(images, (folder, key or folder.name), Candidate(
+                cid, [str(p) for p in paths], names=_names(root, paths[0]),
+                channel_hints=[c if c in KEYWORDS else stem(p) for c, p in zip(channels, paths)],
+                forced=any(plain[p] for p in paths)))
+    for f in singles:
+        _put(images, (folder, stem(f)), Candidate(_case_id(root, folder / stem(f)), [str(f)],
+                                                  names=_names(root, f), forced=plain[f]))
 
 
 def _maybe_dicom(f: Path) -> bool:

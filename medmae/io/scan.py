@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 
 def scan_folder(root: str | os.PathLike, val_fraction: float = 0.0, seed: int = 0, progress: bool = True,
-                roles: list[tuple[str, str]] = (), content_check: bool = True
+                roles: list[tuple[str, str]] = (), content_check: bool = True, channels: list[str] = ()
                 ) -> tuple[list[Case], list[tuple[str, str]]]:
     """Find, read and check every scan under ``root``.
 
@@ -42,13 +42,15 @@ def scan_folder(root: str | os.PathLike, val_fraction: float = 0.0, seed: int = 
     get split 'val', chosen by a seeded hash of the case id, so the split is reproducible.
     ``roles``: [(file glob, role)] forced by the user; ``content_check`` False trusts names
     alone (a file named like an image is an image even when its voxels are a label map).
+    ``channels``: patterns that group a folder's images into multi-contrast cases
+    (:mod:`medmae.io.channels`).
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     root = Path(root).resolve()
     if not root.is_dir():
         raise ScanError(root, "not a folder")
-    candidates, bad, orphans = discover(root, list(roles))
+    candidates, bad, orphans = discover(root, list(roles), list(channels))
     cases, grids = [], []
     for cand in tqdm(candidates, desc="scan", unit="case", disable=not progress or None, leave=False):
         try:
