@@ -29,7 +29,7 @@ from pathlib import Path
 from medmae.io.channels import KEYWORDS, group_channels
 from medmae.io.dicom import DicomSeg, scan_dicom_folder, series_uid
 from medmae.io.errors import ScanError
-from medmae.io.paths import series_path
+from medmae.io.paths import series_path, split_series_path
 from medmae.io.read import ITK_SUFFIXES, NIFTI_SUFFIXES, scan_format
 from medmae.io.roles import overridden_role, role_from_name
 
@@ -222,13 +222,17 @@ def _attach_segs(segs: list[DicomSeg], cands: list[Candidate], problems: list[Pr
         if not match and seg.frame_uid:
             match = [c for c in cands if c.frame_uid == seg.frame_uid]
             how = "frame of reference"
+        if len(match) > 1:  # copies of one series: the one beside the SEG (its folder or a sub-folder of it)
+            near = [c for c in match if split_series_path(c.images[0])[0].parent == seg.path.parent]
+            match = near or match
         if len(match) != 1:
-            why = "matches no series under the scanned folder" if not match else f"matches {len(match)} series"
+            why = ("matches no series under the scanned folder" if not match else
+                   f"matches {len(match)} series (copies?), none of them beside it")
             problems.append((str(seg.path), f"unpaired label map (DICOM SEG): its referenced series / frame of "
                                             f"reference {why}; scan it together with its series, or pass "
                                             f"--roles '{seg.path.name}=label' beside a named image"))
         elif match[0].label:
-            problems.append((str(seg.path), f"unpaired label map (DICOM SEG): second label for {match[0].case_id} "
+            problems.append((str(seg.path), f"unpaired label map (DICOM SEG): second label map for {match[0].case_id} "
                                             f"(already {Path(match[0].label).name})"))
         else:
             match[0].label = str(seg.path)
@@ -284,7 +288,8 @@ def _attach(kind: str, folder: Path, base: str, path: Path, images: dict, proble
                                                 f"{base}_* beside it"))
         return
     if getattr(cand, kind):
-        problems.append((str(path), f"second {kind} map for {cand.case_id} (already {Path(getattr(cand, kind)).name})"))
+        problems.append((str(path), f"unpaired {kind} map: second {kind} map for {cand.case_id} (already "
+                                    f"{Path(getattr(cand, kind)).name}); remove one"))
         return
     setattr(cand, kind, str(path))
 
