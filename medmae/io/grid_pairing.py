@@ -24,6 +24,7 @@ from medmae.io.manifest import Case, sha256_of
 from medmae.io.pairing import SUFFIX, Orphan, stem
 from medmae.io.paths import split_series_path
 from medmae.io.read import read_volume
+from medmae.io.roles import refine_kind
 from medmae.io.volume import Volume
 
 
@@ -63,10 +64,11 @@ def pair_orphans(orphans: list[Orphan], grids: list[Grid], bad: list[tuple[str, 
         except ScanError as e:
             bad.append((e.path, f"unpaired {orphan.kind} map: {e.problem}"))
             continue
+        orphan.kind = refine_kind(orphan.kind, orphan.path, vol.array)
         matches = _matches(orphan, vol, grids)
         if len(matches) != 1:
-            taken = [g for g in grids if getattr(g.case, orphan.kind) and g.folder == orphan.path.parent
-                     and same_grid(g.grid, vol)]
+            taken = [g for g in grids if getattr(g.case, orphan.kind) and same_grid(g.grid, vol) and (
+                g.folder == orphan.path.parent or _name_matches(g.name, orphan.base))]
             bad.append((str(orphan.path), _unpaired_reason(orphan, matches, taken)))
             continue
         case = matches[0].case

@@ -31,7 +31,7 @@ from medmae.io.dicom import DicomSeg, scan_dicom_folder, series_uid
 from medmae.io.errors import ScanError
 from medmae.io.paths import series_path, split_series_path
 from medmae.io.read import ITK_SUFFIXES, NIFTI_SUFFIXES, scan_format
-from medmae.io.roles import overridden_role, role_from_name
+from medmae.io.roles import folder_role, overridden_role, role_from_name
 
 NNUNET_IMAGES = re.compile(r"^images(Tr|Ts|Val|Va)$")
 NNUNET_CHANNEL = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$", re.S)
@@ -112,9 +112,13 @@ def discover(root: str | os.PathLike, overrides: list[tuple[str, str]] = (), cha
             maps += [("label", folder.parent / ("images" + folder.name[6:]), stem(f), f) for f in scans]
         else:
             plain = {}
+            by_folder = folder_role(folder.name) if folder != root else None
+            claimed = {role(stem(f))[1] for f in scans if role(stem(f))[0] != "image"}  # bases maps name
             for f in scans:
                 forced = overridden_role(f.name, list(overrides))
                 kind, base = role(stem(f))
+                if kind == "image" and by_folder and stem(f) not in claimed:  # labels/case01.nii.gz
+                    kind, base = by_folder, stem(f)
                 if forced == "image" or (forced is None and kind == "image"):
                     plain[f] = forced == "image"
                 else:

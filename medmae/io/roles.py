@@ -8,7 +8,10 @@ Two sources, names first:
   ``BraTS_001_SegMask`` -> label of ``BraTS_001``; ``case01-GroundTruth`` -> label of
   ``case01``; ``sub-01_T2w_manual-ROI`` -> label of ``sub-01_T2w``; ``mr1 Label`` -> label
   of ``mr1``; ``sub-01_T1w_desc-brain_mask`` -> mask of ``sub-01_T1w``;
-  ``ct_seg_total`` / ``x_organs`` / ``x_aparc+aseg`` -> anatomy.
+  ``ct_seg_total`` / ``x_organs`` / ``x_aparc+aseg`` -> anatomy. A file whose name has
+  no role word takes its folder's role when the folder's name is made of role words only
+  (``labels/``, ``masks/``, ``anatomy/``). A map called a mask only by the generic word
+  ``mask`` is a body/brain mask when its content is (binary, large), else a label.
 - **Content.** A volume no scanner makes: whole numbers >= 0 that are binary, or few
   distinct values forming piecewise-constant regions. Binary and large (>= 15 % of the
   grid) -> a body/brain mask; binary and small, or 2..10 values -> a label map; more ->
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from pathlib import Path
 
 import numpy as np
 
@@ -32,6 +36,7 @@ ANATOMY_WORDS = {"anatomy", "organs", "organ", "parc", "parcellation", "aparc", 
 MASK_WORDS = {"brainmask", "bodymask", "headmask", "skullmask", "brain_mask", "body_mask", "head_mask",
               "skullstrip_mask"}
 MASK_LEADS = {"brain", "body", "head", "skull", "skullstrip", "foreground"}  # '<lead> mask'
+GENERIC_MASK = {"mask", "masks", "msk"}
 LABEL_ENDINGS = ("seg", "mask", "label", "labels")  # 'cordseg', 'tumormask'
 DROP_FROM_BASE = ("desc", "space", "label")  # BIDS entity keys left dangling before the role part
 _WORD = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
@@ -73,6 +78,36 @@ def role_from_name(name_stem: str) -> tuple[str, str]:
     if not base:
         return "image", name_stem
     return _kind_of(part), base
+
+
+def folder_role(folder_name: str) -> str | None:
+    """The map kind a folder's name gives its files ('labels', 'Masks', 'anatomy',
+    'ground_truth'), when every word of it is a role word; else None."""
+    words = [m.group().lower() for m in _WORD.finditer(folder_name)]
+    if words and all(_is_role_word(w) or w in MASK_LEADS or w == "ground" for w in words) and any(
+            _is_role_word(w) for w in words):
+        return _kind_of(words)
+    return None
+
+
+def generic_mask_name(path) -> bool:
+    """True when only the generic word 'mask' (file name or its folder) made ``path`` a label
+    map: its content then decides between a lesion label and a body/brain mask."""
+    from medmae.io.pairing import stem
+
+    words = [m.group().lower() for m in _WORD.finditer(stem(path))]
+    role_words = [w for w in words if _is_role_word(w)]
+    if role_words:
+        return set(role_words) <= GENERIC_MASK
+    folder = [m.group().lower() for m in _WORD.finditer(Path(path).parent.name)]
+    return bool(folder) and set(folder) <= GENERIC_MASK
+
+
+def refine_kind(kind: str, path, array: np.ndarray) -> str:
+    """'mask' for a generically named 'label' map whose content is a large binary mask."""
+    if kind == "label" and generic_mask_name(path) and role_from_content(array)[0] == "mask":
+        return "mask"
+    return kind
 
 
 def _kind_of(part: list[str]) -> str:

@@ -25,7 +25,7 @@ from medmae.io.manifest import Case, sha256_of
 from medmae.io.grid_pairing import Grid, pair_orphans
 from medmae.io.pairing import Candidate, Orphan, discover, stem
 from medmae.io.read import read_volume
-from medmae.io.roles import role_from_content
+from medmae.io.roles import refine_kind, role_from_content
 from medmae.io.sanity import check_intensities
 from medmae.io.volume import Volume
 
@@ -107,7 +107,10 @@ def build_case(cand: Candidate, first: Volume | None = None) -> Case:
         check_same_grid(first, vol, what="channel")
     for kind in ("label", "anatomy", "mask"):
         if getattr(cand, kind):
-            check_label(first, read_volume(getattr(cand, kind)), kind)
+            vol = read_volume(getattr(cand, kind))
+            check_label(first, vol, kind)
+            if not cand.mask and refine_kind(kind, vol.path, vol.array) == "mask":  # 'x_mask' holding a brain mask
+                cand.mask, cand.label = cand.label, ""
     try:
         modality, how = infer_modality(first.array, first.meta.get("modality", "") or cand.declared, tuple(cand.names))
     except ValueError as e:

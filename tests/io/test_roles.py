@@ -91,7 +91,8 @@ def test_content_check_pairs_maps_named_like_images(tmp_path, capsys):
     assert main(["data", "scan", str(root), "--out", str(out), "--no-progress", "--roles", "Z.nii.gz=image"]) == 0
     assert "amb__z" in {c.case_id for c in read_manifest(out)}
     assert main(["data", "scan", str(root), "--out", str(out), "--no-progress", "--no-content-check"]) == 0
-    assert len(read_manifest(out)) == 11
+    names_only = {c.case_id for c in read_manifest(out)}  # masks/ is a map folder by its name alone
+    assert len(names_only) == 9 and not any(cid.startswith("masks__") for cid in names_only)
     with pytest.raises(ValueError, match="ROLE one of"):
         parse_role_overrides(["*.nii=picture"])
 
@@ -126,3 +127,29 @@ def test_brain_mask_found_by_content_feeds_the_body_mask(tmp_path):
 
     assert dice(with_mask) > 0.975  # the supplied mask, up to 2 mm -> 3 mm -> 2 mm resampling
     assert with_mask.meta["body_voxels"] != computed.meta["body_voxels"]  # not the thresholded body
+
+
+def test_role_named_folders_and_generic_mask_names(tmp_path):
+    """images/ + anatomy/ + labels/ with equal file names (the layout `medmae synth` and many
+    public sets use), and a brain mask called only '_mask'."""
+    root = tmp_path / "raw"
+    _put("ct_abdomen_3mm.nii.gz", root / "set/images/c1.nii.gz")
+    _put("ct_abdomen_3mm_seg.nii.gz", root / "set/anatomy/c1.nii.gz")
+    seg = nib.load(DATA / "ct_abdomen_3mm_seg.nii.gz")
+    liver = (np.asanyarray(seg.dataobj) == 5).astype(np.uint8)
+    (root / "set/labels").mkdir()
+    nib.save(nib.Nifti1Image(liver, seg.affine), str(root / "set/labels/c1.nii.gz"))
+    mni = root / "mni"
+    mni.mkdir()
+    t1 = datasets.load_mni152_template(resolution=2)
+    brain = datasets.load_mni152_brain_mask(resolution=2)
+    nib.save(nib.Nifti1Image(np.asanyarray(t1.dataobj).astype(np.float32), t1.affine), str(mni / "T1.nii.gz"))
+    nib.save(nib.Nifti1Image(np.asanyarray(brain.dataobj).astype(np.uint8), t1.affine), str(mni / "T1_mask.nii.gz"))
+    cases, bad = scan_folder(root, progress=False)
+    assert bad == []
+    by = {c.case_id: c for c in cases}
+    c1, t1_case = by["set__images__c1"], by["mni__T1"]
+    assert c1.anatomy.endswith("anatomy/c1.nii.gz") and c1.label.endswith("labels/c1.nii.gz")
+    assert t1_case.mask.endswith("T1_mask.nii.gz") and not t1_case.label  # '_mask' with brain-mask content
+    cases, bad = scan_folder(root, progress=False, content_check=False)  # names and folders alone
+    assert {c.case_id for c in cases} == {"set__images__c1", "mni__T1"}
