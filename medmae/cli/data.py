@@ -29,8 +29,9 @@ def register(subparsers) -> None:
     sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
     scan = sub.add_parser(
         "scan", help="find every scan under DIR, check it, and write a manifest CSV",
-        description="Find NIfTI, NRRD/MHA/MHD files and DICOM series under DIR, pair label and anatomy "
-                    "maps with their images, check every file (corrupt, truncated, wrong dimensions, NaNs, "
+        description="Find NIfTI, NRRD/MHA/MHD files and DICOM series under DIR, tell label maps, anatomy "
+                    "maps and body/brain masks from images (by name and content), pair them with their "
+                    "images, check every file (corrupt, truncated, wrong dimensions, NaNs, "
                     "mismatched label grids, incomplete DICOM series), and write a manifest. Unusable "
                     "files are listed in <out stem>.bad.csv with the reason. See docs/ingestion.md.")
     scan.add_argument("dir", metavar="DIR", help="folder to scan (searched recursively)")

@@ -63,6 +63,14 @@ def scan_folder(root: str | os.PathLike, val_fraction: float = 0.0, seed: int = 
         except ScanError as e:
             bad.append((e.path, e.problem))
             continue
+        except OSError as e:  # e.g. a file the sha256 must cover cannot be read
+            why = "permission denied" if isinstance(e, PermissionError) else (e.strerror or str(e))
+            bad.append((str(e.filename or cand.images[0]), f"cannot read ({why})"))
+            continue
+        except Exception as e:  # an unforeseen failure is this case's problem; the scan goes on
+            log.debug("scan of %s failed", cand.images[0], exc_info=True)
+            bad.append((cand.images[0], f"unexpected {type(e).__name__}: {' '.join(str(e).split())[:300]}"))
+            continue
         cases.append(case)
         grids.append(Grid.of(case, first))
     for orphan, case in pair_orphans(orphans, grids, bad):

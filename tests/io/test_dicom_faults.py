@@ -107,3 +107,23 @@ def test_stray_slices_reported_against_their_series_key(tmp_path):
     ds.save_as(odd / "02.dcm")
     with pytest.raises(ScanError, match=r"1 stray slice\(s\) \(file\(s\) 2 of 3 in name order\)"):
         read_volume(odd)
+
+
+def test_unreadable_extra_file_in_a_series_folder_is_reported_not_raised(tmp_path, monkeypatch):
+    """The sha256 covers every file of a DICOM folder: one it cannot read is a named bad case."""
+    import medmae.io.manifest as manifest_mod
+
+    series = copy_series(THREE, tmp_path / "root/ct")
+    (series / "notes.txt").write_text("acquisition notes")
+    shutil.copy(DATA / "spine_t2.nii.gz", tmp_path / "root/spine_t2.nii.gz")
+    real_open = open
+
+    def guarded(file, *a, **k):
+        if str(file).endswith("notes.txt"):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *a, **k)
+
+    monkeypatch.setattr(manifest_mod, "open", guarded, raising=False)
+    cases, bad = scan_folder(tmp_path / "root", progress=False)
+    assert [c.case_id for c in cases] == ["spine_t2"]
+    assert bad == [(str(series / "notes.txt"), "cannot read (permission denied)")]
