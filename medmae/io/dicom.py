@@ -130,7 +130,11 @@ def scan_dicom_folder(folder: str | os.PathLike) -> tuple[list[DicomSeries], lis
     folder = Path(folder)
     groups: dict[tuple, list[tuple[Path, Dataset]]] = {}
     segs, unreadable = [], []
-    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    try:
+        files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    except OSError as e:
+        why = "permission denied" if isinstance(e, PermissionError) else (e.strerror or type(e).__name__)
+        raise ScanError(folder, f"cannot list this folder ({why})") from None
     for n, f in enumerate(files, start=1):
         try:
             h = read_header(f)

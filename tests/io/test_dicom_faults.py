@@ -127,3 +127,20 @@ def test_unreadable_extra_file_in_a_series_folder_is_reported_not_raised(tmp_pat
     cases, bad = scan_folder(tmp_path / "root", progress=False)
     assert [c.case_id for c in cases] == ["spine_t2"]
     assert bad == [(str(series / "notes.txt"), "cannot read (permission denied)")]
+
+
+def test_unlistable_series_folder_read_directly_says_permission(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    series = copy_series(THREE, tmp_path / "ct")
+    real_iterdir = Path.iterdir
+
+    def iterdir(self):
+        if self == series:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_iterdir(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    with pytest.raises(ScanError, match=r"cannot list this folder \(permission denied\)") as e:
+        read_volume(series)
+    assert e.value.path == str(series)
