@@ -14,6 +14,7 @@ from medmae.io.errors import ScanError
 from medmae.io.geometry import align_to
 from medmae.io.manifest import Case, sha256_of
 from medmae.io.read import read_volume
+from medmae.io.sanity import check_intensities
 from medmae.io.scan import check_label, source_files
 from medmae.io.volume import Volume
 from medmae.preprocess.body import body_mask
@@ -33,8 +34,11 @@ def read_channels(paths: list[str]) -> tuple[np.ndarray, Volume]:
     Returns (C, X, Y, Z) float32 and the first channel's Volume (the reference geometry).
     A channel stored in another axis order is reoriented onto the first (no interpolation).
     """
-    ref = read_volume(paths[0])
-    arrays = [ref.array] + [align_to(ref, read_volume(p), "channel image").array for p in paths[1:]]
+    vols = [read_volume(p) for p in paths]
+    for vol in vols:
+        check_intensities(vol)
+    ref = vols[0]
+    arrays = [ref.array] + [align_to(ref, v, "channel image").array for v in vols[1:]]
     return np.stack([np.asarray(a, dtype=np.float32) for a in arrays]), ref
 
 
@@ -61,13 +65,19 @@ def _basename(path: str) -> str:
     return Path(path).name if path else ""
 
 
-def resample_and_mask(raw: np.ndarray, ref: Volume, modality: str, cfg: PreprocessConfig
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def resample_and_mask(raw: np.ndarray, ref: Volume, modality: str, cfg: PreprocessConfig,
+                      mask: Volume | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(C, X, Y, Z) raw on ``ref``'s grid -> RAS image at ``cfg.spacing``, its affine, body mask.
 
-    Raises ScanError when no body is found.
+    ``mask``: a user-supplied body/brain mask on ``ref``'s grid (skull-stripped data), used
+    instead of the computed body mask. Raises ScanError when no body is found.
     """
     image, affine = to_ras_spacing(raw, ref.affine, cfg.spacing)
+    if mask is not None:
+        body = resample_to_grid((mask.array > 0).astype(np.float32), ref.affine, affine, image.shape[1:], order=0) > 0.5
+        if not body.any():
+            raise ScanError(mask.path, "the supplied body/brain mask is empty")
+        return image, affine, body
     body = body_mask(image, modality, cfg.spacing, cfg.body)
     if not body.any():
         raise ScanError(ref.path, "no body/foreground found (the image is empty or all background)")
@@ -99,7 +109,8 @@ def prepare_case(case: Case, cfg: PreprocessConfig, priors: bool = True
     source_sha = case.sha256 or sha256_of(source_files(case))
     raw, ref = read_channels(case.image)
     label, anatomy = read_map(case.label, ref, "label"), read_map(case.anatomy, ref, "anatomy")
-    resampled, res_affine, res_body = resample_and_mask(raw, ref, case.modality, cfg)
+    mask = read_map(case.mask, ref, "mask")
+    resampled, res_affine, res_body = resample_and_mask(raw, ref, case.modality, cfg, mask)
     stats = intensity_stats(resampled, res_body)
     norm, norm_params = normalise(resampled, res_body, case.modality, cfg.ct, cfg.mr)
     image, body, start, stop = crop_to_body(norm, res_body, [p["floor"] for p in norm_params], cfg)
@@ -115,7 +126,7 @@ def prepare_case(case: Case, cfg: PreprocessConfig, priors: bool = True
     meta = {
         "case_id": case.case_id, "modality": case.modality, "sequence": case.sequence,
         "channels": [_basename(p) for p in case.image],
-        "label": _basename(case.label), "anatomy": _basename(case.anatomy),
+        "label": _basename(case.label), "anatomy": _basename(case.anatomy), "mask": _basename(case.mask),
         "orientation": "RAS", "affine": affine, "shape": list(image.shape), "spacing": list(cfg.spacing),
         "source_affine": ref.affine, "source_shape": list(ref.shape), "source_spacing": list(ref.spacing),
         "resampled_affine": res_affine, "resampled_shape": list(res_body.shape),
