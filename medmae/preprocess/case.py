@@ -20,6 +20,7 @@ from medmae.preprocess.body import body_mask
 from medmae.preprocess.config import PIPELINE_VERSION, PreprocessConfig, config_hash
 from medmae.preprocess.fingerprint import intensity_stats
 from medmae.preprocess.intensity import normalise
+from medmae.preprocess.midline import midline_meta
 from medmae.preprocess.priors import supervoxels, tissue_classes
 from medmae.preprocess.spatial import (crop_window, resample_to_grid, shift_affine,
                                        take_window, to_ras_spacing)
@@ -123,6 +124,7 @@ def prepare_case(case: Case, cfg: PreprocessConfig, priors: bool = True
         "normalisation": norm_params, "intensity": stats,
         "body_voxels": int(body.sum()), "tissue_thresholds": thresholds,
         "supervoxel_count": int(sv.max()) if sv is not None else 0,
+        "midline": midline_meta(image, body),  # every case: ~1 s; symmetric masking, anomaly head
         "source_sha256": source_sha, "config_hash": config_hash(cfg),
         "pipeline_version": PIPELINE_VERSION, "medmae_version": __version__,
     }

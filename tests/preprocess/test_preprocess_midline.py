@@ -40,3 +40,33 @@ def test_exact_on_a_mirrored_volume():
     vol = np.pad(vol, ((3, 9), (0, 0), (0, 0)))  # plane now at 15.5
     assert estimate_midline(vol, vol != 0) == pytest.approx(15.5, abs=0.05)
     assert reflection_score(vol, vol != 0, 31) == pytest.approx(1.0)
+
+
+def test_strided_estimate_lands_on_the_full_one(mni):
+    from medmae.preprocess.midline import midline_meta
+    image, brain, affine = mni
+    full = midline_meta(image, brain)
+    strided = midline_meta(image, brain, max_voxels=100_000)  # every 3rd voxel
+    assert full["axis"] == 0 and full["score"] > 0.9
+    assert abs(strided["index"] - full["index"]) <= 1.0
+
+
+def test_preprocessed_case_stores_the_midline_in_its_meta(mni, tmp_path):
+    """MNI152 through the preprocessing pipeline: the stored plane is world x = 0."""
+    import nibabel as nib
+
+    from medmae.io.manifest import Case
+    from medmae.preprocess.case import prepare_case
+    from medmae.preprocess.config import PreprocessConfig
+
+    image, _, affine = mni
+    path = tmp_path / "mni.nii.gz"
+    nib.save(nib.Nifti1Image(image, affine), str(path))
+    cfg = PreprocessConfig(spacing=(3.0, 3.0, 3.0), workers=0)
+    cfg.priors.supervoxels = 0
+    cached, maps, meta = prepare_case(Case(case_id="mni", image=[str(path)], modality="MR"), cfg, priors=False)
+    mid = meta["midline"]
+    assert set(mid) == {"axis", "index", "score"} and mid["axis"] == 0 and mid["score"] > 0.9
+    world_x = np.asarray(meta["affine"])[0] @ [mid["index"], 0, 0, 1]
+    assert abs(world_x) <= 3.0  # within one cached voxel of the template's midline
+    assert 0 < mid["index"] < cached.shape[1] - 1
