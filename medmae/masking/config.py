@@ -124,6 +124,17 @@ class MaskingConfig(StrictModel):
     mixture: list[MixtureItem] = []
     """Used when strategy == "mixture"."""
 
+    @property
+    def symmetric_keys(self) -> list[str]:
+        """Dotted keys of the anatomy sections in use that set symmetric masking."""
+        if self.strategy == "anatomy":
+            return ["masking.anatomy.symmetric"] if self.anatomy.symmetric != "none" else []
+        if self.strategy != "mixture":
+            return []
+        return [f"masking.mixture.{i}.anatomy.symmetric" if item.anatomy else "masking.anatomy.symmetric"
+                for i, item in enumerate(self.mixture)
+                if item.strategy == "anatomy" and (item.anatomy or self.anatomy).symmetric != "none"]
+
     @model_validator(mode="after")
     def _mixture_listed(self):
         if self.strategy == "mixture":
