@@ -70,3 +70,26 @@ def test_preprocessed_case_stores_the_midline_in_its_meta(mni, tmp_path):
     world_x = np.asarray(meta["affine"])[0] @ [mid["index"], 0, 0, 1]
     assert abs(world_x) <= 3.0  # within one cached voxel of the template's midline
     assert 0 < mid["index"] < cached.shape[1] - 1
+
+
+def test_rerun_adds_the_midline_to_a_cache_built_without_it(tmp_path, manifest_factory):
+    """A case cached before meta.json held the plane is skipped on a re-run but gains it."""
+    import json
+
+    from medmae.io.manifest import Case
+    from medmae.preprocess.batch import preprocess_manifest
+    from pp_helpers import BRAIN, small_config
+
+    cfg = small_config()
+    cfg.priors.supervoxels = 0
+    manifest = manifest_factory([Case(case_id="brain", image=[str(BRAIN)], modality="MR")])
+    preprocess_manifest(manifest, tmp_path / "cache", cfg, progress=False)
+    meta_path = tmp_path / "cache" / "cases" / "brain" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    stored = meta.pop("midline")
+    image_before = (meta_path.parent / "image.npy").stat().st_mtime_ns
+    meta_path.write_text(json.dumps(meta))  # as an older medmae wrote it
+    report = preprocess_manifest(manifest, tmp_path / "cache", cfg, progress=False)
+    assert len(report.skipped) == 1 and not report.done
+    assert json.loads(meta_path.read_text())["midline"] == stored
+    assert (meta_path.parent / "image.npy").stat().st_mtime_ns == image_before  # arrays untouched
