@@ -43,7 +43,8 @@ class AnatomyConfig(StrictModel):
     """Tokens of this label are single-token units (None: it is a unit like any label)."""
     symmetric: Literal["none", "mirror", "both"] = "none"
     """Brains: "mirror" hides a unit while its left-right mirror stays visible; "both"
-    hides a unit together with its mirror (see docs/masking.md)."""
+    hides a unit together with its mirror. Mirrors are taken about each case's stored
+    mid-sagittal plane (meta.json "midline"); needs data.augment.rotate90_prob 0 (see docs/masking.md)."""
 
     @field_validator("label_weights")
     @classmethod
