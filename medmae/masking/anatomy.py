@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Literal, Mapping
 
 import torch
@@ -11,6 +12,7 @@ from medmae.masking.symmetry import SymmetricMode, mirror_index, symmetric_mask
 from medmae.masking.units import unit_priority
 
 UnitSource = Literal["anatomy", "tissue", "supervoxels"]
+log = logging.getLogger(__name__)
 
 
 class AnatomyMasking(MaskingStrategy):
@@ -42,6 +44,7 @@ class AnatomyMasking(MaskingStrategy):
                 raise ValueError(f"label weight for label {label} must be > 0, got {w}")
         self.background_label = background_label
         self.symmetric = symmetric
+        self._warned = False
 
     def forward(self, ctx: MaskContext, step: int, generator: torch.Generator) -> torch.Tensor:
         """-> mask (B, N) bool."""
@@ -51,5 +54,9 @@ class AnatomyMasking(MaskingStrategy):
         priority, coin = unit_priority(ctx.maps[self.source], generator, self.label_weights, self.background_label)
         mirror = ctx.mirror
         if mirror is None and self.symmetric != "none":
+            if not self._warned:
+                log.warning("symmetric masking: the batch carries no 'midline'; mirroring about each "
+                            "crop's centre (right only for crops centred on the mid-sagittal plane)")
+                self._warned = True
             mirror = mirror_index(ctx.grid, ctx.device).expand(ctx.batch_size, -1)
         return symmetric_mask(priority, coin, ctx.valid, ctx.grid, mirror, self.ratio, self.symmetric, generator)

@@ -115,3 +115,14 @@ def test_hemisphere_masks_split_at_the_plane():
     mirror = hemisphere_mirror(grid, p, 27.5, offset=4)
     left, right = hemisphere_token_masks(grid, p, 27.5, offset=4)
     assert right[mirror[left]].all() and left[mirror[right]].all()  # left pairs with right
+
+
+def test_batches_without_a_plane_mirror_about_the_centre_with_one_warning(caplog):
+    ctx = lr_ctx(plane=(8 * 4 - 1) / 2)
+    centred = AnatomyMasking(0.4, "anatomy", symmetric="mirror", background_label=None)
+    want = centred(ctx, 0, seeded(3))
+    ctx.mirror = None
+    with caplog.at_level("WARNING", logger="medmae.masking.anatomy"):
+        got = [centred(ctx, 0, seeded(3)) for _ in range(2)]
+    assert torch.equal(got[0], want) and torch.equal(got[1], want)
+    assert sum("no 'midline'" in r.getMessage() for r in caplog.records) == 1
