@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from loader_helpers import loader_cfg
 
 from medmae.data.cache import list_cases
@@ -74,3 +75,14 @@ def test_missing_midlines_are_reported_once(coded_cache, caplog):
         CropDataset(list_cases(coded_cache), loader_cfg(coded_cache), seed=0)
     warnings = [r for r in caplog.records if "no midline" in r.getMessage()]
     assert len(warnings) == 1 and "1 of 6" in warnings[0].getMessage()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_resident_loader_on_cuda_gives_the_cpu_planes(coded_cache):
+    cfg = loader_cfg(coded_cache, crop_size=K, priors=["supervoxels"], augment=AUG, device_resident=True)
+    cpu, gpu = build_loader(cfg, seed=1, device="cpu"), build_loader(cfg, seed=1, device="cuda")
+    for _ in range(4):
+        a, b = next(cpu), next(gpu)
+        assert b["midline"].device.type == "cuda"
+        assert torch.equal(a["crop_start"], b["crop_start"].cpu())
+        assert torch.isclose(a["midline"], b["midline"].cpu(), rtol=0, atol=0, equal_nan=True).all()

@@ -126,3 +126,17 @@ def test_batches_without_a_plane_mirror_about_the_centre_with_one_warning(caplog
         got = [centred(ctx, 0, seeded(3)) for _ in range(2)]
     assert torch.equal(got[0], want) and torch.equal(got[1], want)
     assert sum("no 'midline'" in r.getMessage() for r in caplog.records) == 1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_cuda_mirror_masks_match_the_rule():
+    dev = torch.device("cuda")
+    ctx = lr_ctx(plane=9.5)
+    ctx = MaskContext(grid=ctx.grid, image=ctx.image.to(dev), valid=ctx.valid.to(dev), body=ctx.body.to(dev),
+                      maps={k: v.to(dev) for k, v in ctx.maps.items()}, mirror=ctx.mirror.to(dev))
+    assert torch.equal(mirror_tokens(ctx.grid, 4, torch.full((16,), 9.5, device=dev)), ctx.mirror)
+    mask = AnatomyMasking(0.4, "anatomy", symmetric="mirror", background_label=None)(
+        ctx, 0, torch.Generator(device=dev).manual_seed(0))
+    m = ctx.mirror
+    assert mask.device.type == "cuda" and torch.equal(mask.sum(1), hidden_counts(ctx.valid, 0.4))
+    assert not (mask & mask.gather(1, m.clamp(min=0)) & (m >= 0)).any()
