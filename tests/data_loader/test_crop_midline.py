@@ -86,3 +86,15 @@ def test_resident_loader_on_cuda_gives_the_cpu_planes(coded_cache):
         assert b["midline"].device.type == "cuda"
         assert torch.equal(a["crop_start"], b["crop_start"].cpu())
         assert torch.isclose(a["midline"], b["midline"].cpu(), rtol=0, atol=0, equal_nan=True).all()
+
+
+def test_planes_with_a_low_score_are_not_used(tmp_path):
+    from loader_helpers import make_cache
+
+    from medmae.data.cache import open_case
+    from medmae.data.midline import case_midline
+
+    cache = make_cache(tmp_path, [(20, 20, 20)] * 2, without_midline=())
+    good, bad = (open_case(c.path) for c in list_cases(cache))
+    bad.meta["midline"]["score"] = 0.38  # the test abdomen CT: a plane 79 mm off the spine
+    assert case_midline(good) == pytest.approx(0.37 * 20 + 0.25) and math.isnan(case_midline(bad))
