@@ -30,6 +30,9 @@ class MaskContext:
                  "supervoxels" (the most frequent label in the token), when cached.
     token_scores:(B, N) float difficulty per token (loss-guided masking), filled by the
                  engine when the strategy sets ``needs_scores``.
+    mirror:      (B, N) long, each token's left-right mirror about the case's mid-sagittal
+                 plane (-1: none), when the batch carries "midline"; None otherwise
+                 (symmetric masking then mirrors about the crop's centre).
     """
 
     grid: tuple[int, int, int]
@@ -38,6 +41,7 @@ class MaskContext:
     body: torch.Tensor
     maps: dict[str, torch.Tensor] = field(default_factory=dict)
     token_scores: torch.Tensor | None = None
+    mirror: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -63,6 +67,7 @@ class MaskContext:
             body=pick(self.body),
             maps={k: pick(v) for k, v in self.maps.items()},
             token_scores=None if self.token_scores is None else pick(self.token_scores),
+            mirror=None if self.mirror is None else pick(self.mirror),
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from medmae import __version__
+from medmae.atomic import atomic_write_text
 from medmae.data.cache import write_case
 from medmae.io.errors import ScanError
 from medmae.io.geometry import align_to
@@ -21,6 +23,7 @@ from medmae.preprocess.body import body_mask
 from medmae.preprocess.config import PIPELINE_VERSION, PreprocessConfig, config_hash
 from medmae.preprocess.fingerprint import intensity_stats
 from medmae.preprocess.intensity import normalise
+from medmae.preprocess.midline import midline_meta
 from medmae.preprocess.priors import supervoxels, tissue_classes
 from medmae.preprocess.spatial import (crop_window, resample_to_grid, shift_affine,
                                        take_window, to_ras_spacing)
@@ -134,6 +137,7 @@ def prepare_case(case: Case, cfg: PreprocessConfig, priors: bool = True
         "normalisation": norm_params, "intensity": stats,
         "body_voxels": int(body.sum()), "tissue_thresholds": thresholds,
         "supervoxel_count": int(sv.max()) if sv is not None else 0,
+        "midline": midline_meta(image, body),  # every case: ~1 s; symmetric masking, anomaly head
         "source_sha256": source_sha, "config_hash": config_hash(cfg),
         "pipeline_version": PIPELINE_VERSION, "medmae_version": __version__,
     }
@@ -151,6 +155,17 @@ def preprocess_case(case: Case, cfg: PreprocessConfig, cache_dir: str | os.PathL
     image, maps, meta = prepare_case(case, cfg)
     write_case(cache_dir, case.case_id, image, maps, meta)
     return summary_from_meta(meta, case, seconds=time.perf_counter() - t0)
+
+
+def add_midline(case_dir: str | os.PathLike, meta: dict) -> dict:
+    """A case cached before meta.json held ``"midline"``: estimate it from the cached image and
+    body, rewrite meta.json atomically, and return the new meta (the arrays are untouched)."""
+    case_dir = Path(case_dir)
+    image = np.load(case_dir / "image.npy", mmap_mode="r")
+    body = np.load(case_dir / "body.npy", mmap_mode="r") > 0
+    meta = {**meta, "midline": midline_meta(image, body)}
+    atomic_write_text(case_dir / "meta.json", json.dumps(meta, indent=1))
+    return meta
 
 
 def summary_from_meta(meta: dict, case: Case, seconds: float = 0.0) -> dict:
