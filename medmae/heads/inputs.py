@@ -13,8 +13,8 @@ from pathlib import Path
 
 from medmae.io.errors import ScanError
 from medmae.io.manifest import Case, read_manifest
-from medmae.io.pairing import Candidate, discover, stem
-from medmae.io.scan import build_case
+from medmae.io.pairing import Candidate, stem
+from medmae.io.scan import build_case, scan_folder
 
 Problem = tuple[str, str]
 
@@ -25,13 +25,8 @@ def _safe_id(path: Path) -> str:
 
 def _from_path(path: Path) -> tuple[list[Case], list[Problem]]:
     if path.is_dir():
-        candidates, bad = discover(path)
-        cases = []
-        for cand in candidates:
-            try:
-                cases.append(build_case(cand))
-            except ScanError as e:
-                bad.append((str(e.path), e.problem))
+        cases, bad = scan_folder(path, progress=False)
+        bad = [(str(p), q) for p, q in bad]
         if not cases and not bad:
             bad.append((str(path), "no scan found in this folder"))
         return cases, bad
