@@ -1,4 +1,5 @@
-"""Two CPU ranks (gloo) through the real engine: same parameters, only rank 0 writes."""
+"""Two CPU ranks (gloo) through the real engine, with gradient accumulation: same parameters,
+only rank 0 writes, and the applied gradient is the single-process gradient of all the data."""
 
 import math
 import os
@@ -10,6 +11,7 @@ import torch
 import torch.multiprocessing as mp
 
 from medmae.training.checkpoint import load_checkpoint
+from grad_helpers import fixed_data, step_grads
 from training_helpers import make_phantom_cache, tiny_config
 
 WORLD = 2
@@ -35,6 +37,7 @@ def _rank_main(rank: int, port: int, root: str, cache: str) -> None:
 
     cfg = tiny_config(cache, "run", f"train.steps={STEPS}", "train.warmup_steps=1", "train.checkpoint_every=2",
                       "train.log_every=2", "train.figure_every=4", "train.base_lr=0.05", "data.batch_size=2",
+                      "train.grad_accum=2",
                       "masking.strategy=adversarial", "tracking.log_model=false")
     result = pretrain(cfg)
     torch.save({"params": result.model.state_dict(), "losses": result.losses,
@@ -42,16 +45,19 @@ def _rank_main(rank: int, port: int, root: str, cache: str) -> None:
                os.path.join(root, f"rank{rank}.pt"))
 
 
-def test_two_ranks_stay_identical_and_only_rank0_writes(tmp_path):
-    cache = make_phantom_cache(tmp_path / "cache", n=4, shape=(40, 40, 40))
-    procs = mp.start_processes(_rank_main, args=(_free_port(), str(tmp_path), str(cache)), nprocs=WORLD,
-                               join=False, start_method="spawn")
+def _spawn(fn, *args) -> None:
+    procs = mp.start_processes(fn, args=args, nprocs=WORLD, join=False, start_method="spawn")
     deadline = time.monotonic() + 150
     while not procs.join(timeout=1):
         if time.monotonic() > deadline:
             for p in procs.processes:
                 p.kill()
             pytest.fail("DDP ranks did not finish within 150 s")
+
+
+def test_two_ranks_stay_identical_and_only_rank0_writes(tmp_path):
+    cache = make_phantom_cache(tmp_path / "cache", n=4, shape=(40, 40, 40))
+    _spawn(_rank_main, _free_port(), str(tmp_path), str(cache))
 
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD))
     assert r0["params"].keys() == r1["params"].keys()
@@ -77,4 +83,37 @@ def test_two_ranks_stay_identical_and_only_rank0_writes(tmp_path):
     client = MlflowClient(f"sqlite:///{tmp_path / 'cwd0' / 'mlruns' / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("medmae-pretrain").experiment_id])
     assert len(runs) == 1 and runs[0].data.tags["world_size"] == "2"
-    assert runs[0].data.params["derived.effective_batch"] == "4"
+    assert runs[0].data.params["derived.effective_batch"] == "8"
+
+
+BATCH, ACCUM = 2, 2
+
+
+def _grad_rank_main(rank: int, port: int, root: str) -> None:
+    """One rank: its own BATCH x ACCUM samples of the fixed data, one engine step under DDP."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    from medmae.training.distributed import init_distributed, shutdown
+
+    info = init_distributed("cpu")
+    try:
+        images, masks = fixed_data(WORLD * BATCH * ACCUM)
+        mine = slice(rank * BATCH * ACCUM, (rank + 1) * BATCH * ACCUM)
+        grads = step_grads(images[mine], masks[mine], batch=BATCH, accum=ACCUM, info=info)
+    finally:
+        shutdown(info)
+    torch.save(grads, os.path.join(root, f"grads{rank}.pt"))
+
+
+def test_ddp_with_grad_accum_applies_the_gradient_of_all_micro_batches_of_all_ranks(tmp_path):
+    """2 ranks x grad_accum 2 x batch 2 == one process, one batch of 8 (fixed masks). A no_sync
+    on the wrong micro-batch, or keeping only the last micro-batch's gradient, fails this."""
+    _spawn(_grad_rank_main, _free_port(), str(tmp_path))
+    images, masks = fixed_data(WORLD * BATCH * ACCUM)
+    whole = step_grads(images, masks, batch=WORLD * BATCH * ACCUM, accum=1)
+    for rank in range(WORLD):
+        got = torch.load(tmp_path / f"grads{rank}.pt", weights_only=True)
+        assert len(got) == len(whole) > 10
+        for a, b in zip(whole, got):
+            assert torch.allclose(a, b, rtol=1e-4, atol=1e-6), f"rank {rank}: max diff {(a - b).abs().max()}"
