@@ -18,6 +18,7 @@ PEAK_BF16: tuple[tuple[str, float], ...] = (
     ("H100 NVL", 835.5),
     ("H100 PCIe", 756.5),
     ("H100", 989.4),       # H100 SXM ("NVIDIA H100 80GB HBM3")
+    ("GB200", 2500.0),
     ("B200", 2250.0),
     ("A100", 312.0),       # SXM and PCIe alike
     ("L40S", 362.1),
