@@ -24,8 +24,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+BATCH, ACCUM = 2, 2
+
+
 def _rank_main(rank: int, port: int, root: str, cache: str) -> None:
-    """One rank: torchrun's environment, its own working directory, the engine."""
+    """One rank: torchrun's environment, its own working directory; first one engine step on
+    fixed data and masks (its gradient saved), then a whole run of the engine (which joins the
+    process group already there)."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank))
     os.environ.pop("MLFLOW_TRACKING_URI", None)
@@ -33,12 +38,32 @@ def _rank_main(rank: int, port: int, root: str, cache: str) -> None:
     os.makedirs(cwd, exist_ok=True)
     os.chdir(cwd)  # relative out_dir and the default ./mlruns land in this rank's own folder
     torch.set_num_threads(1)
+    from medmae.training.distributed import init_distributed, shutdown
     from medmae.training.engine import pretrain
 
+    info = init_distributed("cpu")
+    try:
+        _grad_step(rank, root, info)
+        _engine_run(rank, root, cache, pretrain)
+    finally:
+        shutdown(info)
+
+
+def _grad_step(rank: int, root: str, info) -> None:
+    """This rank's BATCH x ACCUM samples of the fixed data, one engine step under DDP."""
+    images, masks = fixed_data(WORLD * BATCH * ACCUM)
+    mine = slice(rank * BATCH * ACCUM, (rank + 1) * BATCH * ACCUM)
+    grads = step_grads(images[mine], masks[mine], batch=BATCH, accum=ACCUM, info=info)
+    torch.save(grads, os.path.join(root, f"grads{rank}.pt"))
+
+
+def _engine_run(rank: int, root: str, cache: str, pretrain) -> None:
+    """A whole engine run with gradient accumulation and adversarial masking (its generator
+    learns too); parameters, losses and masking state saved."""
     cfg = tiny_config(cache, "run", f"train.steps={STEPS}", "train.warmup_steps=1", "train.checkpoint_every=2",
-                      "train.log_every=2", "train.figure_every=4", "train.base_lr=0.05", "data.batch_size=2",
-                      "train.grad_accum=2",
-                      "masking.strategy=adversarial", "tracking.log_model=false")
+                      "train.log_every=2", "train.figure_every=4", "train.base_lr=0.05",
+                      f"data.batch_size={BATCH}", f"train.grad_accum={ACCUM}", "masking.strategy=adversarial",
+                      "tracking.log_model=false")
     result = pretrain(cfg)
     torch.save({"params": result.model.state_dict(), "losses": result.losses,
                 "masking": {k: v for k, v in result.masking.state_dict().items() if isinstance(v, torch.Tensor)}},
@@ -46,6 +71,7 @@ def _rank_main(rank: int, port: int, root: str, cache: str) -> None:
 
 
 def _spawn(fn, *args) -> None:
+    """Run ``fn(rank, *args)`` on WORLD spawned processes; fail the test after 150 s."""
     procs = mp.start_processes(fn, args=args, nprocs=WORLD, join=False, start_method="spawn")
     deadline = time.monotonic() + 150
     while not procs.join(timeout=1):
@@ -55,9 +81,17 @@ def _spawn(fn, *args) -> None:
             pytest.fail("DDP ranks did not finish within 150 s")
 
 
-def test_two_ranks_stay_identical_and_only_rank0_writes(tmp_path):
-    cache = make_phantom_cache(tmp_path / "cache", n=4, shape=(40, 40, 40))
-    _spawn(_rank_main, _free_port(), str(tmp_path), str(cache))
+@pytest.fixture(scope="module")
+def ranks(tmp_path_factory):
+    """Both ranks run once for the module; their outputs are in the returned folder."""
+    root = tmp_path_factory.mktemp("ddp")
+    cache = make_phantom_cache(root / "cache", n=4, shape=(40, 40, 40))
+    _spawn(_rank_main, _free_port(), str(root), str(cache))
+    return root
+
+
+def test_two_ranks_stay_identical_and_only_rank0_writes(ranks):
+    tmp_path = ranks
 
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD))
     assert r0["params"].keys() == r1["params"].keys()
@@ -86,30 +120,11 @@ def test_two_ranks_stay_identical_and_only_rank0_writes(tmp_path):
     assert runs[0].data.params["derived.effective_batch"] == "8"
 
 
-BATCH, ACCUM = 2, 2
-
-
-def _grad_rank_main(rank: int, port: int, root: str) -> None:
-    """One rank: its own BATCH x ACCUM samples of the fixed data, one engine step under DDP."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
-    from medmae.training.distributed import init_distributed, shutdown
-
-    info = init_distributed("cpu")
-    try:
-        images, masks = fixed_data(WORLD * BATCH * ACCUM)
-        mine = slice(rank * BATCH * ACCUM, (rank + 1) * BATCH * ACCUM)
-        grads = step_grads(images[mine], masks[mine], batch=BATCH, accum=ACCUM, info=info)
-    finally:
-        shutdown(info)
-    torch.save(grads, os.path.join(root, f"grads{rank}.pt"))
-
-
-def test_ddp_with_grad_accum_applies_the_gradient_of_all_micro_batches_of_all_ranks(tmp_path):
+def test_ddp_with_grad_accum_applies_the_gradient_of_all_micro_batches_of_all_ranks(ranks):
     """2 ranks x grad_accum 2 x batch 2 == one process, one batch of 8 (fixed masks). A no_sync
-    on the wrong micro-batch, or keeping only the last micro-batch's gradient, fails this."""
-    _spawn(_grad_rank_main, _free_port(), str(tmp_path))
+    on the wrong micro-batch, keeping only the last micro-batch's gradient, or skipping the
+    last all-reduce fails this."""
+    tmp_path = ranks
     images, masks = fixed_data(WORLD * BATCH * ACCUM)
     whole = step_grads(images, masks, batch=WORLD * BATCH * ACCUM, accum=1)
     for rank in range(WORLD):
