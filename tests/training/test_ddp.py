@@ -58,12 +58,14 @@ def _grad_step(rank: int, root: str, info) -> None:
 
 
 def _engine_run(rank: int, root: str, cache: str, pretrain) -> None:
-    """A whole engine run with gradient accumulation and adversarial masking (its generator
-    learns too); parameters, losses and masking state saved."""
+    """A whole engine run with gradient accumulation and a mixture of adversarial masking (its
+    generator learns) and loss-guided masking with a loss predictor (it learns at the exact
+    refreshes, steps 0 and 2); parameters, losses and masking state saved."""
     cfg = tiny_config(cache, "run", f"train.steps={STEPS}", "train.warmup_steps=1", "train.checkpoint_every=2",
                       "train.log_every=2", "train.figure_every=4", "train.base_lr=0.05",
-                      f"data.batch_size={BATCH}", f"train.grad_accum={ACCUM}", "masking.strategy=adversarial",
-                      "tracking.log_model=false")
+                      f"data.batch_size={BATCH}", f"train.grad_accum={ACCUM}", "masking.strategy=mixture",
+                      "masking.mixture=[{strategy: adversarial}, {strategy: loss_guided, "
+                      "loss_guided: {score_every: 2, alpha_start: 0.5}}]", "tracking.log_model=false")
     result = pretrain(cfg)
     torch.save({"params": result.model.state_dict(), "losses": result.losses,
                 "masking": {k: v for k, v in result.masking.state_dict().items() if isinstance(v, torch.Tensor)}},
@@ -96,7 +98,9 @@ def test_two_ranks_stay_identical_and_only_rank0_writes(ranks):
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD))
     assert r0["params"].keys() == r1["params"].keys()
     assert all(torch.equal(r0["params"][k], r1["params"][k]) for k in r0["params"])
-    assert any(k.startswith("net.") for k in r0["masking"])  # the adversarial generator learns ...
+    # the adversarial generator and the loss predictor learn (their heads start at zero) ...
+    for head in ("strategies.0.net.head.weight", "strategies.1.predictor.net.head.weight"):
+        assert r0["masking"][head].abs().sum() > 0, head
     assert all(torch.equal(r0["masking"][k], r1["masking"][k]) for k in r0["masking"])  # ... in step
     assert len(r0["losses"]) == STEPS and all(math.isfinite(x) for x in r0["losses"])
     assert r0["losses"] == r1["losses"]  # the logged loss is the mean over ranks
