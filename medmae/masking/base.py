@@ -79,7 +79,7 @@ class MaskingStrategy(nn.Module, abc.ABC):
 
     Engine protocol, per training step:
       1. ``ctx = build_context(batch, ...)``;
-      2. if ``strategy.needs_scores``: ``ctx.token_scores = strategy.score_tokens(model, x, ctx.valid, g)``;
+      2. if ``strategy.needs_scores``: ``ctx.token_scores = strategy.score_tokens(model, x, ctx.valid, g, step)``;
       3. ``mask = strategy(ctx, step, g)``; the autoencoder trains on ``mask``;
       4. ``metrics = strategy.update(ctx, mask, out.token_loss.detach(), step)`` on every rank.
     """

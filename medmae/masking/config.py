@@ -67,6 +67,11 @@ class LossGuidedConfig(StrictModel):
     """Steps of the ramp; None = the run's total training steps."""
     ema_decay: float | None = Field(None, gt=0, lt=1)
     """Score tokens with an EMA copy of the model (e.g. 0.999) instead of the model itself."""
+    score_every: int = Field(1, ge=1)
+    """Exact scores (two no-grad passes per micro-batch) every this many steps; in between, a
+    light loss predictor trained on them scores the crops (1 = exact every step)."""
+    predictor_lr: float = Field(1e-3, gt=0)
+    """Adam learning rate of the loss predictor (used when score_every > 1)."""
 
 
 class AdversarialConfig(StrictModel):

@@ -186,7 +186,8 @@ def _train_step(cfg: PretrainConfig, parts: TrainParts, train_model: nn.Module, 
                             min_valid_tokens=m.foreground_min_tokens)
         with autocast(precision, device):
             if parts.strategy.needs_scores:
-                ctx.token_scores = parts.strategy.score_tokens(parts.model, ctx.image, ctx.valid, parts.mask_rng)
+                ctx.token_scores = parts.strategy.score_tokens(parts.model, ctx.image, ctx.valid, parts.mask_rng,
+                                                               step)
             mask = parts.strategy(ctx, step, parts.mask_rng)
             sync = contextlib.nullcontext()
             if info.distributed and micro < t.grad_accum - 1:
