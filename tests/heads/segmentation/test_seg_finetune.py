@@ -1,0 +1,94 @@
+"""Fine-tuning on phantoms: pretrained and scratch both learn with two labelled cases and log
+to MLflow; exact resume; strict encoder loading with clear errors."""
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from medmae.export.files import ExportError
+from medmae.export.report import LoadError
+from medmae.heads.segmentation.engine import finetune
+from medmae.heads.segmentation.init import init_encoder
+from medmae.heads.segmentation.config import InitConfig
+from medmae.models.config import ModelConfig
+from medmae.tracking.mlflow_run import Tracker
+
+from seg_helpers import phantom_cache, pretrained_export, tiny_finetune
+
+LEARN = ["data.crop_size=[24,24,24]", "data.classes={liver: [5]}", "data.label_cases=2", "train.lr=5e-3",
+         "data.augment.flip_prob=0", "train.steps=50", "train.val_every=50", "train.decoder_only_steps=5"]
+
+
+@pytest.fixture(scope="module")
+def phantoms(tmp_path_factory):
+    root = tmp_path_factory.mktemp("seg")
+    cache = phantom_cache(root, n=4, val=1, spacing=(8.0, 8.0, 8.0))
+    return root, cache, pretrained_export(cache, root)
+
+
+def test_pretrained_and_scratch_learn_and_log(phantoms, tmp_path):
+    import mlflow
+
+    root, cache, export = phantoms
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    dice = {}
+    for arm, extra in (("pretrained", []), ("scratch", ["init.load_weights=false"])):
+        cfg = tiny_finetune(cache, tmp_path / arm, *LEARN, f"init.source={export}", f"tracking.tracking_uri={uri}",
+                            f"tracking.run_name={arm}", *extra)
+        r = finetune(cfg)
+        assert r.tracking_ok and len(r.train_cases) == 2
+        assert sum(r.losses[-5:]) < 0.6 * sum(r.losses[:5])
+        dice[arm] = r.val[-1]["table"]["liver"]["dice"]
+        run = mlflow.tracking.MlflowClient(uri).get_run(r.run_id)
+        assert "val/liver/dice" in run.data.metrics and "loss" in run.data.metrics
+        assert run.data.params["init.loaded_fraction"] == ("1.0" if arm == "pretrained" else "0.0")
+        assert (r.model_dir / "segmenter.json").is_file()
+    report = (tmp_path / "pretrained" / "init_report.txt").read_text()
+    assert "100.0% of" in report and "OK" in report
+    print("liver Dice after 50 steps on 2 labelled phantoms:", dice)
+    assert dice["pretrained"] >= 0.7 and dice["scratch"] >= 0.7
+
+
+def test_exact_resume(phantoms, tmp_path):
+    _, cache, _ = phantoms
+    common = ["data.val_split=null", "train.checkpoint_every=3", "train.decoder_only_steps=4",
+              "data.crop_size=[16,16,16]", "tracking.enabled=false"]
+    straight = finetune(tiny_finetune(cache, tmp_path / "a", *common, "train.steps=6"), Tracker())
+    # a run of 6 steps killed after step 3: the straight run's folder as it was then
+    shutil.copytree(tmp_path / "a" / "checkpoints", tmp_path / "c" / "checkpoints")
+    for f in (tmp_path / "c" / "checkpoints").glob("step_0000006.pt"):
+        f.unlink()
+    (tmp_path / "c" / "checkpoints" / "latest.pt").unlink()
+    shutil.copy(tmp_path / "c" / "checkpoints" / "step_0000003.pt", tmp_path / "c" / "checkpoints" / "latest.pt")
+    cont = finetune(tiny_finetune(cache, tmp_path / "c", *common, "train.steps=6"), Tracker())
+    assert cont.start_step == 3
+    assert cont.losses == straight.losses[3:]
+    a, c = straight.model.state_dict(), cont.model.state_dict()
+    assert all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_strict_encoder_load_and_clear_errors(phantoms, tmp_path):
+    _, _, export = phantoms
+    ok = init_encoder(InitConfig(source=str(export)), ModelConfig(), (32, 32, 32))
+    assert ok.report.ok and ok.loaded_fraction == 1.0 and ok.report.resized == [("pos_embed", (3, 3, 3), (4, 4, 4), "sincos")]
+    # a truncated export (weights cut short): the digest check names the file
+    cut = tmp_path / "cut"
+    shutil.copytree(export, cut)
+    data = (cut / "encoder.pt").read_bytes()
+    (cut / "encoder.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ExportError, match="encoder.pt"):
+        init_encoder(InitConfig(source=str(cut)), ModelConfig(), (24, 24, 24))
+    # weights of another architecture (a deeper encoder's description over these weights)
+    other = tmp_path / "other"
+    shutil.copytree(export, other)
+    meta = json.loads((other / "encoder.json").read_text())
+    meta["architecture"]["depth"] = 4
+    (other / "encoder.json").write_text(json.dumps(meta))
+    with pytest.raises(LoadError, match=r"(?s)missing +24.*blocks\.\[2-3\]"):
+        init_encoder(InitConfig(source=str(other)), ModelConfig(), (24, 24, 24))
+    partial = init_encoder(InitConfig(source=str(other), allow_partial=True), ModelConfig(), (24, 24, 24))
+    assert 0.3 < partial.loaded_fraction < 0.7 and not partial.report.ok
+    with pytest.raises(Exception, match="neither a `medmae export`"):
+        init_encoder(InitConfig(source=str(tmp_path)), ModelConfig(), (24, 24, 24))
