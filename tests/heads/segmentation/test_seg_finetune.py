@@ -1,12 +1,17 @@
 """Fine-tuning on phantoms: pretrained and scratch both learn with two labelled cases and log
 to MLflow; exact resume; strict encoder loading with clear errors."""
 
+import csv
 import json
 import shutil
+
+import nibabel as nib
+import numpy as np
 
 import pytest
 import torch
 
+from medmae.cli.main import main
 from medmae.export.files import ExportError
 from medmae.export.report import LoadError
 from medmae.heads.segmentation.engine import finetune
@@ -28,16 +33,26 @@ def phantoms(tmp_path_factory):
     return root, cache, pretrained_export(cache, root)
 
 
-def test_pretrained_and_scratch_learn_and_log(phantoms, tmp_path):
+@pytest.fixture(scope="module")
+def trained(phantoms, tmp_path_factory):
+    """Both arms fine-tuned once on two labelled phantoms, tracked in one MLflow store."""
+    _, cache, export = phantoms
+    root = tmp_path_factory.mktemp("arms")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    runs = {}
+    for arm, extra in (("pretrained", []), ("scratch", ["init.load_weights=false"])):
+        cfg = tiny_finetune(cache, root / arm, *LEARN, f"init.source={export}", f"tracking.tracking_uri={uri}",
+                            f"tracking.run_name={arm}", *extra)
+        runs[arm] = finetune(cfg)
+    return runs, uri
+
+
+def test_pretrained_and_scratch_learn_and_log(trained):
     import mlflow
 
-    root, cache, export = phantoms
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    runs, uri = trained
     dice = {}
-    for arm, extra in (("pretrained", []), ("scratch", ["init.load_weights=false"])):
-        cfg = tiny_finetune(cache, tmp_path / arm, *LEARN, f"init.source={export}", f"tracking.tracking_uri={uri}",
-                            f"tracking.run_name={arm}", *extra)
-        r = finetune(cfg)
+    for arm, r in runs.items():
         assert r.tracking_ok and len(r.train_cases) == 2
         assert sum(r.losses[-5:]) < 0.6 * sum(r.losses[:5])
         dice[arm] = r.val[-1]["table"]["liver"]["dice"]
@@ -45,10 +60,45 @@ def test_pretrained_and_scratch_learn_and_log(phantoms, tmp_path):
         assert "val/liver/dice" in run.data.metrics and "loss" in run.data.metrics
         assert run.data.params["init.loaded_fraction"] == ("1.0" if arm == "pretrained" else "0.0")
         assert (r.model_dir / "segmenter.json").is_file()
-    report = (tmp_path / "pretrained" / "init_report.txt").read_text()
+    report = (runs["pretrained"].out_dir / "init_report.txt").read_text()
     assert "100.0% of" in report and "OK" in report
     print("liver Dice after 50 steps on 2 labelled phantoms:", dice)
     assert dice["pretrained"] >= 0.7 and dice["scratch"] >= 0.7
+
+
+def test_segment_overlays_in_world_space_also_non_ras(phantoms, trained, tmp_path):
+    """Phantoms are stored LPS; a copy with permuted, flipped axes must give the same map in world space."""
+    root, _, _ = phantoms
+    model = trained[0]["pretrained"].out_dir
+    src = root / "phantoms" / "images" / "abdomen_0003.nii.gz"  # the validation phantom
+    img = nib.load(src)
+    data = np.asarray(img.dataobj)
+    perm = np.flip(data.transpose(2, 0, 1), axis=1)  # perm[a, b, c] = data[X-1-b, c, a]
+    p = np.zeros((4, 4))  # new voxel (a, b, c) -> old voxel (X-1-b, c, a)
+    p[0, 1], p[0, 3], p[1, 2], p[2, 0], p[3, 3] = -1, data.shape[0] - 1, 1, 1, 1
+    other = tmp_path / "permuted.nii.gz"
+    nib.save(nib.Nifti1Image(np.ascontiguousarray(perm), img.affine @ p), other)
+    bad = tmp_path / "broken.nii.gz"
+    bad.write_bytes(src.read_bytes()[:500])
+    out = tmp_path / "out"
+    assert main(["segment", "--model", str(model), "--out", str(out), str(src), str(other), str(bad)]) == 0
+    seg = nib.load(out / "abdomen_0003_seg.nii.gz")
+    assert seg.shape == img.shape and np.allclose(seg.affine, img.affine)
+    pred = np.asarray(seg.dataobj)
+    ref = np.asarray(nib.load(root / "phantoms" / "anatomy" / "abdomen_0003.nii.gz").dataobj) == 5
+    assert set(np.unique(pred)) <= {0, 5}  # the original liver id, not the class index
+    dice = 2 * ((pred == 5) & ref).sum() / ((pred == 5).sum() + ref.sum())
+    assert dice > 0.65, dice
+    seg2 = nib.load(out / "permuted_seg.nii.gz")
+    assert seg2.shape == perm.shape and np.allclose(seg2.affine, img.affine @ p)
+    back = np.flip(np.asarray(seg2.dataobj), axis=1).transpose(1, 2, 0)  # undo the permutation
+    assert (back == pred).mean() > 0.995
+    vols = list(csv.DictReader(open(out / "volumes.csv")))
+    assert [v["case_id"] for v in vols] == ["abdomen_0003", "permuted"]
+    ml = ref.sum() * abs(np.linalg.det(img.affine[:3, :3])) / 1000
+    assert abs(float(vols[0]["liver_ml"]) - ml) < 0.35 * ml
+    problems = list(csv.DictReader(open(out / "report.csv")))
+    assert len(problems) == 1 and "broken.nii.gz" in problems[0]["path"]
 
 
 def test_exact_resume(phantoms, tmp_path):
