@@ -110,6 +110,10 @@ class ValConfig(StrictModel):
     """Validate on only the first N cases of the split (None = all)."""
 
 
+class FinetuneTracking(TrackingConfig):
+    experiment: str = "medmae-finetune"
+
+
 class FinetuneConfig(StrictModel):
     data: SegDataConfig = SegDataConfig()
     model: SegModelConfig = SegModelConfig()
@@ -117,7 +121,7 @@ class FinetuneConfig(StrictModel):
     train: FinetuneTrainConfig = FinetuneTrainConfig()
     loss: LossConfig = LossConfig()
     val: ValConfig = ValConfig()
-    tracking: TrackingConfig = TrackingConfig(experiment="medmae-finetune")
+    tracking: FinetuneTracking = FinetuneTracking()
 
     @model_validator(mode="after")
     def _check(self) -> "FinetuneConfig":

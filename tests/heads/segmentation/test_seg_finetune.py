@@ -10,6 +10,7 @@ import numpy as np
 
 import pytest
 import torch
+import yaml
 
 from medmae.cli.main import main
 from medmae.export.files import ExportError
@@ -20,10 +21,14 @@ from medmae.heads.segmentation.config import InitConfig
 from medmae.models.config import ModelConfig
 from medmae.tracking.mlflow_run import Tracker
 
-from seg_helpers import phantom_cache, pretrained_export, tiny_finetune
+from seg_helpers import TINY, phantom_cache, pretrained_export, tiny_finetune
 
 LEARN = ["data.crop_size=[24,24,24]", "data.classes={liver: [5]}", "data.label_cases=2", "train.lr=5e-3",
          "data.augment.flip_prob=0", "train.steps=50", "train.val_every=50", "train.decoder_only_steps=5"]
+
+TINY_EVAL = [t for t in TINY if not t.startswith("data.crop_size")] + [
+    "data.crop_size=[16,16,16]", "data.classes={liver: [5]}", "data.label_map=anatomy", "train.steps=6",
+    "train.val_every=100", "data.val_split=null", "tracking.enabled=false"]
 
 
 @pytest.fixture(scope="module")
@@ -142,3 +147,31 @@ def test_strict_encoder_load_and_clear_errors(phantoms, tmp_path):
     assert 0.3 < partial.loaded_fraction < 0.7 and not partial.report.ok
     with pytest.raises(Exception, match="neither a `medmae export`"):
         init_encoder(InitConfig(source=str(tmp_path)), ModelConfig(), (24, 24, 24))
+
+
+def test_evaluate_label_counts_and_corruptions_pretrained_vs_scratch(phantoms, tmp_path):
+    import mlflow
+
+    _, cache, export = phantoms
+    out, uri = tmp_path / "eval", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = tmp_path / "evaluate.yaml"
+    config.write_text(yaml.safe_dump({"finetune": [*TINY_EVAL, f"data.cache_dir={cache}", f"init.source={export}"]}))
+    code = main(["segment", "evaluate", "--config", str(config), "label_counts=[1,2]", "split=val",
+                 "corruptions={noise: [0.2], cubes: [0.3]}", f"out_dir={out}", f"tracking.tracking_uri={uri}",
+                 "tracking.system_metrics=false"])
+    assert code == 0
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert len(rows) == 2 * 2 * 3 * 2  # arms x label counts x (clean + 2 corruptions) x (liver + mean)
+    for n in (1, 2):  # the same labelled cases in both arms
+        picked = [(out / arm / f"n{n}_s0" / "train_cases.txt").read_text() for arm in ("pretrained", "scratch")]
+        assert picked[0] == picked[1] and len(picked[0].split()) == n
+    clean = {(r["arm"], r["label_cases"]): float(r["dice"]) for r in rows
+             if r["corruption"] == "clean" and r["class"] == "liver"}
+    assert all(0 <= d <= 1 for d in clean.values())
+    assert (out / "dice_vs_labels.png").stat().st_size > 1000 and (out / "dice_vs_noise.png").is_file()
+    client = mlflow.tracking.MlflowClient(uri)
+    (exp,) = [e for e in client.search_experiments() if e.name == "medmae-segment-evaluate"]
+    (run,) = client.search_runs(exp.experiment_id)
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")} >= {
+        "evaluation/results.csv", "evaluation/summary.csv", "evaluation/dice_vs_labels.png"}
+    assert any(k.startswith("dice/pretrained/n2/noise") for k in run.data.metrics)
