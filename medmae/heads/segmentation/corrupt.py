@@ -20,7 +20,6 @@ state is left as it was.
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import numpy as np

@@ -9,7 +9,8 @@ can be evaluated instead (``models``).
 
     OUT/<arm>/n<N>_s<seed>/     each fine-tuning run (resumable)
     OUT/results.csv             arm, label_cases, seed, corruption, strength, class, dice, hd95, ...
-    OUT/summary.csv             the same averaged over seeds, pretrained beside scratch
+    OUT/summary.csv             the same averaged over seeds
+    OUT/comparison.csv          mean Dice per arm side by side, and the gain pretrained - scratch
     OUT/dice_vs_labels.png, OUT/dice_vs_<corruption>.png
 All of it is logged to one MLflow run (tables as artifacts, the plots as figures).
 """
@@ -23,9 +24,10 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import torch
 from pydantic import Field
 
-from medmae.atomic import atomic_write, atomic_write_text
+from medmae.atomic import atomic_write_text
 from medmae.config.base import StrictModel, load_config, save_config
 from medmae.data.cache import list_cases
 from medmae.heads.segmentation.bundle import load_bundle
@@ -108,8 +110,6 @@ def evaluate_model(seg: Segmenter, cache_dir: str, cfg: EvaluateConfig) -> list[
         for kind, strength in settings:
             seed = cfg.corruption_seed + zlib.crc32(f"{c.case_id}/{kind}/{strength}".encode())
             x = image if kind == "clean" else corrupt(image, kind, strength, seed, spacing)
-            import torch
-
             scores[(kind, strength)].add(seg.predict_cached_grid(x), torch.from_numpy(ref), spacing, c.case_id)
     rows = []
     for (kind, strength), sc in scores.items():
@@ -161,6 +161,23 @@ def summarise(rows: list[dict]) -> list[dict]:
     return out
 
 
+def side_by_side(summary: list[dict]) -> list[dict]:
+    """One row per (label count, corruption, strength, class) with every arm's mean Dice as
+    ``dice_<arm>`` (the baseline beside the model), plus ``gain`` = pretrained - scratch when
+    both arms exist."""
+    arms = list(dict.fromkeys(r["arm"] for r in summary))
+    table: dict[tuple, dict] = {}
+    for r in summary:
+        key = (r["label_cases"], r["corruption"], r["strength"], r["class"])
+        row = table.setdefault(key, {"label_cases": key[0], "corruption": key[1], "strength": key[2],
+                                     "class": key[3], **{f"dice_{a}": float("nan") for a in arms}})
+        row[f"dice_{r['arm']}"] = r["dice"]
+    for row in table.values():
+        if "dice_pretrained" in row and "dice_scratch" in row:
+            row["gain"] = row["dice_pretrained"] - row["dice_scratch"]
+    return list(table.values())
+
+
 def _csv(rows: list[dict], columns: list[str]) -> str:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
@@ -173,6 +190,9 @@ def _write_outputs(cfg: EvaluateConfig, out: Path, rows: list[dict], tracker: Tr
     summary = summarise(rows)
     files = [atomic_write_text(out / "results.csv", _csv(rows, COLUMNS)),
              atomic_write_text(out / "summary.csv", _csv(summary, list(summary[0]) if summary else ["arm"]))]
+    compare = side_by_side(summary)
+    if compare:
+        files.append(atomic_write_text(out / "comparison.csv", _csv(compare, list(compare[0]))))
     from medmae.heads.segmentation.plots import plot_dice
 
     files += plot_dice(summary, out)

@@ -168,10 +168,14 @@ def test_evaluate_label_counts_and_corruptions_pretrained_vs_scratch(phantoms, t
     clean = {(r["arm"], r["label_cases"]): float(r["dice"]) for r in rows
              if r["corruption"] == "clean" and r["class"] == "liver"}
     assert all(0 <= d <= 1 for d in clean.values())
+    compare = list(csv.DictReader(open(out / "comparison.csv")))
+    assert len(compare) == 2 * 3 * 2 and all("dice_pretrained" in r and "dice_scratch" in r for r in compare)
+    r = next(r for r in compare if r["corruption"] == "clean" and r["class"] == "liver" and r["label_cases"] == "2")
+    assert abs(float(r["gain"]) - (clean[("pretrained", "2")] - clean[("scratch", "2")])) < 1e-9
     assert (out / "dice_vs_labels.png").stat().st_size > 1000 and (out / "dice_vs_noise.png").is_file()
     client = mlflow.tracking.MlflowClient(uri)
     (exp,) = [e for e in client.search_experiments() if e.name == "medmae-segment-evaluate"]
     (run,) = client.search_runs(exp.experiment_id)
     assert {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")} >= {
-        "evaluation/results.csv", "evaluation/summary.csv", "evaluation/dice_vs_labels.png"}
+        "evaluation/results.csv", "evaluation/comparison.csv", "evaluation/dice_vs_labels.png"}
     assert any(k.startswith("dice/pretrained/n2/noise") for k in run.data.metrics)
