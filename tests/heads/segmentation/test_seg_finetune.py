@@ -15,6 +15,7 @@ import yaml
 from medmae.cli.main import main
 from medmae.export.files import ExportError
 from medmae.export.report import LoadError
+from medmae.heads.segmentation.data import choose_label_cases, train_cases
 from medmae.heads.segmentation.engine import finetune
 from medmae.heads.segmentation.init import init_encoder
 from medmae.heads.segmentation.config import InitConfig
@@ -124,10 +125,36 @@ def test_exact_resume(phantoms, tmp_path):
     assert all(torch.equal(a[k], c[k]) for k in a)
 
 
+def test_frozen_encoder_and_label_fraction(phantoms, tmp_path):
+    _, cache, export = phantoms
+    cfg = tiny_finetune(cache, tmp_path / "frozen", "train.encoder=frozen", "train.steps=3", "data.val_split=null",
+                        "data.crop_size=[24,24,24]", f"init.source={export}", "tracking.enabled=false")
+    r = finetune(cfg, Tracker())
+    before = init_encoder(cfg.init, cfg.model.encoder, cfg.data.crop_size).encoder.state_dict()
+    after = r.model.encoder.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # the encoder never moved
+    ck = torch.load(r.checkpoint, weights_only=True)
+    decoder = [n for n, _ in r.model.named_parameters() if not n.startswith("encoder.")]
+    assert len(ck["optimizer"]["state"]) == len(decoder)  # AdamW stepped the decoder's tensors only
+    cases = train_cases(cfg.data)  # 3 labelled training phantoms
+    picks = [[c.case_id for c in choose_label_cases(cases, n, seed=7)] for n in (1, 2, 3)]
+    assert set(picks[0]) <= set(picks[1]) <= set(picks[2]) and len(picks[2]) == 3
+    assert picks[1] == [c.case_id for c in choose_label_cases(cases, 2, seed=7)]
+    with pytest.raises(ValueError, match="only 3 labelled"):
+        choose_label_cases(cases, 4, seed=0)
+
+
 def test_strict_encoder_load_and_clear_errors(phantoms, tmp_path):
-    _, _, export = phantoms
+    root, _, export = phantoms
     ok = init_encoder(InitConfig(source=str(export)), ModelConfig(), (32, 32, 32))
     assert ok.report.ok and ok.loaded_fraction == 1.0 and ok.report.resized == [("pos_embed", (3, 3, 3), (4, 4, 4), "sincos")]
+    # the pretraining run folder and its checkpoint give the same weights as the export
+    for source in (root / "pretrain", root / "pretrain" / "checkpoints" / "latest.pt"):
+        other = init_encoder(InitConfig(source=str(source)), ModelConfig(), (24, 24, 24))
+        assert other.loaded_fraction == 1.0
+        assert all(torch.equal(a, b) for a, b in zip(other.encoder.state_dict().values(),
+                                                     init_encoder(InitConfig(source=str(export)), ModelConfig(),
+                                                                  (24, 24, 24)).encoder.state_dict().values()))
     # a truncated export (weights cut short): the digest check names the file
     cut = tmp_path / "cut"
     shutil.copytree(export, cut)
