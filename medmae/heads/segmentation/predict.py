@@ -22,6 +22,7 @@ import torch
 from tqdm import tqdm
 
 from medmae.atomic import atomic_write_text
+from medmae.config.base import ConfigError
 from medmae.heads.inputs import cases_from_inputs
 from medmae.heads.segmentation.infer import predict_volume
 from medmae.io.errors import ScanError
@@ -48,7 +49,10 @@ class Segmenter:
 
     @property
     def preprocess(self) -> PreprocessConfig:
-        pre = dict(self.meta.get("preprocess") or {})
+        if not self.meta.get("preprocess"):
+            raise ConfigError("this model does not record how its training cache was preprocessed "
+                              "(the cache had no config.yaml), so scans cannot be prepared the same way")
+        pre = dict(self.meta["preprocess"])
         pre.pop("workers", None)
         return PreprocessConfig.model_validate(pre)
 
