@@ -144,8 +144,8 @@ def test_frozen_encoder_and_label_fraction(phantoms, tmp_path):
         choose_label_cases(cases, 4, seed=0)
 
 
-def test_strict_encoder_load_and_clear_errors(phantoms, tmp_path):
-    root, _, export = phantoms
+def test_strict_encoder_load_and_clear_errors(phantoms, tmp_path, capsys):
+    root, cache, export = phantoms
     ok = init_encoder(InitConfig(source=str(export)), ModelConfig(), (32, 32, 32))
     assert ok.report.ok and ok.loaded_fraction == 1.0 and ok.report.resized == [("pos_embed", (3, 3, 3), (4, 4, 4), "sincos")]
     # the pretraining run folder and its checkpoint give the same weights as the export
@@ -170,6 +170,10 @@ def test_strict_encoder_load_and_clear_errors(phantoms, tmp_path):
     (other / "encoder.json").write_text(json.dumps(meta))
     with pytest.raises(LoadError, match=r"(?s)missing +24.*blocks\.\[2-3\]"):
         init_encoder(InitConfig(source=str(other)), ModelConfig(), (24, 24, 24))
+    code = main(["finetune", f"data.cache_dir={cache}", f"init.source={other}", f"train.out_dir={tmp_path / 'x'}",
+                 "tracking.enabled=false"])
+    err = capsys.readouterr().err
+    assert code == 2 and "does not load fully" in err and "init.allow_partial=true" in err and "missing     24" in err
     partial = init_encoder(InitConfig(source=str(other), allow_partial=True), ModelConfig(), (24, 24, 24))
     assert 0.3 < partial.loaded_fraction < 0.7 and not partial.report.ok
     with pytest.raises(Exception, match="neither a `medmae export`"):
