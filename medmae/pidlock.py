@@ -84,10 +84,10 @@ def folder_lock(folder: str | os.PathLike, name: str, what: str) -> Iterator[Pat
         held = _read(lock)
         if held is None:
             continue  # released meanwhile
-        if held.get("pid") == me["pid"] and held.get("host") == me["host"]:
-            raise FolderBusyError(f"{folder}: this process already holds {lock.name}", me["pid"], me["host"])
         if _holder_alive(held):
             pid, host = held.get("pid"), held.get("host")
+            if pid == me["pid"] and host == me["host"]:
+                raise FolderBusyError(f"{folder}: this process already holds {lock}", pid, host)
             raise FolderBusyError(
                 f"{folder} is in use by another {what} (pid {pid} on {host}); wait for it to end, "
                 f"or choose another folder. If that process is gone, delete {lock}", pid, host)

@@ -14,6 +14,7 @@ store ``sqlite:///<cwd>/mlruns/mlflow.db`` with artifacts in ``<cwd>/mlruns/arti
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from medmae.atomic import atomic_write_text
 from medmae.tracking.config import TrackingConfig
 from medmae.tracking.quiet_http import HTTP_ENV, short_http_retries, silence_threads
 from medmae.tracking.store import (EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, MAX_KEY, MAX_PARAM_VALUE,  # noqa: F401
@@ -79,6 +81,8 @@ class Tracker:
     experiment_id: str | None = None
     local_log: Path | None = None
     """The run's local metrics log (named in warnings about what did not reach MLflow)."""
+    run_file: Path | None = None
+    """Where the MLflow run's id is written once the run exists (see :func:`read_run_file`)."""
 
     def start(self, params: Mapping[str, Any], tags: Mapping[str, str], run_name: str | None = None) -> None: ...
 
@@ -107,7 +111,7 @@ class MlflowTracker(Tracker):
         self.cfg = cfg
         self.uri = resolve_tracking_uri(cfg.tracking_uri, root)
         self.run_id = None
-        self._resume_run_id = resume_run_id
+        self.resume_run_id = resume_run_id
         self._ops: deque[_Op] = deque()
         self._cond = threading.Condition()
         self._stopping = False
@@ -171,9 +175,10 @@ class MlflowTracker(Tracker):
         self._stop_monitor()  # before "end run" is queued, so that no sample follows it
         self._put(_Op("end run", lambda client, run: self._end_run(client, run, status)))
         deadline = time.monotonic() + self.cfg.finish_timeout_s
-        if self._down and self.cfg.finish_timeout_s > 0:
-            logger.warning("MLflow at %s is unreachable: waiting up to %.0f s (tracking.finish_timeout_s) for it "
-                           "before ending; meanwhile every step is in %s", self.uri, self.cfg.finish_timeout_s,
+        if (self._down or self.run_id is None) and self._ops and self.cfg.finish_timeout_s > 0:
+            logger.warning("MLflow at %s %s: waiting up to %g s (tracking.finish_timeout_s) for it before "
+                           "ending; every step is in %s", self.uri,
+                           "is unreachable" if self._down else "has not answered yet", self.cfg.finish_timeout_s,
                            self._where())
         with self._cond:
             self._stopping = True
@@ -294,7 +299,7 @@ class MlflowTracker(Tracker):
         if not self._down:
             self._down = True
             logger.warning("MLflow call '%s' to %s failed (%s); training goes on, every step stays "
-                           "in the local metrics.jsonl, and the call is retried every %.0f s",
+                           "in the local metrics.jsonl, and the call is retried every %g s",
                            what, self.uri, self.last_error, self.cfg.retry_every_s)
         else:
             logger.debug("MLflow still unreachable (%s)", self.last_error)
@@ -318,18 +323,21 @@ class MlflowTracker(Tracker):
         changed = {f"resume.changed.{k}": v for k, v in values.items() if k in existing and existing[k] != v}
         client.log_batch(run_id, params=new, tags=_run_tags({**tags, **changed}))  # MLflow splits it up
         self.run_id = run_id
+        if self.run_file is not None:
+            atomic_write_text(self.run_file, json.dumps({"tracking_uri": self.uri, "run_id": run_id,
+                                                         "experiment_id": self.experiment_id}) + "\n")
         if self.cfg.system_metrics and self._monitor is None:
             self._start_monitor(system_step)
 
     def _find_resumable(self, client):
-        if not self._resume_run_id:
+        if not self.resume_run_id:
             return None
         from mlflow.exceptions import MlflowException
 
         try:
-            return client.get_run(self._resume_run_id)
+            return client.get_run(self.resume_run_id)
         except MlflowException:  # a checkpoint from another store: start a new run
-            logger.info("MLflow run %s is not in %s; starting a new run", self._resume_run_id, self.uri)
+            logger.info("MLflow run %s is not in %s; starting a new run", self.resume_run_id, self.uri)
             return None
 
     def _stop_monitor(self) -> None:
@@ -364,3 +372,12 @@ def _last_steps(client, run) -> tuple[int, int]:
         else:
             train = max(train, last)
     return train, system + 1
+
+
+def read_run_file(path: Path, uri: str | None) -> str | None:
+    """The run id a tracker wrote to ``path`` for the store ``uri`` (None if none / another store)."""
+    try:
+        info = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return info.get("run_id") if isinstance(info, dict) and info.get("tracking_uri") == uri else None

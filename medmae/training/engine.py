@@ -9,7 +9,9 @@ then clip, AdamW step, LR from the warm-up + cosine schedule. Rank 0 writes ever
     OUT/metrics.jsonl          one record per step (loss, predict-the-mean baseline, lr, ...)
     OUT/checkpoints/           latest.pt + the last K step files (see medmae.training.state)
     OUT/figures/step_*.png     input / mask / reconstruction montages
-    OUT/mlflow_model/encoder/  the encoder as an MLflow model
+    OUT/mlflow_model/encoder/  the encoder as an MLflow model (logged as a Logged Model of the run)
+    OUT/mlflow_run.json        the MLflow run's id, once created (a resumed run continues it)
+    OUT/.medmae-train.lock     held while the run lives (one run per folder)
 
 A killed run restarted with ``train.resume: true`` continues from ``latest.pt`` with the
 same losses, step for step, as if it had never stopped.
@@ -36,7 +38,7 @@ from medmae.masking.context import build_context
 from medmae.models import build_mae
 from medmae.tracking.figures import save_reconstruction_figure
 from medmae.tracking.metrics_log import MetricsLog
-from medmae.tracking.mlflow_run import MlflowTracker, Tracker
+from medmae.tracking.mlflow_run import MlflowTracker, Tracker, read_run_file
 from medmae.tracking.provenance import run_tags
 from medmae.training.baseline import mean_baseline
 from medmae.training.checkpoint import CheckpointDir, load_checkpoint
@@ -53,6 +55,8 @@ from medmae.training.state import TrainParts
 from medmae.training.steplog import StepLog, StepNumbers
 
 logger = logging.getLogger(__name__)
+
+RUN_FILE = "mlflow_run.json"
 
 
 @dataclass
@@ -137,8 +141,8 @@ def _pretrain(cfg: PretrainConfig, info: DistInfo, tracker: Tracker | None, stop
     preprocess = _cache_preprocess_config(cfg.data.cache_dir)
     log = MetricsLog(out_dir / "metrics.jsonl") if info.is_main else None
     if tracker is None:
-        tracker = _make_tracker(cfg, info, state)
-    tracker.local_log = out_dir / "metrics.jsonl"
+        tracker = _make_tracker(cfg, info, state, out_dir)
+    tracker.local_log, tracker.run_file = out_dir / "metrics.jsonl", out_dir / RUN_FILE
     if info.is_main:
         log.truncate_after(start)
         _start_tracking(tracker, cfg, info, out_dir, precision, schedule, crops_per_step, start)
@@ -264,10 +268,15 @@ def _cache_preprocess_config(cache_dir: str) -> dict | None:
     return yaml.safe_load(p.read_text()) if p.is_file() else None
 
 
-def _make_tracker(cfg: PretrainConfig, info: DistInfo, state: dict | None) -> Tracker:
+def _make_tracker(cfg: PretrainConfig, info: DistInfo, state: dict | None, out_dir: Path) -> Tracker:
+    """Rank 0's MLflow tracker; a resumed run continues its MLflow run (named by the checkpoint,
+    or by OUT/mlflow_run.json when the checkpoint was written before the run was created)."""
     if not (info.is_main and cfg.tracking.enabled):
         return Tracker()
-    return MlflowTracker(cfg.tracking, resume_run_id=state.get("mlflow_run_id") if state else None)
+    tracker = MlflowTracker(cfg.tracking)
+    if state is not None:
+        tracker.resume_run_id = state.get("mlflow_run_id") or read_run_file(out_dir / RUN_FILE, tracker.uri)
+    return tracker
 
 
 def _start_tracking(tracker: Tracker, cfg: PretrainConfig, info: DistInfo, out_dir: Path, precision: str,
