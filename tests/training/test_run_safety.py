@@ -101,7 +101,7 @@ def test_sigterm_checkpoints_marks_the_run_killed_and_exits_nonzero(cache, tmp_p
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         log = out / "metrics.jsonl"
-        _wait_for(lambda: log.exists() and len(read_metrics(log)) >= 3, 150, proc)
+        _wait_for(lambda: log.exists() and len(read_metrics(log)) >= 2, 150, proc)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
     finally:
@@ -110,7 +110,7 @@ def test_sigterm_checkpoints_marks_the_run_killed_and_exits_nonzero(cache, tmp_p
     assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
     assert "SIGTERM received" in err and "stopped by SIGTERM" in err
     done = read_metrics(out / "metrics.jsonl")[-1]["step"]
-    assert 3 <= done < 500
+    assert 2 <= done < 500
     assert load_checkpoint(out / "checkpoints" / "latest.pt")["step"] == done  # the step in progress, finished
     assert not (out / LOCK).exists()
     client = MlflowClient(store)
