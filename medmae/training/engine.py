@@ -50,7 +50,7 @@ from medmae.training.preflight import preflight
 from medmae.training.progress import Progress
 from medmae.training.rng import seed_everything
 from medmae.training.schedule import WarmupCosine, scaled_lr
-from medmae.training.signals import GracefulStop, StopRequested
+from medmae.training.signals import GracefulStop, StopRequested, protect_workers
 from medmae.training.state import TrainParts
 from medmae.training.steplog import StepLog, StepNumbers
 
@@ -128,6 +128,7 @@ def _pretrain(cfg: PretrainConfig, info: DistInfo, tracker: Tracker | None, stop
         loader=build_loader(cfg.data, seed=t.seed, rank=info.rank, world_size=info.world_size, device=device),
         mask_rng=mask_rng,
     )
+    protect_workers(parts.loader)  # a SIGTERM to the process group leaves the workers running
     start = parts.restore(state, info) if state is not None else 0
     if start >= t.steps:
         logger.info("checkpoint %s is at step %d >= train.steps=%d: nothing to do", ckpts.latest, start, t.steps)

@@ -8,8 +8,13 @@ writes a checkpoint of the step just done, marks the MLflow run KILLED and raise
 without a checkpoint (the previous one stays intact: checkpoints are written atomically).
 
 Under torchrun every rank checks the flag of every rank (one all-reduce of one number
-per step), so all ranks stop after the same step. DataLoader workers forked from the
-training process inherit the handler and ignore the signal: they stop with the loader.
+per step), so all ranks stop after the same step.
+
+A scheduler signals the whole process group, DataLoader workers included. PyTorch's
+worker SIGTERM handler lets a worker die of a SIGTERM that its parent did not send, and the
+training process then fails at once ("DataLoader worker ... is killed by signal:
+Terminated") instead of checkpointing; so :func:`protect_workers` makes the workers ignore
+SIGTERM and SIGINT: they stop with the loader, as the training process decides.
 """
 
 from __future__ import annotations
@@ -63,7 +68,7 @@ class GracefulStop:
 
     def _handle(self, signum: int, frame) -> None:
         if os.getpid() != self._pid:
-            return  # a forked DataLoader worker: the training process decides
+            return  # a forked child before its own handlers: the training process decides
         if self.signum is not None:
             raise KeyboardInterrupt(f"second {signal.Signals(signum).name}: stopping at once")
         self.signum = signum
@@ -77,3 +82,22 @@ class GracefulStop:
         flag = torch.tensor([self.signum or 0], device=info.device)
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         return int(flag.item()) or None
+
+
+class _IgnoreStopSignals:
+    """A DataLoader ``worker_init_fn``: the original one, then SIGTERM / SIGINT ignored."""
+
+    def __init__(self, original):
+        self.original = original
+
+    def __call__(self, worker_id: int) -> None:
+        if self.original is not None:
+            self.original(worker_id)
+        for s in SIGNALS:
+            signal.signal(s, signal.SIG_IGN)
+
+
+def protect_workers(loader) -> None:
+    """Make the (not yet started) workers of a DataLoader ignore SIGTERM and SIGINT."""
+    if getattr(loader, "num_workers", 0) > 0 and not isinstance(loader.worker_init_fn, _IgnoreStopSignals):
+        loader.worker_init_fn = _IgnoreStopSignals(loader.worker_init_fn)
