@@ -69,3 +69,40 @@ def build(root: Path) -> Pretrained:
     return Pretrained(root, root / "run", train, phantoms(root / "lesions", 4, seed=21, lesions=True),
                       phantoms(root / "calib", 4, seed=31, lesions=False), phantoms(root / "heldout", 3, seed=41,
                                                                                         lesions=False))
+
+
+def write_dicom_series(nifti: Path, folder: Path, modality: str = "MR") -> Path:
+    """One NIfTI volume -> a DICOM series folder (one slice per file, SimpleITK)."""
+    import SimpleITK as sitk
+
+    img = sitk.Cast(sitk.ReadImage(str(nifti)), sitk.sitkInt16)
+    folder.mkdir(parents=True)
+    direction = img.GetDirection()
+    series = "1.2.826.0.1.3680043.2.1125.1.42"
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for k in range(img.GetDepth()):
+        sl = img[:, :, k]
+        pos = img.TransformIndexToPhysicalPoint((0, 0, k))
+        for tag, value in {
+            "0008|0060": modality, "0020|000e": series, "0020|000d": series + ".1", "0020|0013": str(k + 1),
+            "0020|0032": "\\".join(f"{v:.6f}" for v in pos),
+            "0020|0037": "\\".join(f"{v:.6f}" for v in (direction[0], direction[3], direction[6],
+                                                        direction[1], direction[4], direction[7])),
+            "0018|0050": f"{img.GetSpacing()[2]:.6f}", "0008|103e": "phantom t1",
+            "0008|0018": f"{series}.{k + 1}", "0008|0016": "1.2.840.10008.5.1.4.1.1.4",
+        }.items():
+            sl.SetMetaData(tag, value)
+        writer.SetFileName(str(folder / f"slice_{k:03d}.dcm"))
+        writer.Execute(sl)
+    return folder
+
+
+def flipped_copy(nifti: Path, out: Path) -> Path:
+    """The same scan stored in LPS+ axis order (i and j reversed), same world geometry."""
+    import nibabel as nib
+
+    img = nib.load(nifti)
+    flipped = img.as_reoriented(np.array([[0, -1], [1, -1], [2, 1]]))
+    nib.save(flipped, out)
+    return out
