@@ -31,6 +31,6 @@ def test_channel_modality_and_mask_grid_mismatches_name_the_file(pretrained, tmp
     two, ct, mask, flair = result.bad
     assert two == (good.image[0], "2 channel(s) given, the model takes 1 (trained on 1-channel scans of T1)")
     assert ct == (str(DATA / "ct_abdomen_3mm.nii.gz"), "modality CT, the model was trained on MR only")
-    assert mask[0] == str(small) and "grid" in mask[1]
+    assert mask[0] == str(small) and "shape (20, 20, 20) differs" in mask[1]
     assert flair[0] == good.image[0] and "sequence 'flair'" in flair[1]
     assert (tmp_path / "out" / "bad.csv").read_text().count("\n") == 5
