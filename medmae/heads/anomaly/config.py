@@ -28,7 +28,7 @@ class ScoreConfig(StrictModel):
     roi: Literal["auto", "crop", "whole"] | tuple[int, int, int] = "auto"
     """Sliding-window size: the training crop, the whole (padded) scan, or explicit voxels
     (multiples of the patch size). auto = crop for random masks, whole for structured ones."""
-    overlap: float = Field(0.5, ge=0, lt=1)
+    overlap: float = Field(0.25, ge=0, lt=1)
     """Window overlap of MONAI's sliding_window_inference (Gaussian blending)."""
     sw_batch_size: int = Field(2, ge=1)
     """Windows per forward pass (each times its K mask draws)."""
