@@ -60,12 +60,13 @@ def scored_cases(cases: list[Case], model: PretrainedMAE, cfg: AnomalyConfig, ba
     """Analyse each case in turn (tqdm progress); failures go to ``bad`` as (file, problem)."""
     for case in tqdm(cases, desc=what, unit="scan", disable=not progress):
         try:
-            yield analyse_case(case, model, cfg)
+            cm = analyse_case(case, model, cfg)
         except ScanError as e:
             bad.append((e.path, e.problem))
         except (ValueError, OSError) as e:
             bad.append((case.image[0], f"{type(e).__name__}: {e}"))
         else:
+            yield cm
             continue
         logger.warning("skipped %s: %s", *bad[-1])
 

@@ -20,7 +20,8 @@ from medmae.io.manifest import read_manifest, write_manifest
 from medmae.preprocess.batch import preprocess_manifest
 from medmae.synth.write import finish, generate
 
-SHAPE, SPACING = (64, 64, 64), (3.0, 3.0, 3.0)
+_S = float(os.environ.get("A7_SPACING", 3.0))
+SHAPE, SPACING = tuple([int(round(192 / _S))] * 3), (_S, _S, _S)
 STEPS = int(os.environ.get("A7_STEPS", 160))
 
 TINY = [

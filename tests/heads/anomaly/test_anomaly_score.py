@@ -117,3 +117,16 @@ def test_export_scores_like_its_checkpoint_and_norm_pix_warns(pretrained, tmp_pa
                               progress=False)
     assert result.warnings == [NORM_PIX_WARNING] and "norm_pix_loss" in caplog.text
     assert json.loads((tmp_path / "out" / "settings.json").read_text())["warnings"] == [NORM_PIX_WARNING]
+
+
+def test_hemisphere_masks_reconstruct_each_half_from_the_other(pretrained):
+    from medmae.heads.anomaly.case import analyse_case
+
+    model = load_model(pretrained.run)
+    case = read_manifest(pretrained.healthy_test)[0]
+    cfg = AnomalyConfig.model_validate({"score": {"mask": "hemisphere", "map": "brighter"}})
+    cm = analyse_case(case, model, cfg)
+    xs = np.nonzero(cm.body.any(axis=(1, 2)))[0]
+    assert abs(cm.midline - (xs.min() + xs.max()) / 2) < 3  # phantom brains are near-symmetric
+    assert cm.stats.covered[cm.body].mean() > 0.95
+    assert cm.maps["model"].min() >= 0 and cm.maps["model"][~cm.body].max() == 0
