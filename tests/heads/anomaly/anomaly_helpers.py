@@ -8,7 +8,6 @@ written as NIfTI with manifests.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,9 +19,8 @@ from medmae.io.manifest import read_manifest, write_manifest
 from medmae.preprocess.batch import preprocess_manifest
 from medmae.synth.write import finish, generate
 
-_S = float(os.environ.get("A7_SPACING", 3.0))
-SHAPE, SPACING = tuple([int(round(192 / _S))] * 3), (_S, _S, _S)
-STEPS = int(os.environ.get("A7_STEPS", 160))
+SHAPE, SPACING = (64, 64, 64), (3.0, 3.0, 3.0)
+STEPS = 160
 
 TINY = [
     "data.crop_size=[32,32,32]", "data.crops_per_volume=4", "data.workers=0", "data.batch_size=8",
