@@ -98,7 +98,7 @@ class EvaluationConfig(StrictModel):
     """Bootstrap resamples over cases for the 95% confidence intervals (0 = none)."""
     seed: int = 0
     size_bins_mm3: list[float] = [100.0, 1000.0]
-    """Lesion volume edges (mm³) of the size strata of lesion-wise detection."""
+    """Lesion volume edges (mm^3) of the size strata of lesion-wise detection."""
     bins: int = Field(1024, ge=16)
     """Score bins of the per-case histograms behind Dice curves and bootstrap intervals."""
 
