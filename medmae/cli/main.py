@@ -20,6 +20,8 @@ COMMANDS = [
     ("medmae.cli.preprocess", "build the memory-mappable cache from a manifest"),
     ("medmae.cli.pretrain", "pretrain a 3D masked autoencoder"),
     ("medmae.cli.export", "export a pretrained encoder for downstream networks"),
+    ("medmae.cli.finetune", "fine-tune a segmentation head on a pretrained encoder"),
+    ("medmae.cli.segment", "segment scans with a fine-tuned model; evaluate it"),
     ("medmae.cli.demo", "run the CPU demo end to end"),
     ("medmae.cli.study", "run, show and list reproducible studies"),
     ("medmae.cli.config", "configuration reference generated from the schemas"),

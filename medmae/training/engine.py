@@ -33,6 +33,7 @@ from medmae.data.loader import build_loader
 from medmae.masking.build import build_masking
 from medmae.masking.context import build_context
 from medmae.models import build_mae
+from medmae.preprocess.signature import cache_signature
 from medmae.tracking.figures import save_reconstruction_figure
 from medmae.tracking.metrics_log import MetricsLog
 from medmae.tracking.mlflow_run import MlflowTracker, Tracker
@@ -123,6 +124,7 @@ def _pretrain(cfg: PretrainConfig, info: DistInfo, tracker: Tracker | None) -> P
 
     # ---- outputs and tracking (rank 0 only)
     preprocess = _cache_preprocess_config(cfg.data.cache_dir)
+    data_signature = cache_signature(cfg.data.cache_dir)
     log = MetricsLog(out_dir / "metrics.jsonl") if info.is_main else None
     if tracker is None:
         tracker = _make_tracker(cfg, info, state)
@@ -151,6 +153,7 @@ def _pretrain(cfg: PretrainConfig, info: DistInfo, tracker: Tracker | None) -> P
                 steplog.sync()  # the local log reaches the checkpoint's step before it is written
                 ck = parts.checkpoint(done, info, cfg.model_dump(mode="json"), preprocess, tracker.run_id)
                 if ck is not None:
+                    ck["data"] = data_signature
                     result.checkpoint = ckpts.save(done, ck)
             result.steps = done
         if start >= t.steps and ckpts.latest.exists():

@@ -4,7 +4,7 @@ import pytest
 
 from medmae.cli.main import COMMANDS, build_parser, main
 
-EXPECTED = ["data", "synth", "preprocess", "pretrain", "export", "demo", "study", "config"]
+EXPECTED = ["data", "synth", "preprocess", "pretrain", "export", "finetune", "segment", "demo", "study", "config"]
 
 
 def test_all_commands_registered():
