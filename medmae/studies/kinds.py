@@ -130,6 +130,55 @@ def run_export(step: Step, folder: Path, deps: dict, ctx: StudyContext) -> dict:
     return {"metrics": {}, "paths": {"export": str(folder / "encoder")}}
 
 
+def segmentation_metrics(rows: list[dict]) -> dict[str, float]:
+    """Evaluation rows -> mean Dice over classes per arm and label count (clean scans),
+    per arm and corruption at the largest label count, and the headline ``dice`` (pretrained,
+    most labels, clean) with ``dice_gain`` over scratch."""
+    from collections import defaultdict
+
+    groups: dict[str, list[float]] = defaultdict(list)
+    most = max(int(r["label_cases"]) for r in rows)
+    for r in rows:
+        if r["dice"] != r["dice"]:  # NaN: a class absent from reference and prediction
+            continue
+        if r["corruption"] == "clean":
+            groups[f"dice_{r['arm']}_n{int(r['label_cases'])}"].append(float(r["dice"]))
+        elif int(r["label_cases"]) == most:
+            groups[f"dice_{r['arm']}_{r['corruption']}{r['strength']:g}"].append(float(r["dice"]))
+    out = {k: sum(v) / len(v) for k, v in sorted(groups.items())}
+    if f"dice_pretrained_n{most}" in out:
+        out["dice"] = out[f"dice_pretrained_n{most}"]
+        if f"dice_scratch_n{most}" in out:
+            out["dice_gain"] = out["dice"] - out[f"dice_scratch_n{most}"]
+    return out
+
+
+def run_segmentation(step: Step, folder: Path, deps: dict, ctx: StudyContext) -> dict:
+    """Fine-tune from the variant's export (and from scratch) on the study's cache, evaluate."""
+    from medmae.config.base import save_config
+    from medmae.heads.segmentation.config import FinetuneConfig
+    from medmae.heads.segmentation.evaluate import EvaluateConfig, run_evaluation
+
+    c = step.config
+    ft = dict(c["finetune"])
+    ft["data"] = {**ft["data"], "cache_dir": deps["preprocess-cache"]["paths"]["cache"]}
+    ft["init"] = {**ft["init"], "source": deps[f"export-{step.name}"]["paths"]["export"]}
+    ft["train"] = {**ft["train"], "out_dir": str(folder / "finetune"), "resume": True}
+    ft["tracking"] = {"experiment": ctx.experiment, "tracking_uri": ctx.tracking_uri,
+                      "system_metrics": False, "log_model": False, "log_checkpoint": False}
+    cfg_file = save_config(FinetuneConfig.model_validate(ft), folder / "finetune.yaml")
+    arms = {"pretrained": [], **({"scratch": ["init.load_weights=false"]} if c["scratch"] else {})}
+    ev = EvaluateConfig(finetune_config=str(cfg_file), arms=arms, label_counts=c["label_counts"],
+                        seeds=[c["seed"]], split=c["split"], corruptions=c["corruptions"], out_dir=str(folder),
+                        tracking={"experiment": ctx.experiment, "tracking_uri": ctx.tracking_uri,
+                                  "run_name": f"segmentation-{step.name}", "system_metrics": False,
+                                  "log_model": False, "log_checkpoint": False})
+    rows = run_evaluation(ev)
+    return {"metrics": segmentation_metrics(rows),
+            "paths": {"results": str(folder / "results.csv"), "summary": str(folder / "summary.csv")}}
+
+
 KINDS: dict[str, Callable[[Step, Path, dict, StudyContext], dict[str, Any]]] = {
     "data": run_data, "preprocess": run_preprocess, "pretrain": run_pretrain, "export": run_export,
+    "segmentation": run_segmentation,
 }

@@ -38,17 +38,27 @@ def first(tmp_path_factory, store):
     return run_study(TINY, tmp_path_factory.mktemp("a") / "out", store)
 
 
+def without_heads(text: str) -> str:
+    """The tiny study without its segmentation section (tests of the pretraining steps only)."""
+    return text.split("\nsegmentation:")[0] + "\n"
+
+
 def _metrics(rows):
     return [{k: v for k, v in r.items()} for r in rows]
 
 
 def test_study_runs_every_step_in_order_and_compares_variants(first):
     assert first.ran == ["data-cases", "preprocess-cache", "pretrain-random-s0", "export-random-s0",
-                         "pretrain-anatomy-s0", "export-anatomy-s0"]
+                         "pretrain-anatomy-s0", "export-anatomy-s0", "segmentation-random-s0",
+                         "segmentation-anatomy-s0"]
     assert [(r["variant"], r["strategy"], r["seed"]) for r in first.rows] == [("anatomy", "anatomy", 0),
                                                                                ("random", "random", 0)]
     for r in first.rows:
         assert 0 < r["pretrain.final_loss"] and 0 < r["pretrain.loss_over_baseline"] < 5
+        # fine-tuned from the variant's export and from scratch, evaluated on the same cases
+        assert 0 <= r["segmentation.dice_pretrained_n1"] <= 1 and 0 <= r["segmentation.dice_scratch_n1"] <= 1
+        assert r["segmentation.dice"] == r["segmentation.dice_pretrained_n1"]
+        assert r["segmentation.dice_gain"] == pytest.approx(r["segmentation.dice"] - r["segmentation.dice_scratch_n1"])
     with open(first.out / "summary.csv", newline="") as f:
         assert [row["variant"] for row in csv.DictReader(f)] == ["anatomy", "random"]
     md = (first.out / "summary.md").read_text()
@@ -59,12 +69,12 @@ def test_study_runs_every_step_in_order_and_compares_variants(first):
 
 def test_rerun_reuses_every_step_and_a_change_reruns_only_what_depends_on_it(first, store, tmp_path):
     again = run_study(TINY, first.out, store)
-    assert again.ran == [] and len(again.reused) == 6 and _metrics(again.rows) == _metrics(first.rows)
+    assert again.ran == [] and len(again.reused) == 8 and _metrics(again.rows) == _metrics(first.rows)
 
     changed = tmp_path / "tiny.yaml"
     changed.write_text(TINY.read_text().replace("masking.strategy=anatomy]", "masking.strategy=anatomy, masking.ratio=0.6]"))
     third = run_study(changed, first.out, store)
-    assert third.ran == ["pretrain-anatomy-s0", "export-anatomy-s0"]
+    assert third.ran == ["pretrain-anatomy-s0", "export-anatomy-s0", "segmentation-anatomy-s0"]
 
 
 def test_same_study_twice_gives_identical_metrics(first, store, tmp_path):
@@ -113,7 +123,7 @@ def test_typo_in_study_fails_before_anything_runs(tmp_path):
 
 def test_study_hands_pretraining_to_torchrun(tmp_path, store):
     """torchrun --nproc-per-node 2 -m medmae pretrain (gloo on the CPU), as a study step."""
-    text = TINY.read_text().replace("  variants:", "  torchrun: 2\n  variants:")
+    text = without_heads(TINY.read_text()).replace("  variants:", "  torchrun: 2\n  variants:")
     text = text.replace("    - {name: anatomy, overrides: [masking.strategy=anatomy]}\n", "")
     study = tmp_path / "tiny_ddp.yaml"
     study.write_text(text)
@@ -134,7 +144,7 @@ def test_study_on_real_scans_masks_their_organ_labels(tmp_path, store):
     for name in ("ct_abdomen_3mm", "mr_abdomen_3mm"):  # TotalSegmentator output named as docs/ingestion.md says
         shutil.copy(data / f"{name}.nii.gz", real / f"{name}.nii.gz")
         shutil.copy(data / f"{name}_seg.nii.gz", real / f"{name}_seg_total.nii.gz")
-    text = TINY.read_text().replace("data:\n  synth: {brain: 3,", f"data:\n  folders: [{real}]\n  synth: {{brain: 1,")
+    text = without_heads(TINY.read_text()).replace("data:\n  synth: {brain: 3,", f"data:\n  folders: [{real}]\n  synth: {{brain: 1,")
     text = text.replace("    - {name: random, overrides: [masking.strategy=random]}\n", "")
     text = text.replace("data.priors=[body,anatomy]", "data.priors=[body,anatomy]\n    - data.split=null")
     study = tmp_path / "real.yaml"
