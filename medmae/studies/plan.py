@@ -39,7 +39,8 @@ def data_step(spec: StudySpec, root: Path, study_file: Path, data: DataSpec | No
             raise ConfigError(f"{study_file}: {where}.folders: {path}: no such folder")
         folders.append({"path": str(path), "digest": folder_digest(path)})
     return Step("data", name, {"manifests": manifests, "folders": folders,
-                               "synth": data.synth.model_dump(mode="json"), "seed": spec.seeds[0]})
+                               "synth": data.synth.model_dump(mode="json"),
+                               "seed": spec.seeds[0] if data.synth.seed is None else data.synth.seed})
 
 
 def build_plan(spec: StudySpec, root: Path, study_file: Path) -> list[Step]:
@@ -65,11 +66,12 @@ def build_plan(spec: StudySpec, root: Path, study_file: Path) -> list[Step]:
             steps.append(Step("pretrain", name, body, deps=["preprocess-cache"], labels=labels))
             steps.append(Step("export", name, {}, deps=[f"pretrain-{name}"], labels=labels))
             variants.append((name, labels))
-    steps += head_steps(spec, root, study_file, variants)
+    steps += head_steps(spec, root, study_file, variants, steps[1].config)
     return steps
 
 
-def head_steps(spec: StudySpec, root: Path, study_file: Path, variants: list[tuple[str, dict]]) -> list[Step]:
+def head_steps(spec: StudySpec, root: Path, study_file: Path, variants: list[tuple[str, dict]], pre: dict
+               ) -> list[Step]:
     """Anomaly and segmentation evaluation of every (variant, seed), after its pretraining."""
     from medmae.heads.anomaly.config import AnomalyConfig
     from medmae.heads.segmentation.config import FinetuneConfig
@@ -85,6 +87,12 @@ def head_steps(spec: StudySpec, root: Path, study_file: Path, variants: list[tup
                               deps=[f"pretrain-{name}", "data-anomaly_healthy", "data-anomaly_eval"]))
     if spec.segmentation is not None:
         seg = spec.segmentation
+        cache = "preprocess-cache"
+        if seg.data is not None:
+            steps.append(data_step(spec, root, study_file, seg.data, "segmentation", "segmentation.data"))
+            # the study's preprocessing, on the labelled scans
+            steps.append(Step("preprocess", "segmentation", pre, deps=["data-segmentation"]))
+            cache = "preprocess-segmentation"
         ft = load_stage(FinetuneConfig, seg, root, [], study_file).model_dump(mode="json")
         for k in ("out_dir", "resume"):
             ft["train"].pop(k, None)
@@ -95,5 +103,5 @@ def head_steps(spec: StudySpec, root: Path, study_file: Path, variants: list[tup
                 "corruptions": seg.corruptions}
         for name, labels in variants:
             steps.append(Step("segmentation", name, {**body, "seed": labels["seed"]}, labels=labels,
-                              deps=[f"export-{name}", "preprocess-cache"]))
+                              deps=[f"export-{name}", cache]))
     return steps

@@ -35,6 +35,9 @@ class SynthData(StrictModel):
     """Phantom grid (voxels); None: the generator's default."""
     spacing: tuple[float, float, float] | None = None
     """Phantom voxel size in mm; None: the generator's default."""
+    seed: int | None = None
+    """Generator seed; None: the study's first seed. Give each data set of a study its own
+    (pretraining, healthy calibration, evaluation), or they hold the same phantoms."""
 
 
 class DataSpec(StrictModel):
@@ -85,6 +88,9 @@ class SegmentationStudySpec(StageSpec):
     ``overrides`` make the FinetuneConfig (`medmae finetune` keys; the study sets
     ``data.cache_dir``, ``init.source`` and where it writes)."""
 
+    data: DataSpec | None = None
+    """Labelled scans to fine-tune and evaluate on, preprocessed as the study's data; None:
+    the study's own cache (its label or anatomy maps, as ``data.label_map`` says)."""
     label_counts: list[int | None] = [None]
     """Labelled training cases per fine-tuning run (None = all of the training split)."""
     scratch: bool = True
