@@ -20,6 +20,7 @@ COMMANDS = [
     ("medmae.cli.preprocess", "build the memory-mappable cache from a manifest"),
     ("medmae.cli.pretrain", "pretrain a 3D masked autoencoder"),
     ("medmae.cli.export", "export a pretrained encoder for downstream networks"),
+    ("medmae.cli.anomaly", "anomaly maps, healthy calibration, evaluation and report"),
     ("medmae.cli.finetune", "fine-tune a segmentation head on a pretrained encoder"),
     ("medmae.cli.segment", "segment scans with a fine-tuned model; evaluate it"),
     ("medmae.cli.demo", "run the CPU demo end to end"),

@@ -72,7 +72,7 @@ class CalibrationConfig(StrictModel):
     """Voxel false-positive rates on healthy scans to find thresholds for."""
     apply_fpr: float | None = None
     """FPR whose threshold makes the binary maps; None = the first of ``fprs``."""
-    min_component_mm3: float = Field(20.0, ge=0)
+    min_component_mm3: float = Field(50.0, ge=0)
     """Connected components of the binary map smaller than this are removed."""
 
     @field_validator("fprs")
@@ -103,13 +103,21 @@ class EvaluationConfig(StrictModel):
     """Score bins of the per-case histograms behind Dice curves and bootstrap intervals."""
 
 
+class AnomalyTracking(TrackingConfig):
+    """MLflow settings of ``anomaly evaluate`` (same store defaults as pretraining)."""
+
+    experiment: str = "medmae-anomaly"
+    system_metrics: bool = False
+    log_model: bool = False
+    log_checkpoint: bool = False
+
+
 class AnomalyConfig(StrictModel):
     score: ScoreConfig = ScoreConfig()
     baseline: BaselineConfig = BaselineConfig()
     calibration: CalibrationConfig = CalibrationConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
-    tracking: TrackingConfig = TrackingConfig(experiment="medmae-anomaly", system_metrics=False,
-                                              log_model=False, log_checkpoint=False)
+    tracking: AnomalyTracking = AnomalyTracking()
 
     def baseline_sign(self) -> str:
         if self.baseline.sign != "auto":

@@ -35,7 +35,7 @@ def dice(pred: np.ndarray, truth: np.ndarray) -> float:
 
 def bin_edges(scores: np.ndarray, bins: int) -> np.ndarray:
     """Up to ``bins`` increasing thresholds at quantiles of the pooled scores."""
-    return np.unique(np.quantile(np.asarray(scores, np.float64), np.linspace(0, 1, bins + 1)[:-1]))
+    return np.unique(np.quantile(np.asarray(scores, np.float64), np.linspace(0, 1, bins), method="lower"))
 
 
 def histograms(labels: np.ndarray, scores: np.ndarray, edges: np.ndarray) -> np.ndarray:
