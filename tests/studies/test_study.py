@@ -39,8 +39,8 @@ def first(tmp_path_factory, store):
 
 
 def without_heads(text: str) -> str:
-    """The tiny study without its segmentation section (tests of the pretraining steps only)."""
-    return text.split("\nsegmentation:")[0] + "\n"
+    """The tiny study without its anomaly and segmentation sections (pretraining steps only)."""
+    return text.split("\nanomaly:")[0] + "\n"
 
 
 def _metrics(rows):
@@ -49,7 +49,8 @@ def _metrics(rows):
 
 def test_study_runs_every_step_in_order_and_compares_variants(first):
     assert first.ran == ["data-cases", "preprocess-cache", "pretrain-random-s0", "export-random-s0",
-                         "pretrain-anatomy-s0", "export-anatomy-s0", "segmentation-random-s0",
+                         "pretrain-anatomy-s0", "export-anatomy-s0", "data-anomaly_healthy",
+                         "data-anomaly_eval", "anomaly-random-s0", "anomaly-anatomy-s0", "segmentation-random-s0",
                          "segmentation-anatomy-s0"]
     assert [(r["variant"], r["strategy"], r["seed"]) for r in first.rows] == [("anatomy", "anatomy", 0),
                                                                                ("random", "random", 0)]
@@ -58,6 +59,9 @@ def test_study_runs_every_step_in_order_and_compares_variants(first):
         # fine-tuned from the variant's export and from scratch, evaluated on the same cases
         assert 0 <= r["segmentation.dice_pretrained_n1"] <= 1 and 0 <= r["segmentation.dice_scratch_n1"] <= 1
         assert r["segmentation.dice"] == r["segmentation.dice_pretrained_n1"]
+        # calibrated on healthy phantoms, evaluated on lesion phantoms, the baseline beside the model
+        for m in ("model", "baseline", "combined"):
+            assert 0 <= r[f"anomaly.{m}_voxel_auroc"] <= 1 and 0 <= r[f"anomaly.{m}_voxel_auprc"] <= 1
         assert r["segmentation.dice_gain"] == pytest.approx(r["segmentation.dice"] - r["segmentation.dice_scratch_n1"])
     with open(first.out / "summary.csv", newline="") as f:
         assert [row["variant"] for row in csv.DictReader(f)] == ["anatomy", "random"]
@@ -65,16 +69,18 @@ def test_study_runs_every_step_in_order_and_compares_variants(first):
     assert "| anatomy | anatomy | 1 |" in md and "pretrain.loss_over_baseline" in md
     assert (first.out / "summary.png").stat().st_size > 5000
     assert len(list((first.out / "steps").glob("export-*/encoder/encoder.pt"))) == 2
+    reports = list((first.out / "steps").glob("anomaly-*/evaluation/report.html"))
+    assert len(reports) == 2 and all(p.stat().st_size > 10_000 for p in reports)
 
 
 def test_rerun_reuses_every_step_and_a_change_reruns_only_what_depends_on_it(first, store, tmp_path):
     again = run_study(TINY, first.out, store)
-    assert again.ran == [] and len(again.reused) == 8 and _metrics(again.rows) == _metrics(first.rows)
+    assert again.ran == [] and len(again.reused) == 12 and _metrics(again.rows) == _metrics(first.rows)
 
     changed = tmp_path / "tiny.yaml"
     changed.write_text(TINY.read_text().replace("masking.strategy=anatomy]", "masking.strategy=anatomy, masking.ratio=0.6]"))
     third = run_study(changed, first.out, store)
-    assert third.ran == ["pretrain-anatomy-s0", "export-anatomy-s0", "segmentation-anatomy-s0"]
+    assert third.ran == ["pretrain-anatomy-s0", "export-anatomy-s0", "anomaly-anatomy-s0", "segmentation-anatomy-s0"]
 
 
 def test_same_study_twice_gives_identical_metrics(first, store, tmp_path):
