@@ -44,7 +44,7 @@ def run_data(step: Step, folder: Path, deps: dict, ctx: StudyContext) -> dict:
             finish(out, rows)
             cases += [r.resolved(out) for r in rows]
     for f in c["folders"]:
-        found, bad = scan_folder(f["path"], val_fraction=0.0, seed=c["seed"], progress=False)
+        found, bad = scan_folder(f["path"], val_fraction=c.get("val_fraction", 0.0), seed=c["seed"], progress=False)
         for path, problem in bad:
             log.warning("study data: skipping %s: %s", path, problem)
         cases += found

@@ -38,7 +38,7 @@ def data_step(spec: StudySpec, root: Path, study_file: Path, data: DataSpec | No
         if not path.is_dir():
             raise ConfigError(f"{study_file}: {where}.folders: {path}: no such folder")
         folders.append({"path": str(path), "digest": folder_digest(path)})
-    return Step("data", name, {"manifests": manifests, "folders": folders,
+    return Step("data", name, {"manifests": manifests, "folders": folders, "val_fraction": data.val_fraction,
                                "synth": data.synth.model_dump(mode="json"),
                                "seed": spec.seeds[0] if data.synth.seed is None else data.synth.seed})
 

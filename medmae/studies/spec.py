@@ -44,6 +44,8 @@ class DataSpec(StrictModel):
     manifests: list[ManifestRef] = []
     folders: list[str] = []
     """Folders to scan as `medmae data scan` does (relative to the study file)."""
+    val_fraction: float = Field(0.0, ge=0, lt=1)
+    """Share of the scanned folders' cases put in split val (seeded by case id, as data scan)."""
     synth: SynthData = SynthData()
 
     @model_validator(mode="after")

@@ -169,3 +169,18 @@ def test_study_on_real_scans_masks_their_organ_labels(tmp_path, store):
     assert len(np.unique(np.load(ct / "anatomy.npy"))) > 10  # the real organs are the masking units
     row = res.rows[0]
     assert row["strategy"] == "anatomy" and 0 < row["pretrain.loss_over_baseline"] < 5
+
+
+@pytest.mark.parametrize("path", sorted((HERE.parents[1] / "studies").glob("*.yaml")), ids=lambda p: p.stem)
+def test_shipped_studies_are_valid(path):
+    """Every shipped study file passes the schema and its stage configs resolve (no typo lands)."""
+    from medmae.studies.plan import build_plan
+    from medmae.studies.spec import load_study
+
+    spec, root = load_study(path)
+    assert spec.name == path.stem
+    if path.stem == "demo":  # its data is shipped: the whole plan resolves
+        kinds = [s.kind for s in build_plan(spec, root, path)]
+        assert {"pretrain", "export", "anomaly", "segmentation"} <= set(kinds)
+    else:  # GPU-scale studies point at a user's folders, and evaluate both heads' worth
+        assert spec.anomaly is not None or spec.segmentation is not None
