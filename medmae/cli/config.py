@@ -28,7 +28,7 @@ def run_reference(args: argparse.Namespace) -> int:
         return 0
     out = Path(args.out)
     if args.check:
-        current = out.read_text() if out.is_file() else ""
+        current = out.read_text(encoding="utf-8") if out.is_file() else ""
         if current != text:
             print(f"{out} is out of date: run `medmae config reference --out {out}`", file=sys.stderr)
             return 1

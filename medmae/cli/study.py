@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
 
     res = run_study(args.study, args.out, args.tracking_uri)
     print(f"study {res.name}: {len(res.ran)} step(s) run, {len(res.reused)} reused -> {res.out}")
-    print((res.out / "summary.md").read_text())
+    print((res.out / "summary.md").read_text(encoding="utf-8"))
     print(f"summary table: {res.out / 'summary.csv'} and {res.out / 'summary.md'}; plots: {res.out / 'summary.png'}")
     for report in sorted((res.out / "steps").glob("anomaly-*/evaluation/report.html")):
         step = report.parents[1].name.rsplit("-", 1)[0].removeprefix("anomaly-")
@@ -52,7 +52,7 @@ def show(args: argparse.Namespace) -> int:
         print(f"medmae study show: no finished run of study {args.name!r} in {uri}", file=sys.stderr)
         return 1
     with tempfile.TemporaryDirectory() as tmp:
-        print(download_summary(uri, runs[0].info.run_id, tmp).read_text(), end="")
+        print(download_summary(uri, runs[0].info.run_id, tmp).read_text(encoding="utf-8"), end="")
     return 0
 
 

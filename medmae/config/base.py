@@ -88,7 +88,7 @@ def load_config(
     if path is not None:
         source = str(path)
         try:
-            text = Path(path).read_text()
+            text = Path(path).read_text(encoding="utf-8")
         except OSError as e:
             raise ConfigError(f"{source}: cannot read config ({e.strerror})") from None
         try:
