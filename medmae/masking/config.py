@@ -86,6 +86,10 @@ class AdversarialConfig(StrictModel):
     min_random_fraction: float = Field(0.0, ge=0, le=1)
     """Share of samples still masked at random after the warm-up."""
     grad_clip: float | None = Field(1.0, gt=0)
+    credit: Literal["token", "sample"] = "token"
+    """"token": each hidden token's loss against its crop's mean hidden loss trains the
+    generator (learns on real scans); "sample": REINFORCE with one reward per crop, whose
+    crop-to-crop spread drowns the signal on real scans (see docs/masking.md)."""
 
 
 class MixtureItem(StrictModel):

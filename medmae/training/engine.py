@@ -225,7 +225,7 @@ def _train_step(cfg: PretrainConfig, parts: TrainParts, train_model: nn.Module, 
 def _figure(out_dir: Path, step: int, model: nn.Module, last, samples: int, cfg: PretrainConfig) -> Path:
     """Montage of the last micro-batch: input, mask, reconstruction with visible patches pasted."""
     batch, ctx, mask, out = last
-    recon = model.reconstruct(out.pred.detach(), ctx.image, mask)
+    recon = model.reconstruct(out.pred.detach(), ctx.image, mask, ctx.valid)
     ids = batch.get("case_id")
     return save_reconstruction_figure(
         out_dir / "figures" / f"step_{step:07d}.png", ctx.image, recon, mask, ctx.valid,
