@@ -21,16 +21,18 @@ log = logging.getLogger(__name__)
 
 # The demo's departures from the embedded defaults (plain overrides, printed and saved).
 DEMO_PREPROCESS = ["spacing=[2.0,2.0,2.0]", "priors.supervoxels=128"]
+# The fastest CPU learner measured on the real scans (docs/training.md, "A CPU recipe"):
+# raw intensities normalised per crop, 48^3 crops of 8^3 patches, 60% random masking.
 DEMO_PRETRAIN = [
-    "model.size=tiny", "model.patch_size=[8,8,8]", "model.norm_pix_loss=false", "data.crop_size=[64,64,64]",
-    "data.batch_size=4", "data.crops_per_volume=2", "data.workers=1",
+    "model.size=tiny", "model.patch_size=[8,8,8]", "model.norm_pix_loss=false", "model.norm_crop_loss=true",
+    "data.crop_size=[48,48,48]", "data.batch_size=4", "data.crops_per_volume=2", "data.workers=1",
     "data.priors=[body,anatomy,tissue,supervoxels]",
-    "masking.strategy=mixture",
-    "masking.mixture=[{strategy: random, weight: 1}, {strategy: anatomy, weight: 1}]",
-    "train.base_lr=0.2", "train.min_lr=1e-5", "train.warmup_steps=20",
-    "train.checkpoint_every=100", "train.figure_every=100", "train.log_every=10",
+    "masking.strategy=random", "masking.ratio=0.6",
+    "train.base_lr=0.1", "train.min_lr=1e-5", "train.warmup_steps=20",
+    "train.checkpoint_every=200", "train.figure_every=200", "train.log_every=20",
     "tracking.experiment=medmae-demo",
 ]
+DEMO_STEPS = 600
 
 
 def repo_real_scans() -> Path | None:
@@ -49,6 +51,8 @@ class DemoResult:
     first_loss: float
     final_loss: float
     baseline: float
+    correlation: float
+    """Mean over the last tenth of the steps of the hidden-token correlation (medmae.training.correlation)."""
     figures_dir: Path | None
     tracking_uri: str | None
     run_id: str | None
@@ -78,7 +82,7 @@ def build_manifest(out: Path, n_phantoms: int, real_dir: Path | None, seed: int)
     return write_manifest(cases, out / "manifest.csv"), len(cases), n_bad
 
 
-def run_demo(out: str | os.PathLike = "demo_out", steps: int = 300, n_phantoms: int = 4,
+def run_demo(out: str | os.PathLike = "demo_out", steps: int = DEMO_STEPS, n_phantoms: int = 4,
              real_dir: str | os.PathLike | None = None, seed: int = 0,
              overrides: Sequence[str] = ()) -> DemoResult:
     """Run the whole demo into ``out``; ``overrides`` go to the pretraining config last."""
@@ -113,4 +117,5 @@ def run_demo(out: str | os.PathLike = "demo_out", steps: int = 300, n_phantoms: 
         first_loss=sum(result.losses[:k]) / k if result.losses else float("nan"),
         final_loss=sum(result.losses[-k:]) / k if result.losses else float("nan"),
         baseline=sum(result.baselines[-k:]) / k if result.baselines else float("nan"),
+        correlation=sum(result.correlations[-k:]) / k if result.correlations else float("nan"),
         figures_dir=figures, tracking_uri=result.tracking_uri, run_id=result.run_id)

@@ -14,7 +14,7 @@ def register(subparsers) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--out", default="demo_out", help="output folder")
-    p.add_argument("--steps", type=int, default=300, help="pretraining steps")
+    p.add_argument("--steps", type=int, default=None, help="pretraining steps (default: medmae.demo.DEMO_STEPS, 600)")
     p.add_argument("--phantoms", type=int, default=4, help="phantoms of each kind (brain, abdomen)")
     p.add_argument("--real-dir", default=None, help="folder of real scans (default: the repo's tests/data)")
     p.add_argument("--seed", type=int, default=0)
@@ -27,13 +27,15 @@ def run(args: argparse.Namespace) -> int:
     from medmae.demo import run_demo
     from medmae.tracking.mlflow_run import ui_command
 
-    r = run_demo(args.out, steps=args.steps, n_phantoms=args.phantoms, real_dir=args.real_dir,
+    steps = {} if args.steps is None else {"steps": args.steps}
+    r = run_demo(args.out, **steps, n_phantoms=args.phantoms, real_dir=args.real_dir,
                  seed=args.seed, overrides=args.overrides)
     print("\nmedmae demo finished")
     print(f"  cases           {r.n_cases} in {r.manifest} ({r.n_bad} bad, skipped)")
     print(f"  cache           {r.cache}")
     print(f"  masked-token loss {r.first_loss:.3f} -> {r.final_loss:.3f} "
           f"(predict-the-mean baseline {r.baseline:.3f})")
+    print(f"  hidden-token r  {r.correlation:.2f} (reconstruction vs truth on hidden voxels; 0 = predict-the-mean)")
     print(f"  run folder      {r.run_dir}")
     if r.figures_dir:
         print(f"  figures         {r.figures_dir}")

@@ -8,7 +8,11 @@ reconstruction loss over its hidden tokens, while the autoencoder minimises that
     generator loss = -mean_b[ A_b * log P(draw_b) / k_b + entropy_weight * H_b ]
 
 with A_b the reward standardised by a moving mean / variance (the baseline) and H_b the
-normalised entropy of the policy (a bonus against collapse onto a few tokens). Early in
+normalised entropy of the policy (a bonus against collapse onto a few tokens). That is
+``credit="sample"``; the default ``credit="token"`` replaces the first term by per-token
+advantages (each hidden token's loss against its crop's mean hidden loss, see
+:mod:`medmae.masking.credit`), which learns on real scans, and ``max_logit`` bounds the
+logits so that the policy cannot collapse. Early in
 training a decaying share of the samples is masked at random instead (warm-up); only
 the generator's own draws train it (REINFORCE is on-policy).
 """
@@ -54,7 +58,7 @@ class AdversarialMasking(MaskingStrategy):
                  depth: int = 2, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  entropy_weight: float = 0.01, baseline_decay: float = 0.9, warmup_steps: int = 0,
                  min_random_fraction: float = 0.0, grad_clip: float | None = 1.0,
-                 credit: Literal["token", "sample"] = "token"):
+                 credit: Literal["token", "sample"] = "token", max_logit: float | None = None):
         super().__init__(ratio)
         if lr <= 0 or entropy_weight < 0 or not 0.0 <= baseline_decay < 1.0:
             raise ValueError(f"need lr > 0, entropy_weight >= 0, baseline_decay in [0, 1); "
@@ -68,7 +72,9 @@ class AdversarialMasking(MaskingStrategy):
         self.warmup_steps, self.min_random_fraction = int(warmup_steps), float(min_random_fraction)
         if credit not in ("token", "sample"):
             raise ValueError(f"credit must be 'token' or 'sample', got {credit!r}")
-        self.grad_clip, self.credit = grad_clip, credit
+        if max_logit is not None and not max_logit > 0:
+            raise ValueError(f"max_logit must be > 0 or None, got {max_logit}")
+        self.grad_clip, self.credit, self.max_logit = grad_clip, credit, max_logit
         self.rewards = RewardTracker()
         self.register_buffer("reward_mean", torch.zeros((), dtype=torch.float64))
         self.register_buffer("reward_var", torch.ones((), dtype=torch.float64))
@@ -82,9 +88,13 @@ class AdversarialMasking(MaskingStrategy):
 
     def logits(self, image: torch.Tensor) -> torch.Tensor:
         """(B, C, X, Y, Z) -> (B, N) generator logits, in float32 even under autocast, so that
-        sampling (in ``forward``) and training (in ``update``) see the same policy."""
+        sampling (in ``forward``) and training (in ``update``) see the same policy; squashed
+        into (-max_logit, max_logit) when set (token odds at most exp(2 * max_logit))."""
         with torch.autocast(image.device.type, enabled=False):
-            return self.net(image.to(self.net.head.weight.dtype))
+            raw = self.net(image.to(self.net.head.weight.dtype))
+        if self.max_logit is None:
+            return raw
+        return self.max_logit * torch.tanh(raw / self.max_logit)  # bounded: no collapse onto a few tokens
 
     def forward(self, ctx: MaskContext, step: int, generator: torch.Generator) -> torch.Tensor:
         """-> mask (B, N) bool: a Gumbel-top-k draw, or a random mask for warm-up samples."""

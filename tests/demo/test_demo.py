@@ -36,8 +36,12 @@ def test_demo_end_to_end(tmp_path, monkeypatch, capsys):
     exp = client.get_experiment_by_name("medmae-demo")
     (run,) = client.search_runs([exp.experiment_id])
     assert run.info.status == "FINISHED"
-    assert run.data.params["masking.strategy"] == "mixture"
+    assert run.data.params["masking.strategy"] == "random"
+    assert run.data.params["model.norm_crop_loss"] == "True"
+    assert "hidden-token r" in out
     # MLflow gets means over each log window (train.log_every); metrics.jsonl every step
     assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == [6]
+    r = client.get_metric_history(run.info.run_id, "hidden_corr")
+    assert [m.step for m in r] == [6] and -1 <= r[0].value <= 1
     records = (tmp_path / "demo_out" / "run" / "metrics.jsonl").read_text().splitlines()
     assert len(records) == 6
