@@ -192,8 +192,9 @@ class AdversarialMasking(MaskingStrategy):
             offset += g.numel()
 
     def get_extra_state(self) -> dict[str, Any]:
-        return {"optimizer": copy.deepcopy(self.optimizer.state_dict())}
+        return {"optimizer": copy.deepcopy(self.optimizer.state_dict()), "rewards": self.rewards.state()}
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
+        self.rewards.load(state.get("rewards"))
 

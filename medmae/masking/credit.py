@@ -55,6 +55,13 @@ class RewardTracker:
         self.policy: float | None = None
         self.random: float | None = None
 
+    def state(self) -> list[float | None]:
+        """The moving means, for checkpoints (a resumed run logs the same gains)."""
+        return [self.policy, self.random]
+
+    def load(self, state: list[float | None] | None) -> None:
+        self.policy, self.random = state if state is not None else (None, None)
+
     def _mix(self, old: float | None, new: float) -> float:
         return new if old is None else self.decay * old + (1 - self.decay) * new
 
