@@ -14,7 +14,7 @@ def register(subparsers) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--out", default="demo_out", help="output folder")
-    p.add_argument("--steps", type=int, default=None, help="pretraining steps (default: medmae.demo.DEMO_STEPS, 600)")
+    p.add_argument("--steps", type=int, default=None, help="pretraining steps (default: medmae.demo.DEMO_STEPS, 3000)")
     p.add_argument("--phantoms", type=int, default=4, help="phantoms of each kind (brain, abdomen)")
     p.add_argument("--real-dir", default=None, help="folder of real scans (default: the repo's tests/data)")
     p.add_argument("--seed", type=int, default=0)
