@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/medmae demo
+	$(VENV)/bin/medmae study run studies/demo.yaml
 
 test: $(STAMP)
 	$(PY) -m pytest -q
@@ -29,4 +29,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_mae.py
 
 clean:
-	rm -rf $(VENV) demo_out runs mlruns .pytest_cache
+	rm -rf $(VENV) demo_out studies_out runs mlruns .pytest_cache

@@ -32,7 +32,7 @@ import shutil
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -159,6 +159,8 @@ class Result:
     crops_per_s: float
     peak_mb: float
     crops: int
+    worker_exits: list[int] = field(default_factory=list)
+    """Exit codes of the measurement's DataLoader workers (negative: killed by that signal)."""
 
 
 def measure(next_batch, crops_per_batch: int, seconds: float, warmup_s: float) -> Result:
@@ -220,9 +222,18 @@ class EndlessShuffle(torch.utils.data.Sampler):
 
 def _child(queue, which: str, cache: str, ids: list[str], n: int, cfg_data: dict, seconds: float,
            warmup_s: float, threads: int) -> None:
-    """One measurement in a fresh process, so no loader inherits another one's memory."""
+    """One measurement in a fresh process, so no loader inherits another one's memory.
+
+    Its DataLoader workers are forked, as in training. (A spawned process inherits the
+    "spawn" start method, so without this each worker was a fresh interpreter that
+    re-imported torch, MONAI, SimpleITK, pandas, ... — its memory counted in full — and ended
+    with a full interpreter shutdown, in which a worker sometimes aborted with "terminate
+    called without an active exception": a C++ thread still joinable when static objects
+    were destroyed. Forked workers end with os._exit, as they do in training.)
+    """
     import warnings
 
+    mp.set_start_method("fork", force=True)
     warnings.filterwarnings("ignore")
     torch.set_num_threads(threads)
     cfg = LoaderConfig(**cfg_data)
@@ -239,14 +250,22 @@ def _child(queue, which: str, cache: str, ids: list[str], n: int, cfg_data: dict
                             seed=0)
         step = lambda: next(ours)  # noqa: E731
         loader = ours
-    queue.put(measure(step, cfg.batch_size, seconds, warmup_s))
-    try:  # stop workers before exit; a worker dying noisily here no longer matters
-        if hasattr(loader, "close"):
-            loader.close()
-        elif getattr(loader, "_iterator", None) is not None:
-            loader._iterator._shutdown_workers()
-    except RuntimeError:
-        pass
+    result = measure(step, cfg.batch_size, seconds, warmup_s)
+    result.worker_exits = stop_workers(loader)
+    queue.put(result)
+
+
+def stop_workers(loader) -> list[int]:
+    """Shut the DataLoader workers down and wait for them; their exit codes (0 = clean)."""
+    iterator = getattr(loader, "_iterator", None)
+    workers = list(getattr(iterator, "_workers", []) or [])
+    if hasattr(loader, "close"):
+        loader.close()
+    elif iterator is not None:
+        iterator._shutdown_workers()
+    for w in workers:
+        w.join(timeout=30)
+    return [w.exitcode if w.exitcode is not None else -999 for w in workers]
 
 
 def run_one(name: str, cache: Path, ids: list[str], n: int, cfg: LoaderConfig, args) -> dict[str, Result]:
@@ -269,6 +288,9 @@ def run_one(name: str, cache: Path, ids: list[str], n: int, cfg: LoaderConfig, a
             proc.join(timeout=60)
             if proc.is_alive():
                 proc.terminate()
+            bad = [c for c in runs[which][-1].worker_exits if c != 0] + ([proc.exitcode] if proc.exitcode else [])
+            if bad:
+                print(f"  warning: {which} measurement: a process exited with {bad} (negative: signal)", flush=True)
     out = {k: Result(float(np.median([r.crops_per_s for r in rs])), max(r.peak_mb for r in rs),
                      sum(r.crops for r in rs)) for k, rs in runs.items()}
     line = "  ".join(f"{k} {r.crops_per_s:7.1f} crops/s {r.peak_mb:7.0f} MB" for k, r in out.items())

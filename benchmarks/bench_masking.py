@@ -4,9 +4,16 @@ The peer is facebookresearch/mae ``random_masking`` (argsort of uniform noise, k
 first ``len_keep``), written out below; it has no notion of invalid tokens, so it is run
 with every token valid. medmae's strategies run on the same batch, with a body that makes
 about a third of the tokens invalid. Times are per call (mask for the whole batch), median
-of ``--repeats``; the adversarial line includes its generator update. Run:
+of ``--repeats``; the adversarial line includes its generator update.
 
-    python benchmarks/bench_masking.py               # ~1 min on 2 CPU cores
+The second table is the cost of loss-guided SCORING, which needs the model: the exact scores
+(two no-grad passes of the autoencoder per micro-batch) against the training step itself
+(forward + backward + AdamW, same model and batch), and with ``score_every`` = n the cost per
+step amortised over n steps (one exact refresh + one loss-predictor fit, n - 1 predictor
+passes). Run:
+
+    python benchmarks/bench_masking.py               # ~2 min on 2 CPU cores
+    python benchmarks/bench_masking.py --scoring-only
     python benchmarks/bench_masking.py --device cuda
 """
 
@@ -23,8 +30,11 @@ from medmae.masking.anatomy import AnatomyMasking
 from medmae.masking.base import MaskContext
 from medmae.masking.block import BlockMasking
 from medmae.masking.loss_guided import LossGuidedMasking
+from medmae.masking.loss_predictor import LossPredictor
 from medmae.masking.mixture import MixtureMasking
 from medmae.masking.random import RandomMasking
+from medmae.masking.scoring import complementary_token_loss
+from medmae.models import MaskedAutoencoder3D
 
 RATIO = 0.75
 
@@ -69,14 +79,61 @@ def timed(fn, repeats: int, device) -> float:
     return statistics.median(times)
 
 
+def scoring_cost(device: torch.device, repeats: int) -> None:
+    """Loss-guided scoring per step against the training step, refresh every 1 / n steps."""
+    cpu = device.type == "cpu"
+    crop, patch, batch = (64, 8, 2) if cpu else (128, 16, 16)
+    dims = dict(embed_dim=192, depth=4, num_heads=3, decoder_embed_dim=96, decoder_depth=2, decoder_num_heads=3) \
+        if cpu else dict(embed_dim=768, depth=12, num_heads=12, decoder_embed_dim=384, decoder_depth=4,
+                         decoder_num_heads=12)
+    model = MaskedAutoencoder3D((crop,) * 3, (patch,) * 3, 1, **dims).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    predictor = LossPredictor(1, (patch,) * 3).to(device)
+    gen = torch.Generator(device=device).manual_seed(0)
+    x = torch.randn(batch, 1, crop, crop, crop, device=device)
+    valid = torch.ones(batch, model.num_tokens, dtype=torch.bool, device=device)
+    mask = RandomMasking(RATIO)(MaskContext((crop // patch,) * 3, x, valid, valid.float()), 0, gen)
+    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=not cpu)
+
+    def train_step():
+        with amp:
+            model(x, mask, valid).loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    def exact():
+        with amp:
+            return complementary_token_loss(model, x, valid, gen)
+
+    scores = exact()
+    step_ms = timed(train_step, repeats, device)
+    exact_ms = timed(exact, repeats, device)
+    fit_ms = timed(lambda: predictor.fit(x, scores, valid), repeats, device)
+    pred_ms = timed(lambda: predictor.predict(x, valid), repeats, device)
+    print(f"\nloss-guided scoring, batch {batch}, crop {crop}^3, patch {patch} ({model.num_tokens} tokens), "
+          f"encoder {dims['embed_dim']}x{dims['depth']}  [{device}{'' if cpu else ', bf16'}]")
+    print(f"  {'training step (peer)':34s} {step_ms:8.1f} ms   1.00x")
+    print(f"  {'exact scores (2 no-grad passes)':34s} {exact_ms:8.1f} ms  {exact_ms / step_ms:5.2f}x")
+    print(f"  {'loss predictor: predict':34s} {pred_ms:8.1f} ms  {pred_ms / step_ms:5.2f}x")
+    print(f"  {'loss predictor: fit':34s} {fit_ms:8.1f} ms  {fit_ms / step_ms:5.2f}x")
+    for n in (1, 4, 10):
+        per_step = exact_ms if n == 1 else (exact_ms + fit_ms + (n - 1) * pred_ms) / n
+        print(f"  {f'scoring per step, score_every={n}':34s} {per_step:8.1f} ms  {per_step / step_ms:5.2f}x"
+              f"   (step + scoring: {(step_ms + per_step) / step_ms:4.2f}x the step)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--threads", type=int, default=1, help="CPU threads (1: steadiest on a shared box)")
+    ap.add_argument("--scoring-only", action="store_true", help="only the loss-guided scoring table")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    scoring_cost(device, args.repeats)
+    if args.scoring_only:
+        return
     for batch, crop, patch in [(4, 96, 16), (4, 96, 8), (2, 160, 8)]:
         ctx = make_ctx(batch, crop, patch, device)
         gen = torch.Generator(device=device).manual_seed(0)

@@ -16,6 +16,7 @@ from typing import Sequence
 from medmae.config.base import load_config, save_config
 from medmae.config.schema import PretrainConfig, PreprocessConfig
 from medmae.io.manifest import Case, write_manifest
+from medmae.training.summary import Window, report_windows
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +53,19 @@ class DemoResult:
     n_cases: int
     n_bad: int
     first_loss: float
+    """Mean loss of the first progress line's steps (``first_steps``, inclusive)."""
     final_loss: float
+    """Mean loss of the last progress line's steps (``final_steps``): what that line printed."""
     baseline: float
+    """Predict-the-mean baseline over ``final_steps``."""
     correlation: float
-    """Mean over the last tenth of the steps of the hidden-token correlation (medmae.training.correlation)."""
+    """Mean hidden-token correlation over ``final_steps`` (medmae.training.correlation)."""
+    first_steps: tuple[int, int]
+    final_steps: tuple[int, int]
     figures_dir: Path | None
     tracking_uri: str | None
     run_id: str | None
+    experiment_id: str | None = None
 
 
 def build_manifest(out: Path, n_phantoms: int, real_dir: Path | None, seed: int) -> tuple[Path, int, int]:
@@ -112,13 +119,22 @@ def run_demo(out: str | os.PathLike = "demo_out", steps: int = DEMO_STEPS, n_pha
         f"train.steps={steps}", f"train.seed={seed}", *overrides])
     save_config(cfg, out / "pretrain_config.yaml")
     result = pretrain(cfg)
-    k = max(1, len(result.losses) // 10)
+    # the first and last progress lines' numbers (means over their log_every windows)
+    windows = report_windows(result.losses, result.baselines, result.start_step, cfg.train.log_every,
+                             cfg.train.steps)
+    nan = Window(0, 0, float("nan"), float("nan"))
+    first, last = (windows[0], windows[-1]) if windows else (nan, nan)
     figures = result.figures[-1].parent if result.figures else None
     return DemoResult(
         manifest=manifest, cache=cache, run_dir=result.out_dir,
         n_cases=n_cases, n_bad=n_bad + len(report.bad),
-        first_loss=sum(result.losses[:k]) / k if result.losses else float("nan"),
-        final_loss=sum(result.losses[-k:]) / k if result.losses else float("nan"),
-        baseline=sum(result.baselines[-k:]) / k if result.baselines else float("nan"),
-        correlation=sum(result.correlations[-k:]) / k if result.correlations else float("nan"),
-        figures_dir=figures, tracking_uri=result.tracking_uri, run_id=result.run_id)
+        first_loss=first.loss, final_loss=last.loss, baseline=last.baseline,
+        correlation=_window_mean(result.correlations, result.start_step, last.first, last.last),
+        first_steps=(first.first, first.last), final_steps=(last.first, last.last), figures_dir=figures,
+        tracking_uri=result.tracking_uri, run_id=result.run_id, experiment_id=result.experiment_id)
+
+
+def _window_mean(values: Sequence[float], start_step: int, first: int, last: int) -> float:
+    """Mean of per-step ``values`` (step start_step + 1 first) over steps first..last (inclusive)."""
+    picked = values[max(first - start_step - 1, 0):max(last - start_step, 0)]
+    return sum(picked) / len(picked) if picked else float("nan")

@@ -18,6 +18,8 @@ from medmae.atomic import atomic_write_text
 from medmae.io.errors import ScanError
 from medmae.io.manifest import Case, write_manifest
 from medmae.io.paths import SERIES_SEP, split_series_path
+from medmae.io.channels import parse_channels
+from medmae.io.roles import parse_role_overrides
 
 
 def register(subparsers) -> None:
@@ -27,8 +29,9 @@ def register(subparsers) -> None:
     sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
     scan = sub.add_parser(
         "scan", help="find every scan under DIR, check it, and write a manifest CSV",
-        description="Find NIfTI, NRRD/MHA/MHD files and DICOM series under DIR, pair label and anatomy "
-                    "maps with their images, check every file (corrupt, truncated, wrong dimensions, NaNs, "
+        description="Find NIfTI, NRRD/MHA/MHD files and DICOM series under DIR, tell label maps, anatomy "
+                    "maps and body/brain masks from images (by name and content), pair them with their "
+                    "images, check every file (corrupt, truncated, wrong dimensions, NaNs, "
                     "mismatched label grids, incomplete DICOM series), and write a manifest. Unusable "
                     "files are listed in <out stem>.bad.csv with the reason. See docs/ingestion.md.")
     scan.add_argument("dir", metavar="DIR", help="folder to scan (searched recursively)")
@@ -36,6 +39,17 @@ def register(subparsers) -> None:
     scan.add_argument("--val-fraction", type=float, default=0.0,
                       help="fraction of cases put in the 'val' split, chosen by a hash of the case id (default 0)")
     scan.add_argument("--seed", type=int, default=0, help="seed of the split hash (default 0)")
+    scan.add_argument("--roles", action="append", metavar="FILE_GLOB=ROLE", default=[],
+                      help="force the role of files whose name matches FILE_GLOB (case-insensitive; repeatable): "
+                           "image, label, anatomy or mask. Wins over name words and the content check, e.g. "
+                           "--roles '*_brain.nii.gz=mask' --roles 'atlas*.nii=image'")
+    scan.add_argument("--no-content-check", action="store_true",
+                      help="take roles from file names only: do not turn files whose voxels look like a label "
+                           "map or mask (whole numbers, binary or few flat regions) into maps")
+    scan.add_argument("--channels", metavar="NAMES", default="",
+                      help="make multi-contrast cases: comma-separated channel patterns in channel order, e.g. "
+                           "flair,t1,t2 (sequence keywords, whole words or globs of the file name, any case); "
+                           "a case lacking a channel is reported. See docs/ingestion.md")
     scan.add_argument("--no-progress", action="store_true", help="no progress bar")
     scan.set_defaults(func=run_scan)
 
@@ -48,8 +62,14 @@ def run_scan(args: argparse.Namespace) -> int:
         raise ScanError(root, "not a folder")
     if not 0.0 <= args.val_fraction < 1.0:
         raise ScanError(root, f"--val-fraction must be in [0, 1), got {args.val_fraction}")
+    try:
+        roles = parse_role_overrides(args.roles)
+        channels = parse_channels(args.channels)
+    except ValueError as e:
+        raise ScanError(root, str(e)) from None
     out = Path(args.out)
-    cases, bad = scan_folder(root, val_fraction=args.val_fraction, seed=args.seed, progress=not args.no_progress)
+    cases, bad = scan_folder(root, val_fraction=args.val_fraction, seed=args.seed, progress=not args.no_progress,
+                             roles=roles, content_check=not args.no_content_check, channels=channels)
     bad_path = bad_list_path(out)
     write_bad_list(bad, bad_path)
     print(summary(cases, bad))
@@ -74,16 +94,31 @@ def write_bad_list(bad: list[tuple[str, str]], path: Path) -> Path:
 
 
 def summary(cases: list[Case], bad: list[tuple[str, str]]) -> str:
-    """Counts by modality and split, then one line per bad file."""
+    """Counts by modality and split, one line per role, then one line per bad file."""
     by_mod = Counter(c.modality for c in cases)
     by_split = Counter(c.split for c in cases)
     labelled = sum(1 for c in cases if c.label)
     lines = [f"{len(cases)} case(s): " + ", ".join(f"{m} {n}" for m, n in sorted(by_mod.items()))
              + "; splits: " + ", ".join(f"{s} {n}" for s, n in sorted(by_split.items()))
              + f"; {labelled} with a label map"]
+    lines.append(role_summary(cases, bad))
     lines.append(f"{len(bad)} bad file(s)" + (":" if bad else ""))
-    lines += [f"  {path}: {problem}" for path, problem in bad]
+    lines += [f"  {shown(path)}: {shown(problem)}" for path, problem in bad]
     return "\n".join(lines)
+
+
+def role_summary(cases: list[Case], bad: list[tuple[str, str]]) -> str:
+    """'roles: images N (in M cases), labels N, anatomy maps N, masks N, unpaired maps N'."""
+    images = sum(len(c.image) for c in cases)
+    unpaired = sum(1 for _, problem in bad if problem.startswith("unpaired "))
+    return (f"roles: images {images} (in {len(cases)} case(s)), labels {sum(bool(c.label) for c in cases)}, "
+            f"anatomy maps {sum(bool(c.anatomy) for c in cases)}, masks {sum(bool(c.mask) for c in cases)}, "
+            f"unpaired maps {unpaired}")
+
+
+def shown(text: str) -> str:
+    """``text`` on one line: control characters of odd file names (newlines) escaped."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(text))
 
 
 def relative_case(case: Case, base: Path) -> Case:
@@ -95,7 +130,8 @@ def relative_case(case: Case, base: Path) -> Case:
         r = os.path.relpath(path, base) if path.is_relative_to(base) else str(path)
         return r if key is None else f"{r}{SERIES_SEP}{key}"
 
-    return replace(case, image=[rel(p) for p in case.image], label=rel(case.label), anatomy=rel(case.anatomy))
+    return replace(case, image=[rel(p) for p in case.image], label=rel(case.label), anatomy=rel(case.anatomy),
+                   mask=rel(case.mask))
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:

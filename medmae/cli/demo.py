@@ -33,13 +33,16 @@ def run(args: argparse.Namespace) -> int:
     print("\nmedmae demo finished")
     print(f"  cases           {r.n_cases} in {r.manifest} ({r.n_bad} bad, skipped)")
     print(f"  cache           {r.cache}")
-    print(f"  masked-token loss {r.first_loss:.3f} -> {r.final_loss:.3f} "
-          f"(predict-the-mean baseline {r.baseline:.3f})")
-    print(f"  hidden-token r  {r.correlation:.2f} (reconstruction vs truth on hidden voxels; 0 = predict-the-mean)")
+    print(f"  masked-token loss {r.first_loss:.4f} (steps {r.first_steps[0]}-{r.first_steps[1]}) -> "
+          f"{r.final_loss:.4f} (steps {r.final_steps[0]}-{r.final_steps[1]}; predict-the-mean baseline "
+          f"{r.baseline:.4f}): means over the first and last progress lines' steps")
+    print(f"  hidden-token r  {r.correlation:.2f} (reconstruction vs truth on hidden voxels, same steps; "
+          "0 = predict-the-mean)")
     print(f"  run folder      {r.run_dir}")
     if r.figures_dir:
         print(f"  figures         {r.figures_dir}")
     if r.tracking_uri:
         print(f"  MLflow run      {r.run_id} in {r.tracking_uri}")
-        print(f"  open the UI     {ui_command(r.tracking_uri)}   then browse http://127.0.0.1:5000")
+        hint = ui_command(r.tracking_uri, r.experiment_id, r.run_id)
+        print(f"  open the UI     {hint}" + ("" if hint.startswith("http") else "   then browse http://127.0.0.1:5000"))
     return 0

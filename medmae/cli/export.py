@@ -1,7 +1,7 @@
 """`medmae export CHECKPOINT --out DIR`: write the pretrained encoder for downstream use.
 
-Writes DIR/encoder.pt (encoder state_dict) and DIR/encoder.json (architecture, crop size,
-preprocessing, version, source step), then checks the export: it reloads it strictly and,
+Writes DIR/encoder.pt (encoder state_dict), DIR/mae.pt (the whole MAE, for the anomaly
+head) and DIR/encoder.json (architecture, crop size, preprocessing, version, source step), then checks the export: it reloads it strictly and,
 when MONAI's UNETR can hold it (patch 16, 12 layers), loads it into a UNETR and compares
 the ViT's hidden states with ours. Both load reports are printed. See docs/model.md.
 """

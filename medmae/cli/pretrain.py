@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 from medmae.cli.main import add_config_args
@@ -31,20 +32,29 @@ def run(args: argparse.Namespace) -> int:
     from medmae.config.schema import PretrainConfig
     from medmae.tracking.mlflow_run import ui_command
     from medmae.training.engine import pretrain
+    from medmae.training.signals import StopRequested
+    from medmae.training.summary import report_windows
 
     cfg = load_config(PretrainConfig, args.config, args.overrides)
     if not (Path(cfg.data.cache_dir) / "index.csv").is_file():
         raise ConfigError(f"data.cache_dir={cfg.data.cache_dir!r} is not a medmae cache (no index.csv); "
                           "build one with `medmae preprocess`")
-    result = pretrain(cfg)
+    try:
+        result = pretrain(cfg)
+    except StopRequested as e:
+        if _is_main():
+            print(f"medmae pretrain: {e}; checkpoint {e.checkpoint}. Run the same command to resume.",
+                  file=sys.stderr)
+        return e.exit_code
     if not _is_main():
         return 0
     print(f"\npretraining done: {result.steps}/{cfg.train.steps} steps in {result.out_dir}")
-    if result.losses:
-        tail = result.losses[-max(1, len(result.losses) // 10):]
-        base = result.baselines[-len(tail):]
-        print(f"  final loss      {sum(tail) / len(tail):.4f}  "
-              f"(predict-the-mean baseline {sum(base) / len(base):.4f})")
+    windows = report_windows(result.losses, result.baselines, result.start_step, cfg.train.log_every,
+                             cfg.train.steps)
+    if windows:
+        w = windows[-1]
+        print(f"  final loss      {w.loss:.4f}  (predict-the-mean baseline {w.baseline:.4f}; "
+              f"mean of steps {w.first}-{w.last}, as on the last progress line)")
     print(f"  config          {result.out_dir / 'config.yaml'}")
     print(f"  metrics         {result.out_dir / 'metrics.jsonl'}")
     if result.checkpoint:
@@ -54,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     if cfg.tracking.enabled and result.tracking_uri:
         state = "" if result.tracking_ok else "  (not everything reached the server: see warnings)"
         print(f"  MLflow run      {result.run_id or '(not created)'} in {result.tracking_uri}{state}")
-        print(f"  open the UI     {ui_command(result.tracking_uri)}")
+        print(f"  open the UI     {ui_command(result.tracking_uri, result.experiment_id, result.run_id)}")
     return 0
 
 

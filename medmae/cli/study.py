@@ -35,6 +35,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"study {res.name}: {len(res.ran)} step(s) run, {len(res.reused)} reused -> {res.out}")
     print((res.out / "summary.md").read_text())
     print(f"summary table: {res.out / 'summary.csv'} and {res.out / 'summary.md'}; plots: {res.out / 'summary.png'}")
+    for report in sorted((res.out / "steps").glob("anomaly-*/evaluation/report.html")):
+        step = report.parents[1].name.rsplit("-", 1)[0].removeprefix("anomaly-")
+        print(f"anomaly report ({step}): {report}")
     print(f"MLflow UI: {ui_command(res.tracking_uri)}")
     return 0
 

@@ -20,6 +20,9 @@ from pydantic_core import PydanticUndefined
 CONFIGS: list[tuple[str, str, str]] = [
     ("preprocess", "medmae.preprocess.config", "PreprocessConfig"),
     ("pretrain", "medmae.config.schema", "PretrainConfig"),
+    ("anomaly", "medmae.heads.anomaly.config", "AnomalyConfig"),
+    ("finetune", "medmae.heads.segmentation.config", "FinetuneConfig"),
+    ("segment evaluate", "medmae.heads.segmentation.evaluate", "EvaluateConfig"),
 ]
 
 HEADER = """# Configuration reference

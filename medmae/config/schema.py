@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import model_validator
+
 from medmae.config.base import StrictModel
 from medmae.data.config import LoaderConfig
 from medmae.masking.config import MaskingConfig
@@ -17,6 +19,17 @@ class PretrainConfig(StrictModel):
     masking: MaskingConfig = MaskingConfig()
     train: TrainConfig = TrainConfig()
     tracking: TrackingConfig = TrackingConfig()
+
+    @model_validator(mode="after")
+    def _symmetry_survives_augmentation(self):
+        """Quarter turns in axes (0, 1) move the left-right axis off axis 0, where symmetric
+        masking mirrors (flips are fine: the loader moves each crop's midline with them)."""
+        keys = self.masking.symmetric_keys
+        if keys and self.data.augment.rotate90_prob > 0:
+            raise ValueError(f"data.augment.rotate90_prob = {self.data.augment.rotate90_prob} turns crops so "
+                             f"that left-right is no longer axis 0, which symmetric masking ({', '.join(keys)}) "
+                             f"mirrors; set data.augment.rotate90_prob to 0 or the symmetric mode to none")
+        return self
 
 
 __all__ = ["PretrainConfig", "PreprocessConfig"]

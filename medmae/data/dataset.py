@@ -20,9 +20,10 @@ from monai.data import MetaTensor, get_track_meta, set_track_meta
 from torch.utils.data import Dataset, default_collate
 from tqdm import tqdm
 
-from medmae.data.augment import build_augment
+from medmae.data.augment import build_augment, left_right_state
 from medmae.data.cache import MAP_DTYPES, CachedCase
 from medmae.data.config import LoaderConfig
+from medmae.data.midline import case_midlines, crop_midline
 from medmae.data.sampling import crop_starts, foreground_points, read_crop
 from medmae.io.errors import ScanError
 
@@ -85,7 +86,9 @@ class CropDataset(Dataset):
 
     Each crop: {"image": float32 (C, X, Y, Z), "body": uint8 (1, X, Y, Z), "<prior>": (1, X, Y, Z)
     in the cache's dtype (label/anatomy int16, tissue uint8, supervoxels int32) for every
-    prior in ``cfg.priors``, "case_id": str}.
+    prior in ``cfg.priors``, "crop_start": int64 (3,) the box's corner in the cached array
+    (before flips), "midline": float32 () the case's mid-sagittal plane along crop axis 0 in
+    crop voxels after flips and turns (NaN: none, see :mod:`medmae.data.midline`), "case_id": str}.
     """
 
     def __init__(self, cases: Sequence[CachedCase], cfg: LoaderConfig, seed: int = 0):
@@ -98,6 +101,7 @@ class CropDataset(Dataset):
         self.maps = cfg.maps
         self.shapes, self.present = case_geometry(cases, self.maps)
         self.points = case_points(cases, self.present, cfg, self.seed)
+        self.midlines = case_midlines(cases)
         self.augment = build_augment(cfg.augment, self.maps)
         self.epoch = 0
 
@@ -130,14 +134,19 @@ class CropDataset(Dataset):
             del arr
             for d, c in zip(out, crops):
                 d[name] = torch.from_numpy(c)
+        lr = [(False, True)] * len(out)  # (axis 0 reversed, axis 0 left-right) per crop
         if self.augment is not None:
             # one fast-seeded RandomState shared by the transforms; no MetaTensor bookkeeping
             self.augment.set_random_state(state=np.random.RandomState(np.random.PCG64(int(rng.integers(2**63)))))
             with _no_meta():
-                out = [_plain(self.augment(d)) for d in out]
-        for d in out:
+                out, lr = zip(*[(_plain(self.augment(d)), left_right_state(self.augment)) for d in out])
+        rev, on_axis0 = (np.array(v, bool) for v in zip(*lr))
+        mid = crop_midline(np.full(len(out), self.midlines[i]), starts[:, 0], size[0], rev, on_axis0)
+        for d, s, m in zip(out, starts, mid):
+            d["crop_start"] = torch.as_tensor(s, dtype=torch.int64)
+            d["midline"] = torch.tensor(float(m), dtype=torch.float32)
             d["case_id"] = self.case_ids[i]
-        return out
+        return list(out)
 
 
 @contextlib.contextmanager

@@ -9,7 +9,9 @@ The returned loader works two ways:
 Use one way per loader object.
 
 Batch: {"image": float32 (B, C, X, Y, Z), "body": uint8 (B, 1, X, Y, Z), one (B, 1, X, Y, Z)
-integer map per prior in ``cfg.priors``, "case_id": list of B str}, B = ``cfg.batch_size``:
+integer map per prior in ``cfg.priors``, "crop_start": int64 (B, 3) crop corners in the cached
+arrays, "midline": float32 (B,) mid-sagittal plane along crop axis 0 in crop voxels (NaN: none;
+:mod:`medmae.data.midline`), "case_id": list of B str}, B = ``cfg.batch_size``:
 the crops of ``batch_size / crops_per_volume`` volumes, in order.
 """
 

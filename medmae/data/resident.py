@@ -24,6 +24,7 @@ import torch
 from medmae.data.cache import MAP_DTYPES, CachedCase
 from medmae.data.config import LoaderConfig
 from medmae.data.dataset import case_geometry, case_points, missing_fill
+from medmae.data.midline import case_midlines, crop_midline
 from medmae.data.sampler import epoch_order
 from medmae.data.sampling import crop_starts
 
@@ -130,6 +131,7 @@ class ResidentLoader:
         shapes, present = case_geometry(cases, self.names)
         self.shapes_np = [s[1:] for s in shapes]
         self.points = case_points(cases, present, cfg, self.seed)
+        self.midlines = case_midlines(cases)
         self.volumes = ResidentVolumes(cases, self.names, shapes, present, self.device)
         log.info("resident loader: %d cases, %.1f MiB on %s", len(cases), self.volumes.nbytes / 2**20, self.device)
         epoch_order(len(cases), 0, self.seed, rank, world_size, cfg.volumes_per_batch)  # validates split
@@ -167,6 +169,12 @@ class ResidentLoader:
     def load_state_dict(self, state: dict[str, int]) -> None:
         self._epoch, self._batch = int(state["epoch"]), int(state["batch"])
 
+    def midlines_of(self, draws: dict[str, np.ndarray]) -> np.ndarray:
+        """(B,) plane along crop axis 0 in crop voxels (NaN: none), as the CPU loader's "midline"."""
+        src, rev = axis_plan(torch.from_numpy(draws["flips"]), torch.from_numpy(draws["turns"]))
+        return crop_midline(self.midlines[draws["case"]], draws["starts"][:, 0], self.cfg.crop_size[0],
+                            rev[:, 0].numpy(), (src[:, 0] == 0).numpy())
+
     # -- one batch --------------------------------------------------------------------------
 
     def draws(self, epoch: int, batch: int, order: Sequence[int]) -> dict[str, np.ndarray]:
@@ -193,7 +201,8 @@ class ResidentLoader:
 
     def batch(self, epoch: int, batch: int, order: Sequence[int]) -> dict[str, Any]:
         """Batch ``batch`` of ``epoch``: the same dict as the CPU loader's, on the device."""
-        d = {k: torch.as_tensor(v, device=self.device) for k, v in self.draws(epoch, batch, order).items()}
+        draws = self.draws(epoch, batch, order)
+        d = {k: torch.as_tensor(v, device=self.device) for k, v in draws.items()}
         size, vol, c = self.cfg.crop_size, self.volumes, self.volumes.channels
         b = d["case"].shape[0]
         out = {"image": torch.empty((b, c, *size), dtype=torch.float32, device=self.device)}
@@ -215,5 +224,7 @@ class ResidentLoader:
         scale = d["scale"].view(-1, 1, 1, 1, 1)
         shift = d["shift"].view(-1, 1, 1, 1, 1)
         out["image"].mul_(scale).add_(shift)
+        out["crop_start"] = d["starts"]
+        out["midline"] = torch.as_tensor(self.midlines_of(draws), device=self.device)
         out["case_id"] = [self.case_ids[i] for i in d["case"].tolist()]
         return out

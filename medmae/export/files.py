@@ -4,7 +4,11 @@ encoder.pt   the ViTEncoder3D state_dict (plain tensors: ``patch_embed.proj.*``,
              ``pos_embed``, ``blocks.<i>.{norm1,attn.qkv,attn.out_proj,norm2,mlp.linear1,
              mlp.linear2}.*``, ``norm.*``), loadable with ``weights_only=True``.
 encoder.json architecture, crop size, token grid, preprocessing (spacing, intensity
-             normalisation), medmae version, source step, and the sha256 of encoder.pt.
+             normalisation), medmae version, source step, and the sha256 of encoder.pt;
+             also ``mae`` (the whole MAE's file, digest, model config, training mask ratio)
+             and ``data`` (what the training cache held, see medmae.preprocess.signature).
+mae.pt       the whole MaskedAutoencoder3D state_dict (encoder + decoder), for heads that
+             reconstruct (``medmae anomaly``).
 
 Each file is written to a temporary name and renamed; encoder.json is written last and
 names encoder.pt's digest, so a pair left inconsistent by a crash is detected on load.
@@ -29,7 +33,7 @@ from medmae.training.checkpoint import CheckpointError, load_checkpoint
 
 FORMAT = "medmae-encoder"
 FORMAT_VERSION = 1
-WEIGHTS, META = "encoder.pt", "encoder.json"
+WEIGHTS, META, MAE_WEIGHTS = "encoder.pt", "encoder.json", "mae.pt"
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DDP and torch.compile wrappers
 
 
@@ -56,6 +60,19 @@ def encoder_state(model_state: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
         if key.startswith("encoder."):
             out[key[len("encoder."):]] = value.detach().clone().contiguous()
     return out
+
+
+def mae_state(model_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Checkpoint model state -> the plain MAE state_dict (wrapper prefixes removed)."""
+    return {_unwrap(k): v.detach().clone().contiguous() for k, v in model_state.items()}
+
+
+def _mae_meta(ckpt: dict, out: Path) -> dict[str, Any]:
+    config = ckpt["config"]
+    masking = config.get("masking") or {}
+    return {"file": MAE_WEIGHTS, "sha256": sha256_of([out / MAE_WEIGHTS]), "model_config": config["model"],
+            "masking": {k: masking.get(k) for k in ("strategy", "ratio", "foreground_only",
+                                                     "foreground_min_fraction", "foreground_min_tokens")}}
 
 
 def _checkpoint_parts(path: Path, ckpt: dict) -> tuple[ModelConfig, tuple[int, int, int]]:
@@ -95,6 +112,8 @@ def export_encoder(checkpoint: str | os.PathLike, out_dir: str | os.PathLike) ->
     except (RuntimeError, ValueError) as e:
         raise CheckpointError(f"{path}: encoder weights do not match the checkpoint's model config: {e}") from None
     atomic_write(out / WEIGHTS, lambda tmp: torch.save(state, tmp))
+    full = mae_state(ckpt["model"])
+    atomic_write(out / MAE_WEIGHTS, lambda tmp: torch.save(full, tmp))
     arch = {**encoder.architecture(), "grid": list(encoder.grid), "pos_embed": "sincos-3d (fixed)"}
     meta = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "medmae_version": __version__,
@@ -102,6 +121,7 @@ def export_encoder(checkpoint: str | os.PathLike, out_dir: str | os.PathLike) ->
         "source": {"checkpoint": path.name, "step": int(ckpt.get("step", -1))},
         "weights": {"file": WEIGHTS, "sha256": sha256_of([out / WEIGHTS]), "tensors": len(state),
                     "parameters": sum(p.numel() for p in encoder.parameters())},
+        "mae": _mae_meta(ckpt, out), "data": ckpt.get("data"),
     }
     atomic_write_text(out / META, json.dumps(meta, indent=2) + "\n")
     return meta
@@ -126,4 +146,25 @@ def read_export(export_dir: str | os.PathLike) -> tuple[dict[str, torch.Tensor],
         state = torch.load(weights, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises RuntimeError/UnpicklingError/EOFError on bad files
         raise ExportError(f"{weights}: cannot read ({type(e).__name__}: {e})") from None
+    return state, meta
+
+
+def read_mae_export(export_dir: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """``DIR`` -> (whole-MAE state_dict from mae.pt, metadata), checking its digest.
+
+    Raises ExportError for an export written before mae.pt existed (re-export the checkpoint).
+    """
+    d = Path(export_dir)
+    _, meta = read_export(d)
+    entry = meta.get("mae")
+    path = d / MAE_WEIGHTS
+    if not isinstance(entry, dict) or not path.is_file():
+        raise ExportError(f"{d}: export holds only the encoder (no {MAE_WEIGHTS}); re-export the "
+                          "checkpoint with this medmae version, or pass the checkpoint itself")
+    if sha256_of([path]) != entry.get("sha256"):
+        raise ExportError(f"{path}: contents do not match the sha256 in {META} (partial or mixed export)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises RuntimeError/UnpicklingError/EOFError on bad files
+        raise ExportError(f"{path}: cannot read ({type(e).__name__}: {e})") from None
     return state, meta

@@ -3,8 +3,10 @@
 Every loader returns a :class:`LoadReport` and, with ``strict=True`` (the default), raises
 :class:`LoadError` carrying that report, before touching the target, when anything does
 not fit: no silent partial loads. Position embeddings are resized when the target's token
-grid differs from the exported one (trilinear by default; ``resize="sincos"`` rebuilds the
-fixed sin-cos code for the new grid instead).
+grid differs from the exported one: by default the fixed sin-cos code is regenerated for the
+new grid (at the same voxel spacing a bigger crop sees more anatomy, and each token keeps
+its pretraining code); ``resize="trilinear"`` resamples the exported embedding instead
+(a crop resampled to cover the same field of view). The report states which was done.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from torch import nn
 
 from medmae.export.files import read_export
 from medmae.export.report import LoadReport
-from medmae.export.transfer import PosResize, transfer
+from medmae.export.transfer import DEFAULT_RESIZE, PosResize, transfer
 from medmae.models.encoder import ViTEncoder3D
 
 # our encoder key prefix -> MONAI ViT key prefix (blocks.* and norm.* are named alike)
@@ -38,7 +40,7 @@ def to_monai_vit_key(key: str) -> str:
 def load_encoder(
     export_dir: str | os.PathLike,
     img_size: Sequence[int] | None = None,
-    resize: PosResize = "trilinear",
+    resize: PosResize = DEFAULT_RESIZE,
     strict: bool = True,
 ) -> tuple[ViTEncoder3D, LoadReport]:
     """Exported encoder -> (ViTEncoder3D for ``img_size`` (default: the training crop), report)."""
@@ -47,7 +49,7 @@ def load_encoder(
 
 def encoder_from_export(
     state: dict, meta: dict, img_size: Sequence[int] | None = None,
-    resize: PosResize = "trilinear", strict: bool = True,
+    resize: PosResize = DEFAULT_RESIZE, strict: bool = True,
 ) -> tuple[ViTEncoder3D, LoadReport]:
     """:func:`load_encoder` on an export already read with :func:`read_export`."""
     arch = meta["architecture"]
@@ -76,7 +78,7 @@ def load_into_monai_vit(
     vit: nn.Module,
     export_dir: str | os.PathLike,
     grid: Sequence[int],
-    resize: PosResize = "trilinear",
+    resize: PosResize = DEFAULT_RESIZE,
     strict: bool = True,
     target_name: str = "MONAI ViT",
 ) -> LoadReport:
@@ -91,7 +93,7 @@ def load_into_monai_vit(
 
 def monai_vit_from_export(
     vit: nn.Module, state: dict, meta: dict, grid: Sequence[int],
-    resize: PosResize = "trilinear", strict: bool = True, target_name: str = "MONAI ViT",
+    resize: PosResize = DEFAULT_RESIZE, strict: bool = True, target_name: str = "MONAI ViT",
 ) -> LoadReport:
     """:func:`load_into_monai_vit` with an export already read with :func:`read_export`."""
     return transfer(
@@ -102,7 +104,7 @@ def monai_vit_from_export(
 
 
 def load_into_unetr(
-    unetr: nn.Module, export_dir: str | os.PathLike, resize: PosResize = "trilinear", strict: bool = True
+    unetr: nn.Module, export_dir: str | os.PathLike, resize: PosResize = DEFAULT_RESIZE, strict: bool = True
 ) -> LoadReport:
     """Exported encoder -> ``monai.networks.nets.UNETR``'s ViT (``unetr.vit``).
 

@@ -6,6 +6,15 @@ import re
 from dataclasses import dataclass, field
 
 
+POS_RESIZE_WHY = {
+    "sincos": "sin-cos regenerated for the new grid: each token keeps its pretraining code, the field of "
+              "view changes (resize='trilinear' stretches the trained grid instead)",
+    "trilinear": "trilinear resampling: the trained grid is stretched over the new one, the field of view "
+                 "is kept (resize='sincos' regenerates the code instead)",
+}
+"""Why each position-embedding resize, in one line of the report."""
+
+
 class LoadError(ValueError):
     """Weights that do not fit the target network (the message is the full report)."""
 
@@ -46,7 +55,7 @@ class LoadReport:
     unexpected: exported tensors the target has no place for (source names).
     mismatched: (key, exported shape, target shape) pairs that could not be copied.
     resized:    (key, exported grid, target grid, how) position embeddings resized
-                (how: "trilinear" resampling or "sincos" rebuilt for the new grid).
+                (how: "sincos" rebuilt for the new grid, or "trilinear" resampling).
     unused:     target tensors its forward never reads (MONAI's ``norm_cross_attn``), left as is.
     hints:      what to change when something did not fit.
     """
@@ -76,6 +85,7 @@ class LoadReport:
         lines += [f"    - {k}: export {tuple(a)} vs target {tuple(b)}" for k, a, b in self.mismatched]
         for k, a, b, how in self.resized:
             lines.append(f"  resized     {k}: grid {tuple(a)} -> {tuple(b)} ({how})")
+            lines.append(f"              {POS_RESIZE_WHY.get(how, how)}")
         if self.unused:
             lines.append(f"  untouched   {len(self.unused)} tensors the target never uses: "
                          + ", ".join(compress_keys(self.unused)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Callable, Literal, Sequence
 
@@ -13,15 +14,27 @@ from medmae.models.pos_embed import interpolate_pos_embed, sincos_pos_embed_3d
 
 PosResize = Literal["trilinear", "sincos"]
 
+DEFAULT_RESIZE: PosResize = "sincos"
+"""At the same voxel spacing a different crop is a different field of view: each token should
+keep the position code it had in pretraining, which regenerating the fixed sin-cos code gives."""
+
 
 def resize_pos_embed(value: torch.Tensor, src_grid: Sequence[int], dst_grid: Sequence[int], how: PosResize) -> torch.Tensor:
-    """(1, N_src, D) -> (1, N_dst, D): trilinear resampling, or the 3D sin-cos code rebuilt
-    for the new grid (exact for this project's fixed embeddings: same code per cell)."""
+    """(1, N_src, D) -> (1, N_dst, D): the 3D sin-cos code rebuilt for the new grid (exact for
+    this project's fixed embeddings: same code per cell), or trilinear resampling."""
     if how == "sincos":
         return sincos_pos_embed_3d(dst_grid, value.shape[-1]).to(value.dtype)
     if how == "trilinear":
         return interpolate_pos_embed(value, src_grid, dst_grid)
     raise ValueError(f"unknown position-embedding resize {how!r} (trilinear or sincos)")
+
+
+def _is_sincos(value: torch.Tensor, grid: Sequence[int]) -> bool:
+    """True when ``value`` (1, N, D) is this project's fixed sin-cos code for ``grid``."""
+    dim = value.shape[-1]
+    if value.shape[-2] != math.prod(grid) or dim % 2 or dim < 6:
+        return False
+    return torch.allclose(value.float(), sincos_pos_embed_3d(grid, dim).float(), atol=1e-5)
 
 
 def _block_count(keys) -> int:
@@ -63,13 +76,14 @@ def transfer(
     grids: tuple[Sequence[int], Sequence[int]],
     arch: dict,
     unused: Sequence[str] = (),
-    resize: PosResize = "trilinear",
+    resize: PosResize = DEFAULT_RESIZE,
     strict: bool = True,
 ) -> LoadReport:
     """Copy ``source`` (export key -> tensor) into ``target`` and return what happened.
 
     rename: export key -> target key. pos_key: the target's position-embedding key,
-    resized from grids[0] to grids[1] when they differ. unused: target keys its forward
+    resized from grids[0] to grids[1] when they differ (``resize``: "sincos" regenerates the
+    fixed code, "trilinear" resamples the exported one; the report says which). unused: target keys its forward
     never reads. With ``strict`` a report that is not OK raises :class:`LoadError`
     before the target is touched; otherwise what fits is loaded.
     """
@@ -83,6 +97,10 @@ def transfer(
             continue
         want = tuple(tsd[tkey].shape)
         if tkey == pos_key and tuple(grids[0]) != tuple(grids[1]) and value.shape[-1] == want[-1]:
+            if resize == "sincos" and not _is_sincos(value, grids[0]):
+                report.hints.append(f"{tkey}: the exported embedding is not the fixed sin-cos code of grid "
+                                    f"{tuple(grids[0])}; regenerating it drops what was learned "
+                                    f"(resize='trilinear' resamples it instead)")
             value = resize_pos_embed(value, grids[0], grids[1], resize)
             report.resized.append((tkey, tuple(grids[0]), tuple(grids[1]), resize))
         if tuple(value.shape) != want:
@@ -94,7 +112,7 @@ def transfer(
     untouched = [k for k in tsd if k not in new and k not in bad]
     report.unused = [k for k in untouched if k in set(unused)]
     report.missing = [k for k in untouched if k not in set(unused)]
-    report.hints = _hints(report, source, list(tsd), arch)
+    report.hints += _hints(report, source, list(tsd), arch)
     if strict:
         report.raise_unless_ok()
     with torch.no_grad():

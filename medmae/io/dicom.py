@@ -27,6 +27,7 @@ from pydicom.dataset import Dataset
 
 from medmae.io.errors import ScanError
 from medmae.io.hints import sequence_hint
+from medmae.io.paths import series_path
 from medmae.io.read import LPS_TO_RAS, rescale, validate
 from medmae.io.volume import Volume
 
@@ -49,6 +50,12 @@ class DicomSeries:
     index: int
     files: list[Path]
     headers: list[Dataset]
+    shared: bool = False  # the folder holds other series too
+
+    @property
+    def where(self) -> str:
+        """The series as errors name it: its folder, or ``folder#key`` when the folder holds several."""
+        return series_path(self.folder, self.key if self.shared else None)
 
     @property
     def modality(self) -> str:
@@ -84,22 +91,65 @@ def quiet_pydicom():
 
 
 def read_header(path: Path) -> Dataset | None:
-    """The header of a DICOM file (no pixels), or None when ``path`` is not DICOM."""
+    """The header of a DICOM file (no pixels), or None when ``path`` is not DICOM.
+
+    A file that cannot be read at all (permissions, I/O error) raises OSError: it may be a
+    slice of a series, which must not come back one slice short.
+    """
+    with open(path, "rb") as f:  # OSError (PermissionError, EIO) propagates
+        f.read(1)
     try:
         with quiet_pydicom():
             return pydicom.dcmread(str(path), stop_before_pixels=True)
+    except OSError:
+        raise
     except Exception:  # a probe: anything pydicom cannot parse is simply not DICOM
         return None
 
 
+@dataclass
+class DicomSeg:
+    """A DICOM SEG file found beside image series, with what it refers to (never logged)."""
+
+    path: Path
+    series_uids: set[str]
+    frame_uid: str
+
+
 def find_series(folder: str | os.PathLike) -> list[DicomSeries]:
-    """Every image series whose files lie directly in ``folder`` (not in sub-folders)."""
+    """Every image series whose files lie directly in ``folder`` (not in sub-folders).
+
+    Raises ScanError when a file of the folder cannot be read (the slices of its series
+    would silently be missing).
+    """
+    return scan_dicom_folder(folder)[0]
+
+
+def scan_dicom_folder(folder: str | os.PathLike) -> tuple[list[DicomSeries], list[DicomSeg]]:
+    """Image series and DICOM SEG objects whose files lie directly in ``folder``."""
     folder = Path(folder)
     groups: dict[tuple, list[tuple[Path, Dataset]]] = {}
-    for f in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
-        h = read_header(f)
+    segs, unreadable = [], []
+    try:
+        files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    except OSError as e:
+        why = "permission denied" if isinstance(e, PermissionError) else (e.strerror or type(e).__name__)
+        raise ScanError(folder, f"cannot list this folder ({why})") from None
+    for n, f in enumerate(files, start=1):
+        try:
+            h = read_header(f)
+        except OSError as e:
+            unreadable.append((n, e))
+            continue
         if h is not None and is_dicom_image(h):
             groups.setdefault(_group_key(h), []).append((f, h))
+        elif h is not None and str(getattr(h, "Modality", "")).upper() == "SEG":
+            segs.append(DicomSeg(f, _referenced_series(h), str(getattr(h, "FrameOfReferenceUID", "") or "")))
+    if unreadable:
+        n, e = unreadable[0]
+        why = "permission denied" if isinstance(e, PermissionError) else (e.strerror or type(e).__name__)
+        raise ScanError(folder, f"{len(unreadable)} of the folder's {len(files)} files cannot be read (file {n} in "
+                                f"name order: {why}); its series would come back incomplete, so none is used")
     series = []
     for key, members in groups.items():
         digest = hashlib.sha256(repr(key).encode()).hexdigest()[:8]
@@ -107,7 +157,19 @@ def find_series(folder: str | os.PathLike) -> list[DicomSeries]:
     series.sort(key=lambda s: (_int(getattr(s.headers[0], "SeriesNumber", None), 1 << 30), s.key))
     for i, s in enumerate(series):
         s.index = i
-    return series
+        s.shared = len(series) > 1
+    return series, segs
+
+
+def _referenced_series(h: Dataset) -> set[str]:
+    return {str(getattr(item, "SeriesInstanceUID", "") or "") for item in getattr(h, "ReferencedSeriesSequence", []) or []
+            } - {""}
+
+
+def series_uid(s: DicomSeries) -> tuple[str, str]:
+    """(SeriesInstanceUID, FrameOfReferenceUID) of a series, for pairing a SEG (never logged)."""
+    h = s.headers[0]
+    return str(getattr(h, "SeriesInstanceUID", "") or ""), str(getattr(h, "FrameOfReferenceUID", "") or "")
 
 
 def select_series(folder: str | os.PathLike, series: int | str | None = None) -> DicomSeries:
@@ -135,7 +197,7 @@ def read_series(folder: str | os.PathLike, series: int | str | None = None) -> V
     """
     s = select_series(folder, series)
     order, step = slice_order(s)
-    slices = [_pixels(s.files[i], s.folder, f"slice {n + 1} of {len(order)}") for n, i in enumerate(order)]
+    slices = [_pixels(s.files[i], s.where, f"slice {n + 1} of {len(order)}") for n, i in enumerate(order)]
     headers = [s.headers[i] for i in order]
     array = _stack_rescaled(slices, headers)
     affine = series_affine(headers, step)
@@ -150,14 +212,14 @@ def slice_order(s: DicomSeries) -> tuple[list[int], np.ndarray]:
     _check_consistent(s)
     iop = np.array(s.headers[0].ImageOrientationPatient, dtype=np.float64)
     normal = np.cross(iop[:3], iop[3:])
-    ipp = np.array([_position(h, s.folder) for h in s.headers])  # (N, 3) LPS mm
+    ipp = np.array([_position(h, s.where) for h in s.headers])  # (N, 3) LPS mm
     along = ipp @ normal
     order = [int(i) for i in np.argsort(along, kind="stable")]
     along = along[order]
     if len(order) == 1:
         thickness = float(getattr(s.headers[0], "SliceThickness", 0) or 0) or 1.0
         return order, normal * thickness
-    _check_spacing(s.folder, along)
+    _check_spacing(s.where, along)
     step = (ipp[order[-1]] - ipp[order[0]]) / (len(order) - 1)
     return order, step
 
@@ -214,24 +276,35 @@ def _check_consistent(s: DicomSeries) -> None:
     for tag in ("ImageOrientationPatient", "ImagePositionPatient", "PixelSpacing"):
         missing = sum(1 for h in s.headers if not getattr(h, tag, None))
         if missing:
-            raise ScanError(s.folder, f"{missing} slice(s) lack {tag}; cannot place the series in space")
+            raise ScanError(s.where, f"{missing} slice(s) lack {tag}; cannot place the series in space")
     if int(getattr(first, "NumberOfFrames", 1) or 1) > 1:
-        raise ScanError(s.folder, "multi-frame DICOM images are not supported; export the series as one slice per file")
+        raise ScanError(s.where, "multi-frame DICOM images are not supported; export the series as one slice per file")
     if int(getattr(first, "SamplesPerPixel", 1) or 1) != 1:
-        raise ScanError(s.folder, "colour (multi-sample) DICOM images; a greyscale scan is expected")
-    sizes = {(int(h.Rows), int(h.Columns)) for h in s.headers}
-    if len(sizes) > 1:
-        shown = ", ".join(f"{r}x{c}" for r, c in sorted(sizes))
-        raise ScanError(s.folder, f"inconsistent series: slices have different rows x columns ({shown})")
-    iop0 = np.array(first.ImageOrientationPatient, dtype=np.float64)
-    if any(not np.allclose(np.array(h.ImageOrientationPatient, dtype=np.float64), iop0, atol=1e-4) for h in s.headers):
-        raise ScanError(s.folder, "inconsistent series: slices have different ImageOrientationPatient")
+        raise ScanError(s.where, "colour (multi-sample) DICOM images; a greyscale scan is expected")
+    sizes = [(int(h.Rows), int(h.Columns)) for h in s.headers]
+    if len(set(sizes)) > 1:
+        shown = ", ".join(f"{r}x{c}" for r, c in sorted(set(sizes)))
+        common = max(set(sizes), key=sizes.count)
+        stray = [n + 1 for n, v in enumerate(sizes) if v != common]
+        raise ScanError(s.where, f"inconsistent series: slices have different rows x columns ({shown}); stray "
+                                 f"slice(s): file(s) {_listed(stray)} of {len(sizes)} in name order")
+    iops = [tuple(np.round(np.array(h.ImageOrientationPatient, dtype=np.float64), 4)) for h in s.headers]
+    if len(set(iops)) > 1:
+        common = max(set(iops), key=iops.count)
+        stray = [n + 1 for n, v in enumerate(iops) if v != common]
+        raise ScanError(s.where, f"inconsistent series: {len(stray)} stray slice(s) (file(s) {_listed(stray)} of "
+                                 f"{len(iops)} in name order) have another ImageOrientationPatient than the rest "
+                                 "(a localizer?); move them out of the series")
     ps0 = np.array(first.PixelSpacing, dtype=np.float64)
     if any(not np.allclose(np.array(h.PixelSpacing, dtype=np.float64), ps0, rtol=1e-4) for h in s.headers):
-        raise ScanError(s.folder, "inconsistent series: slices have different PixelSpacing")
+        raise ScanError(s.where, "inconsistent series: slices have different PixelSpacing")
 
 
-def _check_spacing(folder: Path, along: np.ndarray) -> None:
+def _listed(numbers: list[int], most: int = 5) -> str:
+    return ", ".join(str(n) for n in numbers[:most]) + (" ..." if len(numbers) > most else "")
+
+
+def _check_spacing(folder: str | Path, along: np.ndarray) -> None:
     """Positions along the normal (sorted, mm): no duplicates, no gaps, even steps."""
     steps = np.diff(along)
     dup = np.flatnonzero(steps < 1e-3)
@@ -253,7 +326,7 @@ def _check_spacing(folder: Path, along: np.ndarray) -> None:
                                 f"(median {expected:.2f} mm)")
 
 
-def _position(h: Dataset, folder: Path) -> np.ndarray:
+def _position(h: Dataset, folder: str | Path) -> np.ndarray:
     try:
         pos = np.array(h.ImagePositionPatient, dtype=np.float64)
     except (TypeError, ValueError):
@@ -263,7 +336,7 @@ def _position(h: Dataset, folder: Path) -> np.ndarray:
     return pos
 
 
-def _pixels(path: Path, folder: Path, where: str) -> np.ndarray:
+def _pixels(path: Path, folder: str | Path, where: str) -> np.ndarray:
     """Decode one slice: (rows, cols) raw stored values.
 
     ``where`` ('slice 4 of 20') names the slice in errors instead of its file name, which
@@ -272,6 +345,9 @@ def _pixels(path: Path, folder: Path, where: str) -> np.ndarray:
     try:
         with quiet_pydicom():
             arr = pydicom.dcmread(str(path)).pixel_array
+    except OSError as e:
+        why = "permission denied" if isinstance(e, PermissionError) else (e.strerror or type(e).__name__)
+        raise ScanError(folder, f"cannot read {where} ({why}); the series would be incomplete") from None
     except Exception as e:  # pydicom and its decoder plugins raise many types
         text = " ".join(str(e).replace(str(path), "<file>").split())[:200] or type(e).__name__
         raise ScanError(folder, f"cannot decode the pixels of {where} ({text})") from None

@@ -1,10 +1,14 @@
 """The manifest: one row per case, the contract between `data scan`, `synth` and `preprocess`.
 
-Columns: case_id, image, modality, sequence, label, anatomy, split, sha256.
-``image`` holds one path, or several joined by ``;`` (multi-contrast MR, one channel
-each). Relative paths are relative to the manifest's folder. ``sha256`` is the digest
-over all source files of the case (images, label, anatomy). No patient identity goes
-into any column.
+Columns: case_id, image, modality, sequence, label, anatomy, mask, split, sha256.
+``image`` holds one path as is, or a JSON list of paths (``["a t1.nii.gz", "b;t2.nii"]``)
+when there are several channels or the one path could be mistaken for a list (it holds
+``;`` or starts with ``[``). The CSV writer quotes fields holding commas, quotes or
+newlines, so any file name survives. Old manifests with ``;``-joined image lists are still
+read. ``sequence`` holds one MR sequence keyword per channel, comma-joined (``flair,t1,t2``).
+``mask`` is an optional user-supplied body/brain mask (used instead of the computed body
+mask). Relative paths are relative to the manifest's folder. ``sha256`` is the digest
+over all source files of the case. No patient identity goes into any column.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -20,7 +25,7 @@ from typing import Iterable
 from medmae.atomic import atomic_write_text
 from medmae.io.paths import split_series_path
 
-COLUMNS = ("case_id", "image", "modality", "sequence", "label", "anatomy", "split", "sha256")
+COLUMNS = ("case_id", "image", "modality", "sequence", "label", "anatomy", "mask", "split", "sha256")
 MODALITIES = ("CT", "MR")
 
 
@@ -32,6 +37,7 @@ class Case:
     sequence: str = ""
     label: str = ""
     anatomy: str = ""
+    mask: str = ""
     split: str = "train"
     sha256: str = ""
 
@@ -46,11 +52,16 @@ class Case:
         r = Path(root)
         fix = lambda p: str((r / p).resolve()) if p else ""  # noqa: E731
         return Case(**{**asdict(self), "image": [fix(p) for p in self.image],
-                       "label": fix(self.label), "anatomy": fix(self.anatomy)})
+                       "label": fix(self.label), "anatomy": fix(self.anatomy), "mask": fix(self.mask)})
 
     def source_paths(self) -> list[Path]:
         """Files and folders the case is read from (``folder#key`` series paths give the folder)."""
-        return [split_series_path(p)[0] for p in [*self.image, self.label, self.anatomy] if p]
+        return [split_series_path(p)[0] for p in [*self.image, self.label, self.anatomy, self.mask] if p]
+
+    @property
+    def sequences(self) -> list[str]:
+        """One sequence keyword per channel ('' where unknown); [] when none is known."""
+        return self.sequence.split(",") if self.sequence else []
 
 
 def _files_under(path: Path) -> list[Path]:
@@ -68,6 +79,26 @@ def sha256_of(paths: Iterable[str | os.PathLike], chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def encode_paths(paths: list[str]) -> str:
+    """The ``image`` field: one plain path, or a JSON list (see the module docstring)."""
+    if len(paths) == 1 and ";" not in paths[0] and not paths[0].startswith("["):
+        return paths[0]
+    return json.dumps(list(paths), ensure_ascii=False)
+
+
+def decode_paths(text: str) -> list[str]:
+    """Inverse of :func:`encode_paths`; an old ``a;b`` list is split on ``;``."""
+    if text.startswith("["):
+        try:
+            paths = json.loads(text)
+        except ValueError:
+            raise ValueError(f"image field starts with '[' but is not a JSON list of paths: {text[:80]!r}") from None
+        if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+            raise ValueError(f"image field is not a JSON list of paths: {text[:80]!r}")
+        return [p for p in paths if p]
+    return [p for p in text.split(";") if p]
+
+
 def write_manifest(cases: Iterable[Case], path: str | os.PathLike) -> Path:
     """Write cases as CSV (atomically). Paths are stored as given."""
     buf = io.StringIO()
@@ -75,7 +106,7 @@ def write_manifest(cases: Iterable[Case], path: str | os.PathLike) -> Path:
     w.writeheader()
     for c in cases:
         row = asdict(c)
-        row["image"] = ";".join(c.image)
+        row["image"] = encode_paths(c.image)
         w.writerow(row)
     return atomic_write_text(path, buf.getvalue())
 
@@ -96,7 +127,10 @@ def read_manifest(path: str | os.PathLike, resolve: bool = True) -> list[Case]:
     cases, seen = [], set()
     for i, row in enumerate(rows, start=2):
         data = {k: (v or "") for k, v in row.items() if k in known}
-        data["image"] = [p for p in data.get("image", "").split(";") if p]
+        try:
+            data["image"] = decode_paths(data.get("image", ""))
+        except ValueError as e:
+            raise ValueError(f"{path}, line {i}: {e}") from None
         data["split"] = data.get("split") or "train"
         try:
             case = Case(**data)

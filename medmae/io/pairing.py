@@ -1,38 +1,47 @@
-"""Finding scans under a folder and pairing label / anatomy maps with their image, by name.
+"""Finding scans under a folder and pairing label / anatomy / mask maps with their image, by name.
 
 Rules (also in docs/ingestion.md):
 - nnU-Net layout: ``imagesXx/<case>_<0000>.nii.gz`` (one file per channel, ``_0000``,
   ``_0001``... -> one multi-contrast case) with ``labelsXx/<case>.nii.gz`` as its label;
   ``dataset.json`` beside them may name the channels (``channel_names`` or ``modality``).
-- Elsewhere a file's role comes from the end of its name (before the extension):
-  anatomy ``_anatomy _organs _parc _seg_total``; label ``_seg _label _labels _mask
-  _tumour _tumor _cordseg _lesion _lesions``; anything else is an image.
-- A map ``<base>_<suffix>`` pairs with the image ``<base>`` in the same folder (a DICOM
+- Elsewhere a file's role comes from the words of its name (:mod:`medmae.io.roles`): seg,
+  label, mask, lesion, roi, manual, ground truth... -> label; anatomy, organs, parc, aseg,
+  seg_total... -> anatomy; brain mask, brainmask, body mask -> mask; else an image. A
+  ``--roles GLOB=ROLE`` override wins over the name (and over the content check).
+- A map ``<base>_<role words>`` pairs with the image ``<base>`` in the same folder (a DICOM
   series folder ``<base>/`` counts), else with the single image whose name starts ``<base>_``.
+  A map that pairs with no image by name is returned as an orphan: the scan then pairs it
+  by voxel grid (:mod:`medmae.io.grid_pairing`) or reports it.
 - Every folder holding DICOM image files gives one image per series.
+- Symlinked folders are followed; a link back to a folder already on the walk (a loop) and
+  a folder that cannot be listed are reported, never skipped in silence.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from medmae.io.dicom import find_series
-from medmae.io.paths import series_path
+from medmae.io.channels import KEYWORDS, group_channels
+from medmae.io.dicom import DicomSeg, scan_dicom_folder, series_uid
+from medmae.io.errors import ScanError
+from medmae.io.paths import series_path, split_series_path
 from medmae.io.read import ITK_SUFFIXES, NIFTI_SUFFIXES, scan_format
+from medmae.io.roles import folder_role, overridden_role, role_from_name
 
-ANATOMY_SUFFIXES = ("_anatomy", "_organs", "_parc", "_seg_total")
-LABEL_SUFFIXES = ("_seg", "_label", "_labels", "_mask", "_tumour", "_tumor", "_cordseg", "_lesion", "_lesions")
 NNUNET_IMAGES = re.compile(r"^images(Tr|Ts|Val|Va)$")
-NNUNET_CHANNEL = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
+NNUNET_CHANNEL = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$", re.S)
 # Files never taken for DICOM (saves reading their headers).
 NOT_DICOM_SUFFIXES = {".txt", ".md", ".csv", ".tsv", ".json", ".yaml", ".yml", ".py", ".raw", ".zraw", ".png",
                       ".jpg", ".jpeg", ".pdf", ".html", ".xml", ".npy", ".npz", ".pt", ".pth", ".log", ".zip", ".gz"}
 
 Problem = tuple[str, str]
+log = logging.getLogger(__name__)
+SUFFIX = {"label": "seg", "anatomy": "anatomy", "mask": "brainmask", "image": ""}  # the rename that fixes a pairing
 
 
 @dataclass
@@ -48,8 +57,23 @@ class Candidate:
     images: list[str]
     label: str = ""
     anatomy: str = ""
+    mask: str = ""
     names: list[str] = field(default_factory=list)
     declared: str = ""
+    channel_hints: list[str] = field(default_factory=list)
+    forced: bool = False  # the user said (--roles) this is an image: no content check
+    series_uid: str = ""  # DICOM only, to pair a SEG; never written or logged
+    frame_uid: str = ""
+
+
+@dataclass
+class Orphan:
+    """A label / anatomy / mask map that no image claimed by name (yet)."""
+
+    kind: str
+    path: Path
+    base: str
+    why: str
 
 
 def stem(path: str | os.PathLike) -> str:
@@ -62,45 +86,76 @@ def stem(path: str | os.PathLike) -> str:
 
 
 def role(name_stem: str) -> tuple[str, str]:
-    """('anatomy' | 'label' | 'image', base name without the role suffix)."""
-    low = name_stem.lower()
-    for kind, suffixes in (("anatomy", ANATOMY_SUFFIXES), ("label", LABEL_SUFFIXES)):
-        for suffix in suffixes:
-            if low.endswith(suffix) and len(low) > len(suffix):
-                return kind, name_stem[: -len(suffix)]
-    return "image", name_stem
+    """('image' | 'label' | 'anatomy' | 'mask', base name of its image): see :mod:`medmae.io.roles`."""
+    return role_from_name(name_stem)
 
 
-def discover(root: str | os.PathLike) -> tuple[list[Candidate], list[Problem]]:
-    """Walk ``root`` and pair maps with images by the rules above. Returns (candidates, problems)."""
+def discover(root: str | os.PathLike, overrides: list[tuple[str, str]] = (), channels: list[str] = ()
+             ) -> tuple[list[Candidate], list[Problem], list[Orphan]]:
+    """Walk ``root`` and pair maps with images by the rules above.
+
+    ``overrides``: [(file glob, role)] from ``--roles``; ``channels``: channel patterns
+    from ``--channels`` (see :mod:`medmae.io.channels`). Returns (candidates, problems,
+    orphans: maps no image claimed by name).
+    """
     root = Path(root)
     images: dict[tuple[Path, str], Candidate] = {}  # (folder, base name) -> candidate
     maps: list[tuple[str, Path, str, Path]] = []  # (role, folder, base, path)
     problems: list[Problem] = []
-    for folder, files in _walk(root):
+    orphans: list[Orphan] = []
+    segs: list[DicomSeg] = []
+    for folder, files in _walk(root, problems):
         scans = [f for f in files if scan_format(f) in ("nifti", "itk")]
         if NNUNET_IMAGES.match(folder.name):
             _add_nnunet(root, folder, scans, images, maps, problems)
         elif re.match(r"^labels(Tr|Ts|Val|Va)$", folder.name):
             maps += [("label", folder.parent / ("images" + folder.name[6:]), stem(f), f) for f in scans]
         else:
+            plain = {}
+            by_folder = folder_role(folder.name) if folder != root else None
+            claimed = {role(stem(f))[1] for f in scans if role(stem(f))[0] != "image"}  # bases maps name
             for f in scans:
+                forced = overridden_role(f.name, list(overrides))
                 kind, base = role(stem(f))
-                if kind == "image":
-                    _put(images, (folder, base), Candidate(_case_id(root, folder / base), [str(f)], names=_names(root, f)))
+                if kind == "image" and by_folder and stem(f) not in claimed:  # labels/case01.nii.gz
+                    kind, base = by_folder, stem(f)
+                if forced == "image" or (forced is None and kind == "image"):
+                    plain[f] = forced == "image"
                 else:
-                    maps.append((kind, folder, base, f))
+                    maps.append((forced or kind, folder, base if kind != "image" else stem(f), f))
+            _add_images(root, folder, plain, channels, images, problems)
         if any(_maybe_dicom(f) for f in files):
-            _add_dicom(root, folder, images, problems)
+            _add_dicom(root, folder, images, problems, segs)
+    _attach_segs(segs, list(images.values()), problems)
     for kind, folder, base, path in maps:
-        _attach(kind, folder, base, path, images, problems)
-    return _unique_ids(list(images.values())), problems
+        _attach(kind, folder, base, path, images, problems, orphans)
+    return _unique_ids(list(images.values())), problems, orphans
 
 
-def _walk(root: Path):
-    """(folder, sorted files) for every non-hidden folder under root, in sorted order."""
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+def _walk(root: Path, problems: list[Problem]):
+    """(folder, sorted files) for every non-hidden folder under root, in sorted order.
+
+    Symlinked folders are followed once: a link to a folder already on the walk (a loop)
+    is reported, as is a folder that cannot be listed.
+    """
+    seen = {os.path.realpath(root)}
+
+    def unlistable(e: OSError) -> None:
+        why = "permission denied" if isinstance(e, PermissionError) else (e.strerror or str(e))
+        problems.append((str(e.filename or root), f"cannot list this folder ({why}); its scans were not searched"))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unlistable, followlinks=True):
+        keep = []
+        for d in sorted(d for d in dirnames if not d.startswith(".")):
+            full = os.path.join(dirpath, d)
+            real = os.path.realpath(full)
+            if real in seen:
+                if os.path.islink(full):
+                    problems.append((full, f"symlink loop: this link points back to {real}, already scanned; not followed"))
+                continue
+            seen.add(real)
+            keep.append(d)
+        dirnames[:] = keep
         yield Path(dirpath), [Path(dirpath) / f for f in sorted(filenames) if not f.startswith(".")]
 
 
@@ -111,22 +166,81 @@ def _put(images: dict, key: tuple[Path, str], cand: Candidate) -> None:
     images[key] = cand
 
 
+def _add_images(root: Path, folder: Path, plain: dict[Path, bool], channels: list[str], images: dict,
+                problems: list[Problem]) -> None:
+    """Image files of a folder (path -> forced by --roles): one candidate each, or grouped
+    into multi-contrast candidates by ``channels``."""
+    singles = list(plain)
+    if channels:
+        groups, singles, found = group_channels({f: stem(f) for f in plain}, list(channels))
+        problems += found
+        for key, paths in groups.items():
+            cid = _case_id(root, folder / key) if key else _case_id(root, folder)
+            _put(images, (folder, key or folder.name), Candidate(
+                cid, [str(p) for p in paths], names=_names(root, paths[0]),
+                channel_hints=[c if c in KEYWORDS else stem(p) for c, p in zip(channels, paths)],
+                forced=any(plain[p] for p in paths)))
+    for f in singles:
+        _put(images, (folder, stem(f)), Candidate(_case_id(root, folder / stem(f)), [str(f)],
+                                                  names=_names(root, f), forced=plain[f]))
+
+
 def _maybe_dicom(f: Path) -> bool:
     return scan_format(f) not in ("nifti", "itk") and f.suffix.lower() not in NOT_DICOM_SUFFIXES
 
 
-def _add_dicom(root: Path, folder: Path, images: dict, problems: list[Problem]) -> None:
-    """One candidate per series of ``folder``; the series index ends the case id."""
+def _add_dicom(root: Path, folder: Path, images: dict, problems: list[Problem], segs: list[DicomSeg]) -> None:
+    """One candidate per series of ``folder``; the series index ends the case id.
+
+    A lone slice among other series (a stray) is reported against its series key; SEG
+    objects are collected for :func:`_attach_segs`.
+    """
     try:
-        found = find_series(folder)
+        found, seg_files = scan_dicom_folder(folder)
+    except ScanError as e:
+        problems.append((e.path, e.problem))
+        return
     except OSError as e:
         problems.append((str(folder), f"cannot list DICOM files ({e.strerror})"))
         return
+    segs += seg_files
     for s in found:
         path = series_path(folder, s.key if len(found) > 1 else None)
+        if len(found) > 1 and len(s.files) == 1:
+            problems.append((path, f"stray slice: one DICOM slice ({s.modality or '?'}) whose series key {s.key} "
+                                   f"matches none of the folder's other {len(found) - 1} series; move it out"))
+            continue
         base = folder.name if len(found) == 1 else f"{folder.name}_s{s.index}"
         cid = _case_id(root, folder) + f"_s{s.index}"
-        _put(images, (folder.parent, base), Candidate(cid, [path], names=_names(root, folder)))
+        uid, frame = series_uid(s)
+        _put(images, (folder.parent, base), Candidate(cid, [path], names=_names(root, folder), series_uid=uid,
+                                                      frame_uid=frame))
+
+
+def _attach_segs(segs: list[DicomSeg], cands: list[Candidate], problems: list[Problem]) -> None:
+    """A DICOM SEG becomes the label of the series it references (else of the one series
+    sharing its frame of reference), or is reported."""
+    for seg in segs:
+        match = [c for c in cands if c.series_uid and c.series_uid in seg.series_uids]
+        how = "referenced series"
+        if not match and seg.frame_uid:
+            match = [c for c in cands if c.frame_uid == seg.frame_uid]
+            how = "frame of reference"
+        if len(match) > 1:  # copies of one series: the one beside the SEG (its folder or a sub-folder of it)
+            near = [c for c in match if split_series_path(c.images[0])[0].parent == seg.path.parent]
+            match = near or match
+        if len(match) != 1:
+            why = ("matches no series under the scanned folder" if not match else
+                   f"matches {len(match)} series (copies?), none of them beside it")
+            problems.append((str(seg.path), f"unpaired label map (DICOM SEG): its referenced series / frame of "
+                                            f"reference {why}; scan it together with its series, or pass "
+                                            f"--roles '{seg.path.name}=label' beside a named image"))
+        elif match[0].label:
+            problems.append((str(seg.path), f"unpaired label map (DICOM SEG): second label map for {match[0].case_id} "
+                                            f"(already {Path(match[0].label).name})"))
+        else:
+            match[0].label = str(seg.path)
+            log.info("%s: DICOM SEG paired by %s as the label of %s", seg.path, how, match[0].case_id)
 
 
 def _add_nnunet(root: Path, folder: Path, scans: list[Path], images: dict, maps: list, problems: list[Problem]) -> None:
@@ -146,7 +260,8 @@ def _add_nnunet(root: Path, folder: Path, scans: list[Path], images: dict, maps:
             continue
         hint = [names.get(i, "") for i in idx]
         images[(folder, case)] = Candidate(_case_id(root, folder.parent / case), [str(by_channel[i]) for i in idx],
-                                           names=[*hint, *_names(root, by_channel[0])], declared=declared)
+                                           names=[*hint, *_names(root, by_channel[0])], declared=declared,
+                                           channel_hints=[h or stem(by_channel[i]) for h, i in zip(hint, idx)])
 
 
 def _dataset_json(folder: Path) -> tuple[dict[int, str], str]:
@@ -161,20 +276,24 @@ def _dataset_json(folder: Path) -> tuple[dict[int, str], str]:
     return names, ("CT" if upper == {"CT"} else "MR" if upper and "CT" not in upper else "")
 
 
-def _attach(kind: str, folder: Path, base: str, path: Path, images: dict, problems: list[Problem]) -> None:
-    """Set ``path`` as the label/anatomy of its image, or record why it has none."""
+def _attach(kind: str, folder: Path, base: str, path: Path, images: dict, problems: list[Problem],
+            orphans: list[Orphan]) -> None:
+    """Set ``path`` as the label/anatomy/mask of its image, or record why it has none."""
     cand = images.get((folder, base))
     if cand is None:
-        near = [c for (d, b), c in images.items() if d == folder and b.startswith(base + "_")]
+        near = [c for (d, b), c in images.items() if d == folder and re.match(re.escape(base) + r"[_\-. ]", b)]
         if len(near) > 1:
-            problems.append((str(path), f"{kind} map matches {len(near)} images ({base}_*); rename it to <image>_seg"))
+            problems.append((str(path), f"unpaired {kind} map: its name matches {len(near)} images ({base}_*); "
+                                        f"rename it to <image>_{SUFFIX[kind]} beside its image"))
             return
         cand = near[0] if near else None
     if cand is None:
-        problems.append((str(path), f"{kind} map without a matching image (expected {base}.* or {base}_* beside it)"))
+        orphans.append(Orphan(kind, path, base, f"named as a {kind} map, without a matching image {base}.* or "
+                                                f"{base}_* beside it"))
         return
     if getattr(cand, kind):
-        problems.append((str(path), f"second {kind} map for {cand.case_id} (already {Path(getattr(cand, kind)).name})"))
+        problems.append((str(path), f"unpaired {kind} map: second {kind} map for {cand.case_id} (already "
+                                    f"{Path(getattr(cand, kind)).name}); remove one"))
         return
     setattr(cand, kind, str(path))
 

@@ -8,8 +8,13 @@ back is 3D, non-empty, finite, with an invertible affine.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import gzip
+import logging
 import os
+import re
+import tempfile
 import zlib
 from pathlib import Path
 
@@ -24,6 +29,9 @@ from medmae.io.volume import Volume
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+GZIP_MAGIC = b"\x1f\x8b"
+
+log = logging.getLogger(__name__)
 
 
 def scan_format(path: str | os.PathLike) -> str | None:
@@ -51,8 +59,7 @@ def read_volume(path: str | os.PathLike, series: int | str | None = None) -> Vol
     """
     path, key = split_series_path(path)
     series = key if series is None else series
-    if not path.exists():
-        raise ScanError(path, "no such file or folder")
+    check_reachable(path)
     kind = scan_format(path)
     if kind == "dicom":
         from medmae.io.dicom import read_series
@@ -67,8 +74,26 @@ def read_volume(path: str | os.PathLike, series: int | str | None = None) -> Vol
     if path.stat().st_size == 0:
         raise ScanError(path, "empty file (0 bytes)")
     reader = _read_nifti if kind == "nifti" else _read_itk
-    array, affine, meta = reader(path)
+    try:
+        array, affine, meta = reader(path)
+    except PermissionError:
+        raise ScanError(path, "permission denied: this user cannot read the file (fix its permissions)") from None
     return validate(Volume(array=array, affine=affine, path=path, meta=meta))
+
+
+def check_reachable(path: Path) -> None:
+    """Raise ScanError naming the real cause when ``path`` cannot be opened: missing, a
+    symlink loop, a dangling symlink, or no permission to read it."""
+    try:
+        os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise ScanError(path, "symlink loop: the link points (through other links) back to itself") from None
+        if isinstance(e, PermissionError):
+            raise ScanError(path, "permission denied: this user cannot reach the file (fix its permissions)") from None
+        if os.path.islink(path):
+            raise ScanError(path, f"dangling symlink: its target {os.readlink(path)} does not exist") from None
+        raise ScanError(path, "no such file or folder") from None
 
 
 def validate(vol: Volume) -> Volume:
@@ -123,7 +148,7 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray, dict]:
     """
     try:
         img = _load_nifti_gz(path) if path.name.lower().endswith(".gz") else nib.load(str(path))
-    except ScanError:
+    except (ScanError, PermissionError):
         raise
     except Exception as e:  # nibabel raises a zoo of types for non-NIfTI bytes
         raise ScanError(path, f"not a readable NIfTI file ({_reason(e)})") from None
@@ -132,15 +157,27 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray, dict]:
     except Exception as e:
         raise ScanError(path, f"corrupt or truncated NIfTI data ({_reason(e)})") from None
     slope, inter = img.dataobj.slope, img.dataobj.inter
-    return rescale(np.asarray(raw), slope, inter), np.asarray(img.affine, dtype=np.float64), {}
+    meta = {}
+    if int(img.header["qform_code"]) == 0 and int(img.header["sform_code"]) == 0:
+        log.warning("%s: NIfTI has neither qform nor sform: orientation unknown, read as RAS with the "
+                    "voxel sizes only; check left/right before trusting it", path)
+        meta["orientation_unknown"] = True
+    return rescale(np.asarray(raw), slope, inter), np.asarray(img.affine, dtype=np.float64), meta
 
 
 def _load_nifti_gz(path: Path) -> nib.Nifti1Image:
+    """Decompress whole. Only a file that lacks gzip's magic bytes is "not gzip-compressed";
+    any later failure (CRC, length, cut stream) is corruption of a real gzip file."""
+    with open(path, "rb") as f:
+        magic = f.read(2)
+    if magic != GZIP_MAGIC:
+        raise ScanError(path, "not a readable NIfTI file (named .gz but not gzip-compressed: "
+                              "no gzip magic bytes at its start)")
     try:
         with gzip.open(path, "rb") as f:
             data = f.read()
-    except gzip.BadGzipFile as e:
-        raise ScanError(path, f"not a readable NIfTI file (not gzip-compressed: {_reason(e)})") from None
+    except PermissionError:
+        raise
     except (OSError, EOFError, zlib.error) as e:
         raise ScanError(path, f"corrupt or truncated gzip stream ({_reason(e)})") from None
     if len(data) >= 4 and int.from_bytes(data[:4], "little") == 540 or int.from_bytes(data[:4], "big") == 540:
@@ -150,10 +187,18 @@ def _load_nifti_gz(path: Path) -> nib.Nifti1Image:
 
 def _read_itk(path: Path) -> tuple[np.ndarray, np.ndarray, dict]:
     """SimpleITK: (Z, Y, X) array transposed to (X, Y, Z); LPS geometry converted to RAS."""
-    try:
-        img = sitk.ReadImage(str(path))
-    except RuntimeError as e:
-        raise ScanError(path, f"not a readable image, corrupt or truncated ({_reason(e)})") from None
+    open(path, "rb").close()  # a PermissionError here is named as such, not as "corrupt"
+    with captured_stderr() as noise:
+        try:
+            img = sitk.ReadImage(str(path))
+        except RuntimeError as e:
+            err = e
+        else:
+            err = None
+    if err is not None:
+        raise ScanError(path, f"not a readable image, corrupt or truncated ({itk_reason(err, noise.text)})") from None
+    if noise.text:
+        log.debug("%s: ITK said: %s", path, " ".join(noise.text.split()))
     if img.GetNumberOfComponentsPerPixel() != 1:
         raise ScanError(path, f"{img.GetNumberOfComponentsPerPixel()}-component (vector/RGB) pixels; a scalar 3D volume is expected")
     img = _squeeze_itk(img)
@@ -181,6 +226,45 @@ def itk_affine(img: sitk.Image) -> np.ndarray:
     lps[:3, :3] = direction * np.array(img.GetSpacing(), dtype=np.float64)[None, :]
     lps[:3, 3] = img.GetOrigin()
     return LPS_TO_RAS @ lps
+
+
+class _Captured:
+    text = ""
+
+
+@contextlib.contextmanager
+def captured_stderr():
+    """Capture what C++ code (ITK) writes to file descriptor 2 while the block runs.
+
+    Yields an object whose ``text`` holds the captured output once the block ends.
+    """
+    out = _Captured()
+    try:
+        fd = os.dup(2)
+    except OSError:  # no stderr to capture
+        yield out
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield out
+        finally:
+            os.dup2(fd, 2)
+            os.close(fd)
+            tmp.seek(0)
+            out.text = tmp.read().decode(errors="replace").strip()
+
+
+def itk_reason(e: BaseException, noise: str = "") -> str:
+    """ITK's whole reason: the text after the last 'ERROR:' of the exception (its source
+    location and the 'Exception thrown in' preamble dropped), plus what ITK printed."""
+    text = " ".join(str(e).split())
+    parts = re.split(r"(?:sitk::ERROR|itk::ERROR|ITK ERROR|Description):", text)
+    reason = re.sub(r"\(0x[0-9a-f]+\)", "", parts[-1]).strip() or text
+    noise = " ".join(noise.split())
+    if noise and noise not in reason:
+        reason += f"; ITK also printed: {noise[:500]}"
+    return reason
 
 
 def _reason(e: BaseException) -> str:

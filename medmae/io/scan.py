@@ -22,57 +22,126 @@ from medmae.io.errors import ScanError
 from medmae.io.geometry import check_same_grid
 from medmae.io.hints import infer_modality, sequence_hint
 from medmae.io.manifest import Case, sha256_of
-from medmae.io.pairing import Candidate, discover
+from medmae.io.grid_pairing import Grid, pair_orphans
+from medmae.io.pairing import Candidate, Orphan, discover, stem
 from medmae.io.read import read_volume
+from medmae.io.roles import refine_kind, role_from_content
+from medmae.io.sanity import check_intensities
 from medmae.io.volume import Volume
 
 log = logging.getLogger(__name__)
 
 
-def scan_folder(root: str | os.PathLike, val_fraction: float = 0.0, seed: int = 0,
-                progress: bool = True) -> tuple[list[Case], list[tuple[str, str]]]:
+def scan_folder(root: str | os.PathLike, val_fraction: float = 0.0, seed: int = 0, progress: bool = True,
+                roles: list[tuple[str, str]] = (), content_check: bool = True, channels: list[str] = ()
+                ) -> tuple[list[Case], list[tuple[str, str]]]:
     """Find, read and check every scan under ``root``.
 
     Returns (cases sorted by case_id with absolute paths, bad list of (path, problem)).
     ``val_fraction`` of the cases (rounded, at least one when > 0 and there are two or more)
     get split 'val', chosen by a seeded hash of the case id, so the split is reproducible.
+    ``roles``: [(file glob, role)] forced by the user; ``content_check`` False trusts names
+    alone (a file named like an image is an image even when its voxels are a label map).
+    ``channels``: patterns that group a folder's images into multi-contrast cases
+    (:mod:`medmae.io.channels`).
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     root = Path(root).resolve()
     if not root.is_dir():
         raise ScanError(root, "not a folder")
-    candidates, bad = discover(root)
-    cases = []
+    candidates, bad, orphans = discover(root, list(roles), list(channels))
+    cases, grids = [], []
     for cand in tqdm(candidates, desc="scan", unit="case", disable=not progress or None, leave=False):
         try:
-            cases.append(build_case(cand))
+            first = read_volume(cand.images[0])
+            kind, why = content_role(cand, first) if content_check else ("", "")
+            if kind:
+                orphans += _as_orphans(cand, kind, why)
+                continue
+            case = build_case(cand, first)
         except ScanError as e:
             bad.append((e.path, e.problem))
+            continue
+        except OSError as e:  # e.g. a file the sha256 must cover cannot be read
+            why = "permission denied" if isinstance(e, PermissionError) else (e.strerror or str(e))
+            bad.append((str(e.filename or cand.images[0]), f"cannot read ({why})"))
+            continue
+        except Exception as e:  # an unforeseen failure is this case's problem; the scan goes on
+            log.debug("scan of %s failed", cand.images[0], exc_info=True)
+            bad.append((cand.images[0], f"unexpected {type(e).__name__}: {' '.join(str(e).split())[:300]}"))
+            continue
+        cases.append(case)
+        grids.append(Grid.of(case, first))
+    for orphan, case in pair_orphans(orphans, grids, bad):
+        log.info("%s: paired by voxel grid as the %s map of %s", orphan.path, orphan.kind, case.case_id)
     assign_splits(cases, val_fraction, seed)
     n_val = sum(c.split == "val" for c in cases)
     log.info("scanned %s: %d case(s) (%d val), %d bad", root, len(cases), n_val, len(bad))
     return cases, bad
 
 
-def build_case(cand: Candidate) -> Case:
-    """Read and check one candidate; raises ScanError (naming the failing file) when unusable."""
-    first = read_volume(cand.images[0])
-    for channel in cand.images[1:]:
-        check_same_grid(first, read_volume(channel), what="channel")
-    for kind in ("label", "anatomy"):
+def content_role(cand: Candidate, first: Volume) -> tuple[str, str]:
+    """('' | 'label' | 'anatomy' | 'mask', why) for a candidate named like an image.
+
+    Single files only: DICOM series, multi-channel cases and --roles images are scans.
+    """
+    if cand.forced or len(cand.images) > 1 or first.path.is_dir():
+        return "", ""
+    return role_from_content(first.array)
+
+
+def _as_orphans(cand: Candidate, kind: str, why: str) -> list[Orphan]:
+    """The map that was named like an image, plus any map that paired with it by name."""
+    path = Path(cand.images[0])
+    out = [Orphan(kind, path, stem(path), f"named like an image but {why}: a {kind} map")]
+    for other in ("label", "anatomy", "mask"):
+        if getattr(cand, other):
+            out.append(Orphan(other, Path(getattr(cand, other)), stem(path),
+                              f"named for {path.name}, which is itself a {kind} map"))
+    return out
+
+
+def build_case(cand: Candidate, first: Volume | None = None) -> Case:
+    """Read and check one candidate; raises ScanError (naming the failing file) when unusable.
+
+    ``first``: the first image, when already read.
+    """
+    vols = [first or read_volume(cand.images[0])] + [read_volume(path) for path in cand.images[1:]]
+    first = vols[0]
+    for vol in vols:
+        check_intensities(vol)
+    for vol in vols[1:]:
+        check_same_grid(first, vol, what="channel")
+    for kind in ("label", "anatomy", "mask"):
         if getattr(cand, kind):
-            check_label(first, read_volume(getattr(cand, kind)), kind)
+            vol = read_volume(getattr(cand, kind))
+            check_label(first, vol, kind)
+            if not cand.mask and refine_kind(kind, vol.path, vol.array) == "mask":  # 'x_mask' holding a brain mask
+                cand.mask, cand.label = cand.label, ""
     try:
         modality, how = infer_modality(first.array, first.meta.get("modality", "") or cand.declared, tuple(cand.names))
     except ValueError as e:
         raise ScanError(cand.images[0], str(e)) from None
-    sequence = first.meta.get("sequence", "") or (sequence_hint(*cand.names) if modality == "MR" else "")
+    sequence = channel_sequences(cand, vols) if modality == "MR" else ""
     log.debug("%s: %s (%s), sequence %r", cand.case_id, modality, how, sequence)
     case = Case(case_id=cand.case_id, image=list(cand.images), modality=modality, sequence=sequence,
-                label=cand.label, anatomy=cand.anatomy)
+                label=cand.label, anatomy=cand.anatomy, mask=cand.mask)
     case.sha256 = sha256_of(source_files(case))
     return case
+
+
+def channel_sequences(cand: Candidate, vols: list[Volume]) -> str:
+    """Comma-joined MR sequence keyword of every channel ('' when none is known).
+
+    A channel's keyword comes from its DICOM header, else its own name (nnU-Net channel name
+    or file name); a single-channel case may also take it from its folder names.
+    """
+    if len(vols) == 1:
+        return vols[0].meta.get("sequence", "") or sequence_hint(*cand.names)
+    hints = cand.channel_hints or [""] * len(vols)
+    seqs = [v.meta.get("sequence", "") or sequence_hint(h) for v, h in zip(vols, hints)]
+    return ",".join(seqs) if any(seqs) else ""
 
 
 def check_label(image: Volume, labels: Volume, kind: str = "label") -> None:

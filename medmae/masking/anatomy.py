@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Literal, Mapping
 
 import torch
 
 from medmae.masking.base import MaskContext, MaskingStrategy
-from medmae.masking.select import topk_mask, with_ties_broken
-from medmae.masking.symmetry import SymmetricMode, symmetric_priority
+from medmae.masking.symmetry import SymmetricMode, mirror_index, symmetric_mask
 from medmae.masking.units import unit_priority
 
 UnitSource = Literal["anatomy", "tissue", "supervoxels"]
+log = logging.getLogger(__name__)
 
 
 class AnatomyMasking(MaskingStrategy):
@@ -23,8 +24,9 @@ class AnatomyMasking(MaskingStrategy):
     label 5 is twice as likely as a weight-1 unit to be the next one hidden). Tokens of
     ``background_label`` are single-token units, so unlabelled tissue fills the budget
     like random masking. Only the unit that crosses the budget is partially hidden.
-    ``symmetric`` ("none" | "mirror" | "both") adds left-right semantics for brains, see
-    :func:`medmae.masking.symmetry.symmetric_priority`.
+    ``symmetric`` ("none" | "mirror" | "both") adds left-right semantics for brains about
+    each crop's mid-sagittal plane (``ctx.mirror``; the crop's centre when the batch has no
+    plane), see :func:`medmae.masking.symmetry.symmetric_mask`.
     """
 
     def __init__(self, ratio: float, source: UnitSource = "anatomy",
@@ -42,6 +44,7 @@ class AnatomyMasking(MaskingStrategy):
                 raise ValueError(f"label weight for label {label} must be > 0, got {w}")
         self.background_label = background_label
         self.symmetric = symmetric
+        self._warned = False
 
     def forward(self, ctx: MaskContext, step: int, generator: torch.Generator) -> torch.Tensor:
         """-> mask (B, N) bool."""
@@ -49,5 +52,11 @@ class AnatomyMasking(MaskingStrategy):
             raise ValueError(f"anatomy masking from {self.source!r} needs that prior map in the batch; "
                              f"add {self.source!r} to data.priors (available: {sorted(ctx.maps)})")
         priority, coin = unit_priority(ctx.maps[self.source], generator, self.label_weights, self.background_label)
-        priority = symmetric_priority(priority, coin, ctx.valid, ctx.grid, self.symmetric)
-        return topk_mask(with_ties_broken(priority, generator), ctx.valid, self.ratio)
+        mirror = ctx.mirror
+        if mirror is None and self.symmetric != "none":
+            if not self._warned:
+                log.warning("symmetric masking: the batch carries no 'midline'; mirroring about each "
+                            "crop's centre (right only for crops centred on the mid-sagittal plane)")
+                self._warned = True
+            mirror = mirror_index(ctx.grid, ctx.device).expand(ctx.batch_size, -1)
+        return symmetric_mask(priority, coin, ctx.valid, ctx.grid, mirror, self.ratio, self.symmetric, generator)

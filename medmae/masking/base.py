@@ -30,6 +30,9 @@ class MaskContext:
                  "supervoxels" (the most frequent label in the token), when cached.
     token_scores:(B, N) float difficulty per token (loss-guided masking), filled by the
                  engine when the strategy sets ``needs_scores``.
+    mirror:      (B, N) long, each token's left-right mirror about the case's mid-sagittal
+                 plane (-1: none), when the batch carries "midline"; None otherwise
+                 (symmetric masking then mirrors about the crop's centre).
     """
 
     grid: tuple[int, int, int]
@@ -38,6 +41,7 @@ class MaskContext:
     body: torch.Tensor
     maps: dict[str, torch.Tensor] = field(default_factory=dict)
     token_scores: torch.Tensor | None = None
+    mirror: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -63,6 +67,7 @@ class MaskContext:
             body=pick(self.body),
             maps={k: pick(v) for k, v in self.maps.items()},
             token_scores=None if self.token_scores is None else pick(self.token_scores),
+            mirror=None if self.mirror is None else pick(self.mirror),
         )
 
 
@@ -74,7 +79,7 @@ class MaskingStrategy(nn.Module, abc.ABC):
 
     Engine protocol, per training step:
       1. ``ctx = build_context(batch, ...)``;
-      2. if ``strategy.needs_scores``: ``ctx.token_scores = strategy.score_tokens(model, x, ctx.valid, g)``;
+      2. if ``strategy.needs_scores``: ``ctx.token_scores = strategy.score_tokens(model, x, ctx.valid, g, step)``;
       3. ``mask = strategy(ctx, step, g)``; the autoencoder trains on ``mask``;
       4. ``metrics = strategy.update(ctx, mask, out.token_loss.detach(), step)`` on every rank.
     """

@@ -18,7 +18,8 @@ def build_masking(cfg: MaskingConfig, *, patch_size: Sequence[int] = (16, 16, 16
                   total_steps: int | None = None) -> MaskingStrategy:
     """MaskingConfig -> strategy.
 
-    ``patch_size`` and ``in_channels`` (the model's) size the adversarial generator;
+    ``patch_size`` and ``in_channels`` (the model's) size the adversarial generator and the
+    loss-guided loss predictor;
     ``total_steps`` (the run's) is the loss-guided ramp length when its
     ``schedule_steps`` is None.
     """
@@ -45,7 +46,8 @@ def _build_one(item: MixtureItem, cfg: MaskingConfig, patch_size: Sequence[int],
         steps = lg.schedule_steps if lg.schedule_steps is not None else total_steps
         if steps is None:
             raise ValueError("loss_guided masking: set masking.loss_guided.schedule_steps or pass total_steps")
-        return LossGuidedMasking(ratio, lg.alpha_start, lg.alpha_end, steps, lg.schedule, lg.ema_decay)
+        return LossGuidedMasking(ratio, lg.alpha_start, lg.alpha_end, steps, lg.schedule, lg.ema_decay,
+                                 lg.score_every, in_channels, patch_size, lg.predictor_lr)
     if item.strategy == "adversarial":
         ad = item.adversarial or cfg.adversarial
         return AdversarialMasking(ratio, in_channels, patch_size, ad.width, ad.depth, ad.lr, ad.betas,

@@ -43,7 +43,8 @@ class AnatomyConfig(StrictModel):
     """Tokens of this label are single-token units (None: it is a unit like any label)."""
     symmetric: Literal["none", "mirror", "both"] = "none"
     """Brains: "mirror" hides a unit while its left-right mirror stays visible; "both"
-    hides a unit together with its mirror (see docs/masking.md)."""
+    hides a unit together with its mirror. Mirrors are taken about each case's stored
+    mid-sagittal plane (meta.json "midline"); needs data.augment.rotate90_prob 0 (see docs/masking.md)."""
 
     @field_validator("label_weights")
     @classmethod
@@ -66,6 +67,11 @@ class LossGuidedConfig(StrictModel):
     """Steps of the ramp; None = the run's total training steps."""
     ema_decay: float | None = Field(None, gt=0, lt=1)
     """Score tokens with an EMA copy of the model (e.g. 0.999) instead of the model itself."""
+    score_every: int = Field(1, ge=1)
+    """Exact scores (two no-grad passes per micro-batch) every this many steps; in between, a
+    light loss predictor trained on them scores the crops (1 = exact every step)."""
+    predictor_lr: float = Field(1e-3, gt=0)
+    """Adam learning rate of the loss predictor (used when score_every > 1)."""
 
 
 class AdversarialConfig(StrictModel):
@@ -132,6 +138,17 @@ class MaskingConfig(StrictModel):
     adversarial: AdversarialConfig = AdversarialConfig()
     mixture: list[MixtureItem] = []
     """Used when strategy == "mixture"."""
+
+    @property
+    def symmetric_keys(self) -> list[str]:
+        """Dotted keys of the anatomy sections in use that set symmetric masking."""
+        if self.strategy == "anatomy":
+            return ["masking.anatomy.symmetric"] if self.anatomy.symmetric != "none" else []
+        if self.strategy != "mixture":
+            return []
+        return [f"masking.mixture.{i}.anatomy.symmetric" if item.anatomy else "masking.anatomy.symmetric"
+                for i, item in enumerate(self.mixture)
+                if item.strategy == "anatomy" and (item.anatomy or self.anatomy).symmetric != "none"]
 
     @model_validator(mode="after")
     def _mixture_listed(self):

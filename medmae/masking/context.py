@@ -7,6 +7,7 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from medmae.masking.base import MaskContext
+from medmae.masking.symmetry import mirror_tokens
 from medmae.tokens import grid_shape, token_fraction, token_mode
 
 PRIOR_MAPS = ("anatomy", "tissue", "supervoxels")
@@ -21,6 +22,8 @@ def build_context(batch: Mapping[str, Any], patch_size: Sequence[int], foregroun
     valid = body fraction >= ``min_fraction`` when ``foreground_only``, else all True.
     A sample with fewer than ``min_valid_tokens`` valid tokens (a crop in the air) falls back
     to all tokens valid, so every sample can hide >= 1 token and show >= 1.
+    With "midline" (B,) float in the batch (each crop's mid-sagittal plane along axis 0 in
+    crop voxels, NaN: none), ``mirror`` holds each token's mirror (:func:`mirror_tokens`).
     """
     if "image" not in batch:
         raise ValueError("batch has no 'image'")
@@ -52,7 +55,13 @@ def build_context(batch: Mapping[str, Any], patch_size: Sequence[int], foregroun
 
     maps = {name: token_mode(_map(batch, name, b, spatial, device), patch_size)
             for name in PRIOR_MAPS if name in batch}
-    return MaskContext(grid=grid, image=image, valid=valid, body=body, maps=maps)
+    mirror = None
+    if "midline" in batch:
+        plane = torch.as_tensor(batch["midline"]).to(device, non_blocking=True)
+        if plane.shape != (b,):
+            raise ValueError(f"batch 'midline' must be (B,) = ({b},), got shape {tuple(plane.shape)}")
+        mirror = mirror_tokens(grid, patch_size[0], plane)
+    return MaskContext(grid=grid, image=image, valid=valid, body=body, maps=maps, mirror=mirror)
 
 
 def _map(batch: Mapping[str, Any], name: str, b: int, spatial: tuple[int, ...], device) -> torch.Tensor:

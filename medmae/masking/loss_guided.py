@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from medmae.masking.base import MaskContext, MaskingStrategy
+from medmae.masking.loss_predictor import LossPredictor
 from medmae.masking.scoring import complementary_token_loss, unwrap
 from medmae.masking.select import hidden_counts, topk_by_count, uniform
 
@@ -37,14 +38,23 @@ class LossGuidedMasking(MaskingStrategy):
     Difficulty comes from :meth:`score_tokens` (the engine calls it because
     ``needs_scores``): the reconstruction loss of each token from no-grad passes of the
     model itself, or of an EMA copy of it kept here when ``ema_decay`` is set (a steadier
-    teacher; it is updated from the live model at each call and saved in ``state_dict``).
+    teacher; it is updated once per optimizer step and saved in ``state_dict``).
+
+    With ``score_every`` = n > 1 the exact scores are refreshed only at steps that are
+    multiples of n; each refresh also trains a light :class:`LossPredictor`, which scores
+    the crops of the other steps (see ``medmae/masking/loss_predictor.py`` for why a
+    predictor rather than cached scores: every step brings new random crops).
     """
 
     needs_scores = True
 
     def __init__(self, ratio: float, alpha_start: float = 0.0, alpha_end: float = 0.5,
-                 schedule_steps: int = 1000, schedule: Schedule = "linear", ema_decay: float | None = None):
+                 schedule_steps: int = 1000, schedule: Schedule = "linear", ema_decay: float | None = None,
+                 score_every: int = 1, in_channels: int = 1, patch_size: Sequence[int] = (16, 16, 16),
+                 predictor_lr: float = 1e-3):
         super().__init__(ratio)
+        if score_every < 1:
+            raise ValueError(f"score_every must be >= 1, got {score_every}")
         for name, a in (("alpha_start", alpha_start), ("alpha_end", alpha_end)):
             if not 0.0 <= a <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {a}")
@@ -59,6 +69,9 @@ class LossGuidedMasking(MaskingStrategy):
         self.ema_decay = ema_decay
         self._ema: AveragedModel | None = None  # plain attribute: created lazily, saved as extra state
         self._ema_pending: dict[str, torch.Tensor] | None = None
+        self.score_every = int(score_every)
+        self.predictor = LossPredictor(in_channels, patch_size, lr=predictor_lr) if score_every > 1 else None
+        self._predictor_corr: list[float] = []
 
     def alpha(self, step: int) -> float:
         """Fraction of the hidden tokens chosen by difficulty at ``step``."""
@@ -76,15 +89,34 @@ class LossGuidedMasking(MaskingStrategy):
             noise = noise + 2.0 * hard
         return topk_by_count(noise, ctx.valid, k)
 
+    def refreshes(self, step: int | None) -> bool:
+        """True when ``step`` gets exact scores (always with ``score_every`` 1 or no step given)."""
+        return self.predictor is None or step is None or step % self.score_every == 0
+
     def score_tokens(self, model: nn.Module, x: torch.Tensor, valid: torch.Tensor,
-                     generator: torch.Generator) -> torch.Tensor:
+                     generator: torch.Generator, step: int | None = None) -> torch.Tensor:
         """x (B, C, X, Y, Z), valid (B, N) -> (B, N) difficulty (reconstruction loss when hidden).
 
-        Scoring never moves the EMA teacher: every micro-batch of an optimizer step is scored
-        by the same teacher (see :meth:`after_optimizer_step`).
+        Exact at refresh steps (:meth:`refreshes`), where the loss predictor also learns from
+        them; the predictor's scores otherwise. Scoring never moves the EMA teacher: every
+        micro-batch of an optimizer step is scored by the same teacher (see
+        :meth:`after_optimizer_step`).
         """
+        if not self.refreshes(step):
+            return self.predictor.predict(x, valid)
         scorer = model if self.ema_decay is None else self._teacher(model)
-        return complementary_token_loss(scorer, x, valid, generator)
+        scores = complementary_token_loss(scorer, x, valid, generator)
+        if self.predictor is not None:
+            self._predictor_corr.append(self.predictor.fit(x, scores, valid))
+        return scores
+
+    def update(self, ctx: MaskContext, mask: torch.Tensor, token_loss: torch.Tensor, step: int) -> dict[str, float]:
+        """Metrics: at refresh steps, how well the predictor ranked the new crops before it
+        learned from them (correlation with the exact standardised log loss)."""
+        if not self._predictor_corr:
+            return {}
+        corr, self._predictor_corr = self._predictor_corr, []
+        return {"loss_guided/predictor_corr": sum(corr) / len(corr)}
 
     def after_optimizer_step(self, model: nn.Module) -> None:
         """One EMA update per optimizer step: teacher = decay * teacher + (1 - decay) * model,

@@ -37,11 +37,11 @@ class MixtureMasking(MaskingStrategy):
         return any(s.needs_scores for s in self.strategies)
 
     def score_tokens(self, model: nn.Module, x: torch.Tensor, valid: torch.Tensor,
-                     generator: torch.Generator) -> torch.Tensor:
+                     generator: torch.Generator, step: int | None = None) -> torch.Tensor:
         """Difficulty (B, N) from the first strategy that needs scores."""
         for s in self.strategies:
             if s.needs_scores:
-                return s.score_tokens(model, x, valid, generator)
+                return s.score_tokens(model, x, valid, generator, step)
         raise ValueError("no strategy of this mixture uses token scores")
 
     def choose(self, batch_size: int, generator: torch.Generator) -> torch.Tensor:

@@ -32,7 +32,7 @@ from medmae.data.cache import CASES, INDEX
 from medmae.io.errors import ScanError
 from medmae.io.manifest import Case, read_manifest, sha256_of
 from medmae.io.scan import source_files
-from medmae.preprocess.case import preprocess_case, summary_from_meta
+from medmae.preprocess.case import add_midline, preprocess_case, summary_from_meta
 from medmae.preprocess.config import PreprocessConfig, config_hash
 from medmae.preprocess.fingerprint import build_fingerprint
 
@@ -84,6 +84,8 @@ def process_one(case: Case, cfg: PreprocessConfig, cache_dir: Path) -> tuple[str
         sha = case.sha256 or sha256_of(source_files(case))
         meta = cached_meta(cache_dir, case.case_id)
         if meta and meta.get("source_sha256") == sha and meta.get("config_hash") == config_hash(cfg):
+            if "midline" not in meta:  # cached before planes were stored: add it (~1 s), keep the rest
+                meta = add_midline(cache_dir / CASES / case.case_id, meta)
             return "skipped", summary_from_meta(meta, case)
         return "done", preprocess_case(replace(case, sha256=sha), cfg, cache_dir)
     except ScanError as e:

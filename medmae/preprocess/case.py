@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -9,17 +10,20 @@ from pathlib import Path
 import numpy as np
 
 from medmae import __version__
+from medmae.atomic import atomic_write_text
 from medmae.data.cache import write_case
 from medmae.io.errors import ScanError
 from medmae.io.geometry import align_to
 from medmae.io.manifest import Case, sha256_of
 from medmae.io.read import read_volume
+from medmae.io.sanity import check_intensities
 from medmae.io.scan import check_label, source_files
 from medmae.io.volume import Volume
 from medmae.preprocess.body import body_mask
 from medmae.preprocess.config import PIPELINE_VERSION, PreprocessConfig, config_hash
 from medmae.preprocess.fingerprint import intensity_stats
 from medmae.preprocess.intensity import normalise
+from medmae.preprocess.midline import midline_meta
 from medmae.preprocess.priors import supervoxels, tissue_classes
 from medmae.preprocess.spatial import (crop_window, resample_to_grid, shift_affine,
                                        take_window, to_ras_spacing)
@@ -33,8 +37,11 @@ def read_channels(paths: list[str]) -> tuple[np.ndarray, Volume]:
     Returns (C, X, Y, Z) float32 and the first channel's Volume (the reference geometry).
     A channel stored in another axis order is reoriented onto the first (no interpolation).
     """
-    ref = read_volume(paths[0])
-    arrays = [ref.array] + [align_to(ref, read_volume(p), "channel image").array for p in paths[1:]]
+    vols = [read_volume(p) for p in paths]
+    for vol in vols:
+        check_intensities(vol)
+    ref = vols[0]
+    arrays = [ref.array] + [align_to(ref, v, "channel image").array for v in vols[1:]]
     return np.stack([np.asarray(a, dtype=np.float32) for a in arrays]), ref
 
 
@@ -61,13 +68,19 @@ def _basename(path: str) -> str:
     return Path(path).name if path else ""
 
 
-def resample_and_mask(raw: np.ndarray, ref: Volume, modality: str, cfg: PreprocessConfig
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def resample_and_mask(raw: np.ndarray, ref: Volume, modality: str, cfg: PreprocessConfig,
+                      mask: Volume | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(C, X, Y, Z) raw on ``ref``'s grid -> RAS image at ``cfg.spacing``, its affine, body mask.
 
-    Raises ScanError when no body is found.
+    ``mask``: a user-supplied body/brain mask on ``ref``'s grid (skull-stripped data), used
+    instead of the computed body mask. Raises ScanError when no body is found.
     """
     image, affine = to_ras_spacing(raw, ref.affine, cfg.spacing)
+    if mask is not None:
+        body = resample_to_grid((mask.array > 0).astype(np.float32), ref.affine, affine, image.shape[1:], order=0) > 0.5
+        if not body.any():
+            raise ScanError(mask.path, "the supplied body/brain mask is empty")
+        return image, affine, body
     body = body_mask(image, modality, cfg.spacing, cfg.body)
     if not body.any():
         raise ScanError(ref.path, "no body/foreground found (the image is empty or all background)")
@@ -86,6 +99,51 @@ def crop_to_body(norm: np.ndarray, body: np.ndarray, floors: list[float], cfg: P
     return image, take_window(body, start, stop, fill=False), start, stop
 
 
+def prepare_case(case: Case, cfg: PreprocessConfig, priors: bool = True
+                 ) -> tuple[np.ndarray, dict[str, np.ndarray | None], dict]:
+    """Preprocess one case in memory, exactly as the cache does, without writing it.
+
+    Returns (image (C, X, Y, Z) float32, maps {name: (X, Y, Z) or None}, meta). ``meta`` maps
+    results back onto the source grid (:func:`medmae.preprocess.inverse.to_source_grid`).
+    ``priors=False`` skips the tissue classes and supervoxels (inference needs neither).
+    Raises ScanError for an unusable input (naming the file), ValueError for data that
+    cannot be processed (e.g. constant intensities).
+    """
+    source_sha = case.sha256 or sha256_of(source_files(case))
+    raw, ref = read_channels(case.image)
+    label, anatomy = read_map(case.label, ref, "label"), read_map(case.anatomy, ref, "anatomy")
+    mask = read_map(case.mask, ref, "mask")
+    resampled, res_affine, res_body = resample_and_mask(raw, ref, case.modality, cfg, mask)
+    stats = intensity_stats(resampled, res_body)
+    norm, norm_params = normalise(resampled, res_body, case.modality, cfg.ct, cfg.mr)
+    image, body, start, stop = crop_to_body(norm, res_body, [p["floor"] for p in norm_params], cfg)
+    affine = shift_affine(res_affine, start)
+    tissue, thresholds, sv = None, [], None
+    if priors:
+        tissue, thresholds = tissue_classes(image[0], body, cfg.priors.tissue_classes)
+        sv = supervoxels(image, body, cfg.priors.supervoxels, cfg.priors.slic_compactness,
+                         cfg.priors.slic_downsample)
+    maps = {"body": body, "tissue": tissue, "supervoxels": sv,
+            "label": _map_on_grid(label, ref.affine, affine, body.shape),
+            "anatomy": _map_on_grid(anatomy, ref.affine, affine, body.shape)}
+    meta = {
+        "case_id": case.case_id, "modality": case.modality, "sequence": case.sequence,
+        "channels": [_basename(p) for p in case.image],
+        "label": _basename(case.label), "anatomy": _basename(case.anatomy), "mask": _basename(case.mask),
+        "orientation": "RAS", "affine": affine, "shape": list(image.shape), "spacing": list(cfg.spacing),
+        "source_affine": ref.affine, "source_shape": list(ref.shape), "source_spacing": list(ref.spacing),
+        "resampled_affine": res_affine, "resampled_shape": list(res_body.shape),
+        "crop_box": {"start": start.tolist(), "stop": stop.tolist()},
+        "normalisation": norm_params, "intensity": stats,
+        "body_voxels": int(body.sum()), "tissue_thresholds": thresholds,
+        "supervoxel_count": int(sv.max()) if sv is not None else 0,
+        "midline": midline_meta(image, body),  # every case: ~1 s; symmetric masking, anomaly head
+        "source_sha256": source_sha, "config_hash": config_hash(cfg),
+        "pipeline_version": PIPELINE_VERSION, "medmae_version": __version__,
+    }
+    return image, maps, meta
+
+
 def preprocess_case(case: Case, cfg: PreprocessConfig, cache_dir: str | os.PathLike) -> dict:
     """Preprocess one manifest case into ``cache_dir/cases/<case_id>/``.
 
@@ -94,35 +152,20 @@ def preprocess_case(case: Case, cfg: PreprocessConfig, cache_dir: str | os.PathL
     index.csv and fingerprint.json need, plus ``seconds``).
     """
     t0 = time.perf_counter()
-    source_sha = case.sha256 or sha256_of(source_files(case))
-    raw, ref = read_channels(case.image)
-    label, anatomy = read_map(case.label, ref, "label"), read_map(case.anatomy, ref, "anatomy")
-    resampled, res_affine, res_body = resample_and_mask(raw, ref, case.modality, cfg)
-    stats = intensity_stats(resampled, res_body)
-    norm, norm_params = normalise(resampled, res_body, case.modality, cfg.ct, cfg.mr)
-    image, body, start, stop = crop_to_body(norm, res_body, [p["floor"] for p in norm_params], cfg)
-    affine = shift_affine(res_affine, start)
-    tissue, thresholds = tissue_classes(image[0], body, cfg.priors.tissue_classes)
-    sv = supervoxels(image, body, cfg.priors.supervoxels, cfg.priors.slic_compactness,
-                     cfg.priors.slic_downsample)
-    maps = {"body": body, "tissue": tissue, "supervoxels": sv,
-            "label": _map_on_grid(label, ref.affine, affine, body.shape),
-            "anatomy": _map_on_grid(anatomy, ref.affine, affine, body.shape)}
-    meta = {
-        "case_id": case.case_id, "modality": case.modality, "sequence": case.sequence,
-        "channels": [_basename(p) for p in case.image],
-        "label": _basename(case.label), "anatomy": _basename(case.anatomy),
-        "orientation": "RAS", "affine": affine, "shape": list(image.shape), "spacing": list(cfg.spacing),
-        "source_affine": ref.affine, "source_shape": list(ref.shape), "source_spacing": list(ref.spacing),
-        "resampled_affine": res_affine, "resampled_shape": list(res_body.shape),
-        "crop_box": {"start": start.tolist(), "stop": stop.tolist()},
-        "normalisation": norm_params, "intensity": stats,
-        "body_voxels": int(body.sum()), "tissue_thresholds": thresholds, "supervoxel_count": int(sv.max()),
-        "source_sha256": source_sha, "config_hash": config_hash(cfg),
-        "pipeline_version": PIPELINE_VERSION, "medmae_version": __version__,
-    }
+    image, maps, meta = prepare_case(case, cfg)
     write_case(cache_dir, case.case_id, image, maps, meta)
     return summary_from_meta(meta, case, seconds=time.perf_counter() - t0)
+
+
+def add_midline(case_dir: str | os.PathLike, meta: dict) -> dict:
+    """A case cached before meta.json held ``"midline"``: estimate it from the cached image and
+    body, rewrite meta.json atomically, and return the new meta (the arrays are untouched)."""
+    case_dir = Path(case_dir)
+    image = np.load(case_dir / "image.npy", mmap_mode="r")
+    body = np.load(case_dir / "body.npy", mmap_mode="r") > 0
+    meta = {**meta, "midline": midline_meta(image, body)}
+    atomic_write_text(case_dir / "meta.json", json.dumps(meta, indent=1))
+    return meta
 
 
 def summary_from_meta(meta: dict, case: Case, seconds: float = 0.0) -> dict:

@@ -13,6 +13,7 @@ from monai.transforms import Orientation, Spacing, SpatialResample
 
 RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))
 MODES = {1: "bilinear", 0: "nearest"}  # MONAI's "bilinear" is trilinear on 3D grids
+COVER_TOL = 1e-4  # a resampled coverage mask below 1 - this marks points outside the source
 
 
 def _meta_tensor(array: np.ndarray, affine: np.ndarray) -> MetaTensor:
@@ -42,12 +43,16 @@ def resample_to_grid(array: np.ndarray, affine: np.ndarray, dst_affine: np.ndarr
     """
     if order not in MODES:
         raise ValueError(f"order must be 0 (nearest) or 1 (linear), got {order}")
-    shifted = np.asarray(array, dtype=np.float32) - np.float32(fill)
+    src = np.asarray(array, dtype=np.float32)
+    stacked = np.stack([src, np.ones_like(src)])  # (2, X, Y, Z): the values and a coverage mask
     out = SpatialResample(mode=MODES[order], padding_mode="zeros")(
-        _meta_tensor(shifted[None], affine),
+        _meta_tensor(stacked, affine),
         dst_affine=torch.as_tensor(dst_affine, dtype=torch.float64),
-        spatial_size=tuple(int(s) for s in dst_shape))
-    return out[0].numpy().astype(np.float32, copy=False) + np.float32(fill)
+        spatial_size=tuple(int(s) for s in dst_shape)).numpy()
+    values, covered = out[0].astype(np.float32, copy=False), out[1]
+    # Any fill (NaN included): points not wholly inside the source grid take it.
+    values[covered < 1 - COVER_TOL] = np.float32(fill)
+    return values
 
 
 def crop_window(mask: np.ndarray, margin: tuple[int, int, int], min_shape: tuple[int, int, int]

@@ -44,7 +44,7 @@ def run_data(step: Step, folder: Path, deps: dict, ctx: StudyContext) -> dict:
             finish(out, rows)
             cases += [r.resolved(out) for r in rows]
     for f in c["folders"]:
-        found, bad = scan_folder(f["path"], val_fraction=0.0, seed=c["seed"], progress=False)
+        found, bad = scan_folder(f["path"], val_fraction=c.get("val_fraction", 0.0), seed=c["seed"], progress=False)
         for path, problem in bad:
             log.warning("study data: skipping %s: %s", path, problem)
         cases += found
@@ -60,7 +60,8 @@ def run_preprocess(step: Step, folder: Path, deps: dict, ctx: StudyContext) -> d
     from medmae.preprocess.config import PreprocessConfig
 
     cfg = PreprocessConfig.model_validate(step.config)
-    report = preprocess_manifest(deps["data-cases"]["paths"]["manifest"], folder / "cache", cfg)
+    (data,) = [r for d, r in deps.items() if d.startswith("data-")]
+    report = preprocess_manifest(data["paths"]["manifest"], folder / "cache", cfg)
     for line in report.lines():
         log.info("preprocess: %s", line)
     if not (report.done or report.skipped):
@@ -130,6 +131,94 @@ def run_export(step: Step, folder: Path, deps: dict, ctx: StudyContext) -> dict:
     return {"metrics": {}, "paths": {"export": str(folder / "encoder")}}
 
 
+ANOMALY_METRICS = ("voxel_auroc", "voxel_auprc", "auprc_per_volume", "dice_at_fpr", "oracle_dice", "f1")
+
+
+def run_anomaly(step: Step, folder: Path, deps: dict, ctx: StudyContext) -> dict:
+    """Calibrate the variant's model on the healthy set, score and evaluate the lesion set
+    (MAE map beside the intensity baseline and their combination), write the HTML report."""
+    from medmae.heads.anomaly.config import AnomalyConfig
+    from medmae.heads.anomaly.evaluate import evaluate_cases
+    from medmae.heads.anomaly.report import write_report
+    from medmae.heads.anomaly.results import log_to_mlflow, write_results
+    from medmae.heads.anomaly.run import calibrate_inputs, score_inputs
+    from medmae.heads.anomaly.scored import read_runs
+
+    cfg = AnomalyConfig.model_validate({**step.config, "tracking": {
+        "experiment": ctx.experiment, "tracking_uri": ctx.tracking_uri, "run_name": f"anomaly-{step.name}",
+        "system_metrics": False, "log_model": False, "log_checkpoint": False}})
+    model = deps[f"pretrain-{step.name}"]["paths"]["checkpoint"]
+    healthy = deps["data-anomaly_healthy"]["paths"]["manifest"]
+    lesions = deps["data-anomaly_eval"]["paths"]["manifest"]
+    _, cal_path, _ = calibrate_inputs([healthy], model, cfg, folder / "calibration.json", progress=False)
+    scored = score_inputs([lesions], model, folder / "scored", cfg, cal_path, progress=False)
+    if not scored.records:
+        raise RuntimeError(f"anomaly: no evaluation case could be scored (see {folder / 'scored' / 'bad.csv'})")
+    cases, skipped, settings = read_runs([folder / "scored"], [])
+    results = evaluate_cases(cases, settings, cfg.evaluation)
+    out = folder / "evaluation"
+    data = write_results(results, settings, len(cases), skipped, out)
+    report = write_report(folder / "scored", out / "report.html", out)
+    log_to_mlflow(cfg.tracking, data, settings, out)
+    metrics = {}
+    for name, m in data["maps"].items():  # model, baseline, combined
+        for key in ANOMALY_METRICS:
+            v = m["metrics"].get(key)
+            if isinstance(v, (int, float)):
+                metrics[f"{name}_{key}"] = float(v)
+    return {"metrics": metrics, "paths": {"report": str(report), "evaluation": str(out / "evaluation.md")}}
+
+
+def segmentation_metrics(rows: list[dict]) -> dict[str, float]:
+    """Evaluation rows -> mean Dice over classes per arm and label count (clean scans),
+    per arm and corruption at the largest label count, and the headline ``dice`` (pretrained,
+    most labels, clean) with ``dice_gain`` over scratch."""
+    from collections import defaultdict
+
+    groups: dict[str, list[float]] = defaultdict(list)
+    most = max(int(r["label_cases"]) for r in rows)
+    for r in rows:
+        if r["dice"] != r["dice"]:  # NaN: a class absent from reference and prediction
+            continue
+        if r["corruption"] == "clean":
+            groups[f"dice_{r['arm']}_n{int(r['label_cases'])}"].append(float(r["dice"]))
+        elif int(r["label_cases"]) == most:
+            groups[f"dice_{r['arm']}_{r['corruption']}{r['strength']:g}"].append(float(r["dice"]))
+    out = {k: sum(v) / len(v) for k, v in sorted(groups.items())}
+    if f"dice_pretrained_n{most}" in out:
+        out["dice"] = out[f"dice_pretrained_n{most}"]
+        if f"dice_scratch_n{most}" in out:
+            out["dice_gain"] = out["dice"] - out[f"dice_scratch_n{most}"]
+    return out
+
+
+def run_segmentation(step: Step, folder: Path, deps: dict, ctx: StudyContext) -> dict:
+    """Fine-tune from the variant's export (and from scratch) on the study's cache, evaluate."""
+    from medmae.config.base import save_config
+    from medmae.heads.segmentation.config import FinetuneConfig
+    from medmae.heads.segmentation.evaluate import EvaluateConfig, run_evaluation
+
+    c = step.config
+    ft = dict(c["finetune"])
+    (cache,) = [r["paths"]["cache"] for d, r in deps.items() if d.startswith("preprocess-")]
+    ft["data"] = {**ft["data"], "cache_dir": cache}
+    ft["init"] = {**ft["init"], "source": deps[f"export-{step.name}"]["paths"]["export"]}
+    ft["train"] = {**ft["train"], "out_dir": str(folder / "finetune"), "resume": True}
+    ft["tracking"] = {"experiment": ctx.experiment, "tracking_uri": ctx.tracking_uri,
+                      "system_metrics": False, "log_model": False, "log_checkpoint": False}
+    cfg_file = save_config(FinetuneConfig.model_validate(ft), folder / "finetune.yaml")
+    arms = {"pretrained": [], **({"scratch": ["init.load_weights=false"]} if c["scratch"] else {})}
+    ev = EvaluateConfig(finetune_config=str(cfg_file), arms=arms, label_counts=c["label_counts"],
+                        seeds=[c["seed"]], split=c["split"], corruptions=c["corruptions"], out_dir=str(folder),
+                        tracking={"experiment": ctx.experiment, "tracking_uri": ctx.tracking_uri,
+                                  "run_name": f"segmentation-{step.name}", "system_metrics": False,
+                                  "log_model": False, "log_checkpoint": False})
+    rows = run_evaluation(ev)
+    return {"metrics": segmentation_metrics(rows),
+            "paths": {"results": str(folder / "results.csv"), "summary": str(folder / "summary.csv")}}
+
+
 KINDS: dict[str, Callable[[Step, Path, dict, StudyContext], dict[str, Any]]] = {
     "data": run_data, "preprocess": run_preprocess, "pretrain": run_pretrain, "export": run_export,
+    "anomaly": run_anomaly, "segmentation": run_segmentation,
 }

@@ -1,6 +1,8 @@
 """A study file -> its steps in dependency order.
 
     data -> preprocess -> pretrain[variant, seed] -> export[variant, seed]
+         anomaly data (healthy, evaluation) + pretrain[v, s] -> anomaly[v, s]
+         preprocess + export[v, s] -> segmentation[v, s] (pretrained and scratch arms)
 
 Every step's config is fully resolved here (the pretraining config as YAML-ready dict,
 data digests computed), so the keys say exactly what a step would run.
@@ -13,28 +15,32 @@ from pathlib import Path
 from medmae.config.base import ConfigError
 from medmae.io.manifest import sha256_of
 from medmae.studies.digest import folder_digest, manifest_digest
-from medmae.studies.spec import StudySpec, load_stage, resolve
+from medmae.studies.spec import DataSpec, StudySpec, load_stage, resolve
 from medmae.studies.store import Step
 
 
-def data_step(spec: StudySpec, root: Path, study_file: Path) -> Step:
+def data_step(spec: StudySpec, root: Path, study_file: Path, data: DataSpec | None = None,
+              name: str = "cases", where: str = "data") -> Step:
+    """The step that gathers ``data`` (default: the study's pretraining data) into one manifest."""
+    data = spec.data if data is None else data
     manifests = []
-    for ref in spec.data.manifests:
+    for ref in data.manifests:
         path = resolve(root, ref.path)
         if not path.is_file():
-            raise ConfigError(f"{study_file}: data.manifests: {path}: no such manifest")
+            raise ConfigError(f"{study_file}: {where}.manifests: {path}: no such manifest")
         if ref.sha256 and sha256_of([path]) != ref.sha256:
-            raise ConfigError(f"{study_file}: data.manifests: {path}: sha256 differs from the study's "
+            raise ConfigError(f"{study_file}: {where}.manifests: {path}: sha256 differs from the study's "
                               f"{ref.sha256[:12]}...: the data changed; update the digest to accept it")
         manifests.append({"path": str(path), "digest": manifest_digest(path)})
     folders = []
-    for f in spec.data.folders:
+    for f in data.folders:
         path = resolve(root, f)
         if not path.is_dir():
-            raise ConfigError(f"{study_file}: data.folders: {path}: no such folder")
+            raise ConfigError(f"{study_file}: {where}.folders: {path}: no such folder")
         folders.append({"path": str(path), "digest": folder_digest(path)})
-    return Step("data", "cases", {"manifests": manifests, "folders": folders,
-                                  "synth": spec.data.synth.model_dump(mode="json"), "seed": spec.seeds[0]})
+    return Step("data", name, {"manifests": manifests, "folders": folders, "val_fraction": data.val_fraction,
+                               "synth": data.synth.model_dump(mode="json"),
+                               "seed": spec.seeds[0] if data.synth.seed is None else data.synth.seed})
 
 
 def build_plan(spec: StudySpec, root: Path, study_file: Path) -> list[Step]:
@@ -42,6 +48,7 @@ def build_plan(spec: StudySpec, root: Path, study_file: Path) -> list[Step]:
     from medmae.config.schema import PretrainConfig, PreprocessConfig
 
     steps = [data_step(spec, root, study_file)]
+    variants: list[tuple[str, dict]] = []
     pre = load_stage(PreprocessConfig, spec.preprocess, root, [], study_file)
     steps.append(Step("preprocess", "cache", pre.model_dump(mode="json"), deps=["data-cases"]))
     for variant in spec.pretrain.variants:
@@ -58,4 +65,43 @@ def build_plan(spec: StudySpec, root: Path, study_file: Path) -> list[Step]:
             body["torchrun"] = spec.pretrain.torchrun
             steps.append(Step("pretrain", name, body, deps=["preprocess-cache"], labels=labels))
             steps.append(Step("export", name, {}, deps=[f"pretrain-{name}"], labels=labels))
+            variants.append((name, labels))
+    steps += head_steps(spec, root, study_file, variants, steps[1].config)
+    return steps
+
+
+def head_steps(spec: StudySpec, root: Path, study_file: Path, variants: list[tuple[str, dict]], pre: dict
+               ) -> list[Step]:
+    """Anomaly and segmentation evaluation of every (variant, seed), after its pretraining."""
+    from medmae.heads.anomaly.config import AnomalyConfig
+    from medmae.heads.segmentation.config import FinetuneConfig
+
+    steps: list[Step] = []
+    if spec.anomaly is not None:
+        steps.append(data_step(spec, root, study_file, spec.anomaly.healthy, "anomaly_healthy", "anomaly.healthy"))
+        steps.append(data_step(spec, root, study_file, spec.anomaly.evaluate, "anomaly_eval", "anomaly.evaluate"))
+        cfg = load_stage(AnomalyConfig, spec.anomaly, root, [], study_file).model_dump(mode="json")
+        cfg.pop("tracking", None)
+        for name, labels in variants:
+            steps.append(Step("anomaly", name, cfg, labels=labels,
+                              deps=[f"pretrain-{name}", "data-anomaly_healthy", "data-anomaly_eval"]))
+    if spec.segmentation is not None:
+        seg = spec.segmentation
+        cache = "preprocess-cache"
+        if seg.data is not None:
+            steps.append(data_step(spec, root, study_file, seg.data, "segmentation", "segmentation.data"))
+            # the study's preprocessing, on the labelled scans
+            steps.append(Step("preprocess", "segmentation", pre, deps=["data-segmentation"]))
+            cache = "preprocess-segmentation"
+        ft = load_stage(FinetuneConfig, seg, root, [], study_file).model_dump(mode="json")
+        for k in ("out_dir", "resume"):
+            ft["train"].pop(k, None)
+        ft["data"].pop("cache_dir", None)
+        ft["init"].pop("source", None)
+        ft["tracking"] = {}
+        body = {"finetune": ft, "label_counts": seg.label_counts, "scratch": seg.scratch, "split": seg.split,
+                "corruptions": seg.corruptions}
+        for name, labels in variants:
+            steps.append(Step("segmentation", name, {**body, "seed": labels["seed"]}, labels=labels,
+                              deps=[f"export-{name}", cache]))
     return steps

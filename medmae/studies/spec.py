@@ -35,12 +35,17 @@ class SynthData(StrictModel):
     """Phantom grid (voxels); None: the generator's default."""
     spacing: tuple[float, float, float] | None = None
     """Phantom voxel size in mm; None: the generator's default."""
+    seed: int | None = None
+    """Generator seed; None: the study's first seed. Give each data set of a study its own
+    (pretraining, healthy calibration, evaluation), or they hold the same phantoms."""
 
 
 class DataSpec(StrictModel):
     manifests: list[ManifestRef] = []
     folders: list[str] = []
     """Folders to scan as `medmae data scan` does (relative to the study file)."""
+    val_fraction: float = Field(0.0, ge=0, lt=1)
+    """Share of the scanned folders' cases put in split val (seeded by case id, as data scan)."""
     synth: SynthData = SynthData()
 
     @model_validator(mode="after")
@@ -70,6 +75,34 @@ class PretrainSpec(StageSpec):
     ``torchrun --nproc-per-node N -m medmae pretrain``."""
 
 
+class AnomalyStudySpec(StageSpec):
+    """Anomaly evaluation of every pretrained variant: ``config``/``overrides`` make the
+    AnomalyConfig (`medmae anomaly` keys); ``healthy`` are the calibration scans (healthy
+    only), ``evaluate`` the scans with lesion masks in their label column (healthy ones may
+    be mixed in: they give the false-positive volume and the case-level AUROC)."""
+
+    healthy: DataSpec
+    evaluate: DataSpec
+
+
+class SegmentationStudySpec(StageSpec):
+    """Segmentation fine-tuning of every pretrained variant against scratch: ``config`` /
+    ``overrides`` make the FinetuneConfig (`medmae finetune` keys; the study sets
+    ``data.cache_dir``, ``init.source`` and where it writes)."""
+
+    data: DataSpec | None = None
+    """Labelled scans to fine-tune and evaluate on, preprocessed as the study's data; None:
+    the study's own cache (its label or anatomy maps, as ``data.label_map`` says)."""
+    label_counts: list[int | None] = [None]
+    """Labelled training cases per fine-tuning run (None = all of the training split)."""
+    scratch: bool = True
+    """Also fine-tune the same architecture from random weights (the baseline), same seeds."""
+    split: str = "val"
+    """Cache split the fine-tuned models are evaluated on (never trained on)."""
+    corruptions: dict[str, list[float]] = {}
+    """Corruption kind -> strengths evaluated besides the clean scans, e.g. {noise: [0.1]}."""
+
+
 class StudySpec(StrictModel):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
@@ -79,6 +112,8 @@ class StudySpec(StrictModel):
     data: DataSpec
     preprocess: StageSpec = StageSpec()
     pretrain: PretrainSpec
+    anomaly: AnomalyStudySpec | None = None
+    segmentation: SegmentationStudySpec | None = None
 
     @model_validator(mode="after")
     def _unique_variants(self) -> "StudySpec":
@@ -106,10 +141,16 @@ def load_study(path: str | os.PathLike) -> tuple[StudySpec, Path]:
 
 def _check_stages(spec: StudySpec, root: Path, path: Path) -> None:
     from medmae.config.schema import PretrainConfig, PreprocessConfig
+    from medmae.heads.anomaly.config import AnomalyConfig
+    from medmae.heads.segmentation.config import FinetuneConfig
 
     load_stage(PreprocessConfig, spec.preprocess, root, [], path)
     for v in spec.pretrain.variants:
         load_stage(PretrainConfig, spec.pretrain, root, v.overrides, path)
+    if spec.anomaly is not None:
+        load_stage(AnomalyConfig, spec.anomaly, root, [], path)
+    if spec.segmentation is not None:
+        load_stage(FinetuneConfig, spec.segmentation, root, [], path)
 
 
 def load_stage(schema, stage: StageSpec, root: Path, extra: list[str], study_file: Path):

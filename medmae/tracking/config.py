@@ -13,17 +13,19 @@ class TrackingConfig(StrictModel):
     """None: $MLFLOW_TRACKING_URI if set, else sqlite:///<cwd>/mlruns/mlflow.db."""
     experiment: str = "medmae-pretrain"
     run_name: str | None = None
+    """Run name prefix (None: the masking strategy); the start time is appended, e.g. ``random-20260101-120000``."""
     system_metrics: bool = True
-    """CPU/GPU/memory/disk/network every ``system_metrics_interval_s`` (MLflow's monitor, needs psutil)."""
+    """CPU/GPU/memory/disk/network every ``system_metrics_interval_s`` (MLflow's collectors, queued like any
+    metric, so they survive a server outage)."""
     system_metrics_interval_s: float = Field(10.0, gt=0)
     log_model: bool = True
-    """Log the encoder as an MLflow PyTorch model (``runs:/<id>/encoder``) at the end."""
+    """Log the encoder as an MLflow PyTorch Logged Model of the run (``models:/<model id>``) at the end."""
     log_checkpoint: bool = True
     """Upload the final checkpoint as an artifact."""
     retry_every_s: float = Field(60.0, gt=0)
     """After a failed call (server down), wait this long before trying again."""
     finish_timeout_s: float = Field(120.0, ge=0)
-    """At the end, wait at most this long for queued calls to reach the server."""
+    """At the end, wait at most this long for queued calls to reach the server (also when it was never reachable)."""
     http_retries: int = Field(2, ge=0)
     """Default for $MLFLOW_HTTP_REQUEST_MAX_RETRIES (MLflow's own is 7, i.e. minutes per call)."""
     http_timeout_s: float = Field(30.0, gt=0)

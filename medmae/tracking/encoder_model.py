@@ -87,3 +87,42 @@ def save_encoder_model(encoder: nn.Module, folder: str | os.PathLike, in_channel
             mlflow.pytorch.save_model(model, str(target), serialization_format="pickle", signature=sig,
                                       pip_requirements=_requirements())
     return Path(folder) / MODEL_DIR
+
+
+def log_logged_model(client, run_id: str, folder: str | os.PathLike, name: str = MODEL_DIR, step: int = 0) -> str:
+    """Upload a saved MLflow model folder as an MLflow 3 Logged Model of run ``run_id``.
+
+    The same steps as ``mlflow.pytorch.log_model`` (a LoggedModel in the run's experiment
+    with the run as its source, the run's outputs linking it, status READY), through
+    ``client`` alone: the model is not exported a second time, no input example is
+    uploaded, and the process-wide tracking URI is left alone. Returns the model id;
+    ``models:/<id>`` loads it and ``mlflow.register_model`` registers it.
+    """
+    import tempfile
+
+    from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+
+    run = client.get_run(run_id)
+    spec = yaml.safe_load((Path(folder) / "MLmodel").read_text())
+    model = client._create_logged_model(run.info.experiment_id, name=name, source_run_id=run_id,
+                                        flavor="pytorch", serialization_format=_serialization(spec))
+    try:
+        with tempfile.TemporaryDirectory(prefix="medmae-model-") as tmp:
+            local = Path(tmp) / name
+            shutil.copytree(folder, local)
+            spec.update({"artifact_path": model.artifact_location, "model_id": model.model_id, "run_id": run_id})
+            (local / "MLmodel").write_text(yaml.safe_dump(spec, sort_keys=False))
+            client.log_model_artifacts(model.model_id, str(local))
+        client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step=step)])
+    except BaseException:
+        try:  # the upload is retried as a new model; this one is marked failed when the server allows
+            client.finalize_logged_model(model.model_id, LoggedModelStatus.FAILED)
+        except Exception:
+            pass
+        raise
+    client.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
+    return model.model_id
+
+
+def _serialization(spec: dict) -> str | None:
+    return (spec.get("flavors", {}).get("pytorch") or {}).get("serialization_format")

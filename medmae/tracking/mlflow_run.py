@@ -14,26 +14,32 @@ store ``sqlite:///<cwd>/mlruns/mlflow.db`` with artifacts in ``<cwd>/mlruns/arti
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
 import time
-import zlib
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from medmae.atomic import atomic_write_text
 from medmae.tracking.config import TrackingConfig
+from medmae.tracking.quiet_http import HTTP_ENV, short_http_retries, silence_threads
+from medmae.tracking.store import (EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, MAX_KEY, MAX_PARAM_VALUE,  # noqa: F401
+                                   MAX_TAG_VALUE, artifact_root_for, clip_key, experiment_id, param_values,
+                                   resolve_tracking_uri, sqlite_path, ui_command)
+from medmae.tracking.store import run_tags_list as _run_tags
+from medmae.tracking.system_metrics import PREFIX as SYSTEM_PREFIX
+from medmae.tracking.system_metrics import THREAD_NAME as SYSTEM_THREAD
+from medmae.tracking.system_metrics import SystemMetricsSampler
 
 logger = logging.getLogger(__name__)
 
-MAX_PARAM_VALUE = 6000  # MLflow's limit on a param value
-MAX_KEY = 250  # MLflow's limit on a param / tag / metric key
-MAX_TAG_VALUE = 8000
+__all__ = ["HTTP_ENV", "MlflowTracker", "Tracker"]
 METRICS_PER_BATCH = 1000
-HTTP_ENV = ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "MLFLOW_HTTP_REQUEST_TIMEOUT")
-_USER_HTTP_ENV = {k for k in HTTP_ENV if k in os.environ}  # set by the user, before any tracker
+THREAD_NAME = "medmae-mlflow"
 # MLflow error codes that no retry can cure (the call itself is wrong, or its run is gone).
 PERMANENT_ERRORS = frozenset({
     "INVALID_PARAMETER_VALUE", "BAD_REQUEST", "MALFORMED_REQUEST", "RESOURCE_DOES_NOT_EXIST", "NOT_FOUND",
@@ -49,66 +55,6 @@ def is_permanent(err: Exception) -> bool:
     if isinstance(err, (FileNotFoundError, NotADirectoryError, IsADirectoryError)):
         return True
     return isinstance(err, MlflowException) and err.error_code in PERMANENT_ERRORS
-
-
-def resolve_tracking_uri(configured: str | None, root: str | os.PathLike | None = None) -> str:
-    """configured URI, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///<root>/mlruns/mlflow.db``."""
-    if configured:
-        return configured
-    env = os.environ.get("MLFLOW_TRACKING_URI")
-    if env:
-        return env
-    store = Path(root or Path.cwd()).resolve() / "mlruns"
-    return f"sqlite:///{store / 'mlflow.db'}"
-
-
-def sqlite_path(uri: str) -> Path | None:
-    """The database file of a ``sqlite:///`` URI (None for other stores)."""
-    prefix = "sqlite:///"
-    return Path(uri[len(prefix):]) if uri.startswith(prefix) else None
-
-
-def artifact_root_for(uri: str) -> str | None:
-    """Artifacts of an SQLite store go beside the database, in ``artifacts/``."""
-    db = sqlite_path(uri)
-    return (db.parent / "artifacts").resolve().as_uri() if db else None
-
-
-def ui_command(uri: str) -> str:
-    """The command that opens the MLflow UI on this store."""
-    root = artifact_root_for(uri)
-    if root:
-        return f"mlflow ui --backend-store-uri {uri} --default-artifact-root {root}"
-    return f"mlflow ui --backend-store-uri {uri}"
-
-
-def experiment_id(client, uri: str, name: str) -> str:
-    """Id of experiment ``name``, created (artifacts beside an SQLite store) when missing."""
-    exp = client.get_experiment_by_name(name)
-    return exp.experiment_id if exp else client.create_experiment(name, artifact_location=artifact_root_for(uri))
-
-
-def clip_key(key: str) -> str:
-    """``key`` cut to MLflow's limit, with a digest of the whole key (the same in every process)."""
-    return key if len(key) <= MAX_KEY else key[: MAX_KEY - 9] + "~" + format(zlib.crc32(key.encode()), "08x")
-
-
-def param_values(flat: Mapping[str, Any]) -> dict[str, str]:
-    """Flattened config -> MLflow params (string values, clipped to MLflow's limits)."""
-    out = {}
-    for k, v in flat.items():
-        text = "null" if v is None else str(v)
-        if len(text) > MAX_PARAM_VALUE:
-            text = text[: MAX_PARAM_VALUE - 20] + "...[truncated]"
-        out[clip_key(k)] = text
-    return out
-
-
-def _run_tags(tags: Mapping[str, Any]) -> list:
-    """Tags -> MLflow RunTags (keys and values clipped to MLflow's limits)."""
-    from mlflow.entities import RunTag
-
-    return [RunTag(clip_key(k), str(v)[:MAX_TAG_VALUE]) for k, v in tags.items()]
 
 
 def _import_mlflow() -> None:
@@ -132,8 +78,13 @@ class Tracker:
 
     uri: str | None = None
     run_id: str | None = None
+    experiment_id: str | None = None
+    local_log: Path | None = None
+    """The run's local metrics log (named in warnings about what did not reach MLflow)."""
+    run_file: Path | None = None
+    """Where the MLflow run's id is written once the run exists (see :func:`read_run_file`)."""
 
-    def start(self, params: Mapping[str, Any], tags: Mapping[str, str]) -> None: ...
+    def start(self, params: Mapping[str, Any], tags: Mapping[str, str], run_name: str | None = None) -> None: ...
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None: ...
 
@@ -142,6 +93,8 @@ class Tracker:
     def log_artifacts(self, folder: str | os.PathLike, artifact_path: str | None = None) -> None: ...
 
     def set_tags(self, tags: Mapping[str, str]) -> None: ...
+
+    def log_model(self, folder: str | os.PathLike, name: str, step: int = 0) -> None: ...
 
     def finish(self, status: str = "FINISHED") -> bool:
         return True
@@ -158,7 +111,7 @@ class MlflowTracker(Tracker):
         self.cfg = cfg
         self.uri = resolve_tracking_uri(cfg.tracking_uri, root)
         self.run_id = None
-        self._resume_run_id = resume_run_id
+        self.resume_run_id = resume_run_id
         self._ops: deque[_Op] = deque()
         self._cond = threading.Condition()
         self._stopping = False
@@ -168,16 +121,20 @@ class MlflowTracker(Tracker):
         self.failures = 0
         self.rejected = 0
         self.last_error: str | None = None
-        self._monitor = None
+        self._monitor: SystemMetricsSampler | None = None
+        self._monitor_off = False
+        self._logged_through = -1  # a resumed run's last training step already in MLflow
         _import_mlflow()  # here, not in two threads at once (mlflow's imports are not thread-safe)
         self._prepare_store()
-        self._thread = threading.Thread(target=self._work, name="medmae-mlflow", daemon=True)
+        silence_threads(THREAD_NAME, SYSTEM_THREAD)
+        self._thread = threading.Thread(target=self._work, name=THREAD_NAME, daemon=True)
         self._thread.start()
 
     # ---------------------------------------------------------------- public API (any thread)
-    def start(self, params: Mapping[str, Any], tags: Mapping[str, str]) -> None:
+    def start(self, params: Mapping[str, Any], tags: Mapping[str, str], run_name: str | None = None) -> None:
         """Queue the run's creation (or resumption) with its params and tags."""
-        self._put(_Op("start run", lambda client, _: self._start_run(client, dict(params), dict(tags))))
+        name = run_name or self.cfg.run_name
+        self._put(_Op("start run", lambda client, _: self._start_run(client, dict(params), dict(tags), name)))
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         from mlflow.entities import Metric
@@ -206,10 +163,23 @@ class MlflowTracker(Tracker):
         values = _run_tags(tags)
         self._put(_Op("set tags", lambda client, run: client.log_batch(run, tags=values)))
 
+    def log_model(self, folder: str | os.PathLike, name: str, step: int = 0) -> None:
+        """Queue a saved MLflow model folder as a Logged Model of the run (see encoder_model)."""
+        from medmae.tracking.encoder_model import log_logged_model
+
+        folder = str(folder)
+        self._put(_Op(f"log model {name}", lambda client, run: log_logged_model(client, run, folder, name, step)))
+
     def finish(self, status: str = "FINISHED") -> bool:
         """End the run; waits up to ``finish_timeout_s`` for the queue. True when all was sent."""
+        self._stop_monitor()  # before "end run" is queued, so that no sample follows it
         self._put(_Op("end run", lambda client, run: self._end_run(client, run, status)))
         deadline = time.monotonic() + self.cfg.finish_timeout_s
+        if (self._down or self.run_id is None) and self._ops and self.cfg.finish_timeout_s > 0:
+            logger.warning("MLflow at %s %s: waiting up to %g s (tracking.finish_timeout_s) for it before "
+                           "ending; every step is in %s", self.uri,
+                           "is unreachable" if self._down else "has not answered yet", self.cfg.finish_timeout_s,
+                           self._where())
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
@@ -219,11 +189,15 @@ class MlflowTracker(Tracker):
             self._abandon = True
             self._cond.notify_all()
         self._thread.join(timeout=5.0)
+        self._stop_monitor()  # started meanwhile by a late run creation
         if unsent or self._dropped:
             logger.warning("MLflow: %d queued calls could not be sent to %s and %d metric batches were "
-                           "dropped from the full backlog (last error: %s); every step is in the local "
-                           "metrics.jsonl", unsent, self.uri, self._dropped, self.last_error)
+                           "dropped from the full backlog (last error: %s); every step is in %s",
+                           unsent, self.uri, self._dropped, self.last_error, self._where())
         return not (unsent or self._dropped or self.rejected)
+
+    def _where(self) -> str:
+        return str(self.local_log) if self.local_log else "the run's local metrics.jsonl"
 
     # ---------------------------------------------------------------- worker thread
     def _put(self, op: _Op) -> None:
@@ -241,14 +215,7 @@ class MlflowTracker(Tracker):
             except OSError as e:  # read-only working directory: the worker's calls will fail and warn
                 self._failed("create the store folder", e)
         elif self.uri.startswith(("http://", "https://")):
-            # MLflow's defaults (7 retries, exponential back-off, 120 s) hold one call for
-            # minutes; variables the user set before medmae was imported win.
-            ours = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(self.cfg.http_retries),
-                    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-                    "MLFLOW_HTTP_REQUEST_TIMEOUT": str(max(1, round(self.cfg.http_timeout_s)))}
-            for key, value in ours.items():
-                if key not in _USER_HTTP_ENV:
-                    os.environ[key] = value
+            short_http_retries(self.cfg.http_retries, self.cfg.http_timeout_s)
 
     def _work(self) -> None:
         client = None
@@ -318,8 +285,12 @@ class MlflowTracker(Tracker):
             raise RuntimeError("no MLflow run (its creation has not succeeded yet)")
         if batch[0].fn is not None:
             batch[0].fn(client, self.run_id)
-        else:
-            client.log_batch(self.run_id, metrics=[m for op in batch for m in op.metrics])
+            return
+        # a resumed run re-trains the steps after its checkpoint: MLflow keeps the points it has
+        metrics = [m for op in batch for m in op.metrics
+                   if m.step > self._logged_through or m.key.startswith(SYSTEM_PREFIX)]
+        if metrics:
+            client.log_batch(self.run_id, metrics=metrics)
 
     def _failed(self, what: str, err: Exception) -> None:
         self.failures += 1
@@ -328,56 +299,85 @@ class MlflowTracker(Tracker):
         if not self._down:
             self._down = True
             logger.warning("MLflow call '%s' to %s failed (%s); training goes on, every step stays "
-                           "in the local metrics.jsonl, and the call is retried every %.0f s",
+                           "in the local metrics.jsonl, and the call is retried every %g s",
                            what, self.uri, self.last_error, self.cfg.retry_every_s)
         else:
             logger.debug("MLflow still unreachable (%s)", self.last_error)
 
-    def _start_run(self, client, params: dict, tags: dict) -> None:
+    def _start_run(self, client, params: dict, tags: dict, run_name: str | None) -> None:
         from mlflow.entities import Param
 
         run = self._find_resumable(client)
+        system_step = 0
         if run is None:
-            run = client.create_run(experiment_id(client, self.uri, self.cfg.experiment),
-                                    run_name=self.cfg.run_name)
+            run = client.create_run(experiment_id(client, self.uri, self.cfg.experiment), run_name=run_name)
             existing = {}
         else:
             client.update_run(run.info.run_id, status="RUNNING")
             existing = run.data.params
+            self._logged_through, system_step = _last_steps(client, run)
         run_id = run.info.run_id
+        self.experiment_id = run.info.experiment_id
         values = param_values(params)
         new = [Param(k, v) for k, v in values.items() if k not in existing]
         changed = {f"resume.changed.{k}": v for k, v in values.items() if k in existing and existing[k] != v}
         client.log_batch(run_id, params=new, tags=_run_tags({**tags, **changed}))  # MLflow splits it up
         self.run_id = run_id
-        if self.cfg.system_metrics:
-            self._start_monitor(run_id, resume=bool(existing))
+        if self.run_file is not None:
+            atomic_write_text(self.run_file, json.dumps({"tracking_uri": self.uri, "run_id": run_id,
+                                                         "experiment_id": self.experiment_id}) + "\n")
+        if self.cfg.system_metrics and self._monitor is None:
+            self._start_monitor(system_step)
 
     def _find_resumable(self, client):
-        if not self._resume_run_id:
+        if not self.resume_run_id:
             return None
         from mlflow.exceptions import MlflowException
 
         try:
-            return client.get_run(self._resume_run_id)
+            return client.get_run(self.resume_run_id)
         except MlflowException:  # a checkpoint from another store: start a new run
-            logger.info("MLflow run %s is not in %s; starting a new run", self._resume_run_id, self.uri)
+            logger.info("MLflow run %s is not in %s; starting a new run", self.resume_run_id, self.uri)
             return None
 
-    def _start_monitor(self, run_id: str, resume: bool) -> None:
-        try:
-            from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+    def _stop_monitor(self) -> None:
+        with self._cond:
+            monitor, self._monitor = self._monitor, None
+            self._monitor_off = True
+        if monitor is not None:
+            monitor.stop()
 
-            self._monitor = SystemMetricsMonitor(
-                run_id, sampling_interval=self.cfg.system_metrics_interval_s,
-                resume_logging=resume, tracking_uri=self.uri)
-            self._monitor.start()
+    def _start_monitor(self, first_step: int) -> None:
+        with self._cond:
+            if self._monitor_off:
+                return
+        try:
+            self._monitor = SystemMetricsSampler(self.log_metrics, self.cfg.system_metrics_interval_s,
+                                                 first_step).start()
         except Exception as e:  # psutil missing, or an unsupported platform
             logger.warning("MLflow system metrics are off (%s: %s)", type(e).__name__, e)
             self._monitor = None
 
     def _end_run(self, client, run_id: str, status: str) -> None:
-        if self._monitor is not None:
-            self._monitor.finish()
-            self._monitor = None
         client.set_terminated(run_id, status=status)
+
+
+def _last_steps(client, run) -> tuple[int, int]:
+    """(last training step, next system-metrics step) already logged in a resumed run."""
+    train, system = -1, -1
+    for key in run.data.metrics:
+        last = max((m.step for m in client.get_metric_history(run.info.run_id, key)), default=-1)
+        if key.startswith(SYSTEM_PREFIX):
+            system = max(system, last)
+        else:
+            train = max(train, last)
+    return train, system + 1
+
+
+def read_run_file(path: Path, uri: str | None) -> str | None:
+    """The run id a tracker wrote to ``path`` for the store ``uri`` (None if none / another store)."""
+    try:
+        info = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return info.get("run_id") if isinstance(info, dict) and info.get("tracking_uri") == uri else None

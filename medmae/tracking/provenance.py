@@ -6,12 +6,15 @@ fingerprint (case ids and aggregate statistics), which carry no patient identity
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import os
 import platform
 import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import torch
 
@@ -60,15 +63,59 @@ def device_name(device: torch.device) -> str:
     return f"cpu:{platform.processor() or platform.machine()}"
 
 
+def source_name(argv: list[str] | None = None) -> str:
+    """What started the run, as MLflow's ``mlflow.source.name``: ``medmae <command>`` for the
+    medmae CLI, else the script's path (MLflow's own default). Arguments (paths) are left out."""
+    argv = sys.argv if argv is None else argv
+    prog = Path(argv[0]) if argv and argv[0] else Path("python")
+    if prog.name == "medmae" or (prog.name == "__main__.py" and prog.parent.name == "medmae"):
+        command = next((a for a in argv[1:] if not a.startswith("-")), "")
+        return f"medmae {command}".strip()
+    return str(prog.resolve()) if prog.exists() else prog.name
+
+
+def _git_text(path: Path, *args: str) -> str | None:
+    try:
+        return subprocess.run(["git", "-C", str(path), *args], capture_output=True, text=True, timeout=10,
+                              check=True).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def public_url(url: str | None) -> str | None:
+    """A remote URL without credentials (``https://user:token@host/x`` -> ``https://host/x``)."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme and "@" in parts.netloc:
+        return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+    return url
+
+
 def code_tags() -> dict[str, str]:
-    """Package versions and the git commit (plus whether the tree had local changes)."""
+    """Package versions, and MLflow's standard source tags (what ran, git commit, branch and
+    remote: the MLflow UI shows them as the run's source), plus whether the tree had changes."""
     import medmae
 
     tags = {f"version.{k}": v for k, v in package_versions().items()}
-    found = git_commit(Path(medmae.__file__).parent)
+    tags["mlflow.source.type"] = "LOCAL"
+    tags["mlflow.source.name"] = source_name()
+    try:
+        tags["mlflow.user"] = getpass.getuser()
+    except (KeyError, OSError):  # no user name in this container
+        pass
+    package = Path(medmae.__file__).parent
+    found = git_commit(package)
     if found:
         tags["mlflow.source.git.commit"] = found[0]
         tags["git.dirty"] = str(found[1]).lower()
+        for key, args in (("mlflow.source.git.branch", ("rev-parse", "--abbrev-ref", "HEAD")),
+                          ("mlflow.source.git.repoURL", ("config", "--get", "remote.origin.url"))):
+            value = _git_text(package, *args)
+            if key.endswith("repoURL"):
+                value = public_url(value)
+            if value and value != "HEAD":
+                tags[key] = value
     return tags
 
 

@@ -9,7 +9,9 @@ then clip, AdamW step, LR from the warm-up + cosine schedule. Rank 0 writes ever
     OUT/metrics.jsonl          one record per step (loss, predict-the-mean baseline, lr, ...)
     OUT/checkpoints/           latest.pt + the last K step files (see medmae.training.state)
     OUT/figures/step_*.png     input / mask / reconstruction montages
-    OUT/mlflow_model/encoder/  the encoder as an MLflow model
+    OUT/mlflow_model/encoder/  the encoder as an MLflow model (logged as a Logged Model of the run)
+    OUT/mlflow_run.json        the MLflow run's id, once created (a resumed run continues it)
+    OUT/.medmae-train.lock     held while the run lives (one run per folder)
 
 A killed run restarted with ``train.resume: true`` continues from ``latest.pt`` with the
 same losses, step for step, as if it had never stopped.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,23 +36,29 @@ from medmae.data.loader import build_loader
 from medmae.masking.build import build_masking
 from medmae.masking.context import build_context
 from medmae.models import build_mae
+from medmae.preprocess.signature import cache_signature
 from medmae.tracking.figures import save_reconstruction_figure
 from medmae.tracking.metrics_log import MetricsLog
-from medmae.tracking.mlflow_run import MlflowTracker, Tracker
+from medmae.tracking.mlflow_run import MlflowTracker, Tracker, read_run_file
 from medmae.tracking.provenance import run_tags
 from medmae.training.baseline import mean_baseline
 from medmae.training.checkpoint import CheckpointDir, load_checkpoint
 from medmae.training.correlation import hidden_correlation
 from medmae.training.distributed import DistInfo, init_distributed, shutdown, wrap_ddp
+from medmae.training.lock import out_dir_lock
 from medmae.training.optim import build_optimizer
 from medmae.training.precision import autocast, grad_scaler, resolve_precision
+from medmae.training.preflight import preflight
 from medmae.training.progress import Progress
 from medmae.training.rng import seed_everything
 from medmae.training.schedule import WarmupCosine, scaled_lr
+from medmae.training.signals import GracefulStop, StopRequested, protect_workers
 from medmae.training.state import TrainParts
 from medmae.training.steplog import StepLog, StepNumbers
 
 logger = logging.getLogger(__name__)
+
+RUN_FILE = "mlflow_run.json"
 
 
 @dataclass
@@ -69,6 +78,7 @@ class PretrainResult:
     figures: list[Path] = field(default_factory=list)
     tracking_uri: str | None = None
     run_id: str | None = None
+    experiment_id: str | None = None
     tracking_ok: bool = True
     model: nn.Module | None = None
     """The trained MaskedAutoencoder3D (plain module)."""
@@ -82,19 +92,24 @@ def pretrain(cfg: PretrainConfig, tracker: Tracker | None = None) -> PretrainRes
     Under torchrun every rank calls this; the process group is created here from the
     environment (and destroyed at the end if created here). ``tracker`` replaces the
     MLflow tracker rank 0 would make from ``cfg.tracking``.
+
+    One run at a time per ``train.out_dir`` (see medmae.training.lock); SIGTERM / Ctrl-C
+    stop after the step in progress with a checkpoint (see medmae.training.signals).
     """
     info = init_distributed(cfg.train.device)
     try:
-        return _pretrain(cfg, info, tracker)
+        with out_dir_lock(Path(cfg.train.out_dir).resolve(), info), GracefulStop() as stop:
+            return _pretrain(cfg, info, tracker, stop)
     finally:
         shutdown(info)
 
 
-def _pretrain(cfg: PretrainConfig, info: DistInfo, tracker: Tracker | None) -> PretrainResult:
+def _pretrain(cfg: PretrainConfig, info: DistInfo, tracker: Tracker | None, stop: GracefulStop) -> PretrainResult:
     t, device = cfg.train, info.device
     out_dir = Path(t.out_dir).resolve()
     ckpts = CheckpointDir(out_dir / "checkpoints", t.keep_last)
     state = load_checkpoint(ckpts.latest) if t.resume and ckpts.latest.exists() else None
+    preflight(cfg, state)
 
     # ---- build: identical model init on every rank, then each rank's own random stream
     seed_everything(t.seed)
@@ -117,18 +132,23 @@ def _pretrain(cfg: PretrainConfig, info: DistInfo, tracker: Tracker | None) -> P
         loader=build_loader(cfg.data, seed=t.seed, rank=info.rank, world_size=info.world_size, device=device),
         mask_rng=mask_rng,
     )
+    protect_workers(parts.loader)  # a SIGTERM to the process group leaves the workers running
     start = parts.restore(state, info) if state is not None else 0
     if start >= t.steps:
         logger.info("checkpoint %s is at step %d >= train.steps=%d: nothing to do", ckpts.latest, start, t.steps)
+    elif start and info.is_main:
+        logger.info("resuming from step %d of %d (checkpoint %s)", start, t.steps, ckpts.latest)
     train_model = wrap_ddp(model, info)
     if t.compile:
         train_model = torch.compile(train_model)
 
     # ---- outputs and tracking (rank 0 only)
     preprocess = _cache_preprocess_config(cfg.data.cache_dir)
+    data_signature = cache_signature(cfg.data.cache_dir)
     log = MetricsLog(out_dir / "metrics.jsonl") if info.is_main else None
     if tracker is None:
-        tracker = _make_tracker(cfg, info, state)
+        tracker = _make_tracker(cfg, info, state, out_dir)
+    tracker.local_log, tracker.run_file = out_dir / "metrics.jsonl", out_dir / RUN_FILE
     if info.is_main:
         log.truncate_after(start)
         _start_tracking(tracker, cfg, info, out_dir, precision, schedule, crops_per_step, start)
@@ -154,8 +174,12 @@ def _pretrain(cfg: PretrainConfig, info: DistInfo, tracker: Tracker | None) -> P
                 steplog.sync()  # the local log reaches the checkpoint's step before it is written
                 ck = parts.checkpoint(done, info, cfg.model_dump(mode="json"), preprocess, tracker.run_id)
                 if ck is not None:
+                    ck["data"] = data_signature
                     result.checkpoint = ckpts.save(done, ck)
             result.steps = done
+            if done < t.steps and (signum := stop.requested(info)):
+                _stop_now(signum, done, checkpoint_now, steplog, parts, info, cfg, preprocess, tracker, ckpts,
+                          result)
         if start >= t.steps and ckpts.latest.exists():
             result.checkpoint = ckpts.latest
         if info.is_main:
@@ -169,8 +193,23 @@ def _pretrain(cfg: PretrainConfig, info: DistInfo, tracker: Tracker | None) -> P
         if log is not None:
             log.close()
         result.tracking_ok = tracker.finish(status)
-        result.run_id = tracker.run_id
+        result.run_id, result.experiment_id = tracker.run_id, tracker.experiment_id
     return result
+
+
+def _stop_now(signum: int, done: int, checkpointed: bool, steplog: StepLog, parts: TrainParts, info: DistInfo,
+              cfg: PretrainConfig, preprocess: dict | None, tracker: Tracker, ckpts: CheckpointDir,
+              result: PretrainResult) -> None:
+    """A signal arrived: report and checkpoint the steps done, then raise StopRequested (every rank)."""
+    steplog.report()
+    if not checkpointed:
+        ck = parts.checkpoint(done, info, cfg.model_dump(mode="json"), preprocess, tracker.run_id)
+        if ck is not None:
+            result.checkpoint = ckpts.save(done, ck)
+    if info.is_main:
+        logger.warning("stopped after step %d of %d; checkpoint %s (run the same command to resume)", done,
+                       cfg.train.steps, result.checkpoint)
+    raise StopRequested(signum, done, result.checkpoint)
 
 
 def _train_step(cfg: PretrainConfig, parts: TrainParts, train_model: nn.Module, info: DistInfo,
@@ -190,7 +229,8 @@ def _train_step(cfg: PretrainConfig, parts: TrainParts, train_model: nn.Module, 
                             min_valid_tokens=m.foreground_min_tokens)
         with autocast(precision, device):
             if parts.strategy.needs_scores:
-                ctx.token_scores = parts.strategy.score_tokens(parts.model, ctx.image, ctx.valid, parts.mask_rng)
+                ctx.token_scores = parts.strategy.score_tokens(parts.model, ctx.image, ctx.valid, parts.mask_rng,
+                                                               step)
             mask = parts.strategy(ctx, step, parts.mask_rng)
             sync = contextlib.nullcontext()
             if info.distributed and micro < t.grad_accum - 1:
@@ -238,10 +278,15 @@ def _cache_preprocess_config(cache_dir: str) -> dict | None:
     return yaml.safe_load(p.read_text()) if p.is_file() else None
 
 
-def _make_tracker(cfg: PretrainConfig, info: DistInfo, state: dict | None) -> Tracker:
+def _make_tracker(cfg: PretrainConfig, info: DistInfo, state: dict | None, out_dir: Path) -> Tracker:
+    """Rank 0's MLflow tracker; a resumed run continues its MLflow run (named by the checkpoint,
+    or by OUT/mlflow_run.json when the checkpoint was written before the run was created)."""
     if not (info.is_main and cfg.tracking.enabled):
         return Tracker()
-    return MlflowTracker(cfg.tracking, resume_run_id=state.get("mlflow_run_id") if state else None)
+    tracker = MlflowTracker(cfg.tracking)
+    if state is not None:
+        tracker.resume_run_id = state.get("mlflow_run_id") or read_run_file(out_dir / RUN_FILE, tracker.uri)
+    return tracker
 
 
 def _start_tracking(tracker: Tracker, cfg: PretrainConfig, info: DistInfo, out_dir: Path, precision: str,
@@ -255,7 +300,8 @@ def _start_tracking(tracker: Tracker, cfg: PretrainConfig, info: DistInfo, out_d
                     {"masking.strategy": cfg.masking.strategy, "out_dir": str(out_dir)})
     if start:
         tags["resumed_from_step"] = str(start)
-    tracker.start(params, tags)
+    name = f"{cfg.tracking.run_name or cfg.masking.strategy}-{time.strftime('%Y%m%d-%H%M%S')}"
+    tracker.start(params, tags, run_name=name)  # runs told apart by strategy (or tracking.run_name) and time
     tracker.log_artifact(config_path)
     for name in ("fingerprint.json", "config.yaml"):
         p = Path(cfg.data.cache_dir) / name
@@ -272,4 +318,4 @@ def _log_final(tracker: Tracker, cfg: PretrainConfig, model: nn.Module, result: 
 
         folder = save_encoder_model(model.encoder, result.out_dir / "mlflow_model", cfg.model.in_channels,
                                     cfg.data.crop_size)
-        tracker.log_artifacts(folder, "encoder")
+        tracker.log_model(folder, "encoder", step=result.steps)  # an MLflow 3 Logged Model of the run

@@ -14,6 +14,7 @@ Checkpoint keys (all loadable with ``torch.load(..., weights_only=True)``):
     config          resolved PretrainConfig as a plain dict
     preprocess      the cache's preprocessing config (CACHE/config.yaml) as a dict, or None
     mlflow_run_id   the MLflow run to continue, or None
+    data            what the cache held (medmae.preprocess.signature.cache_signature), or None
 """
 
 from __future__ import annotations

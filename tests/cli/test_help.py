@@ -4,7 +4,8 @@ import pytest
 
 from medmae.cli.main import COMMANDS, build_parser, main
 
-EXPECTED = ["data", "synth", "preprocess", "pretrain", "export", "demo", "study", "config"]
+EXPECTED = ["data", "synth", "preprocess", "pretrain", "export", "anomaly", "finetune", "segment", "demo", "study",
+            "config"]
 
 
 def test_all_commands_registered():
@@ -24,7 +25,9 @@ def test_top_level_help_lists_commands(capsys):
 
 
 @pytest.mark.parametrize("argv", [[c, "--help"] for c in EXPECTED] + [["data", "scan", "--help"], ["study", "run", "--help"],
-                                                                     ["config", "reference", "--help"]])
+                                                                     ["config", "reference", "--help"],
+                                                                     *[["anomaly", s, "--help"] for s in
+                                                                       ("score", "calibrate", "evaluate", "report")]])
 def test_each_command_help(argv, capsys):
     with pytest.raises(SystemExit) as e:
         main(argv)

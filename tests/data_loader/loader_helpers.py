@@ -37,14 +37,21 @@ def coded_case(shape, rng: np.random.Generator, with_anatomy: bool = True):
     return image, maps
 
 
-def make_cache(root: Path, shapes, seed: int = 0, without_anatomy=(), split_of=None) -> Path:
-    """A cache of coded cases ``case_000``.. of the given shapes; returns its folder."""
+def make_cache(root: Path, shapes, seed: int = 0, without_anatomy=(), split_of=None,
+               without_midline=(2,)) -> Path:
+    """A cache of coded cases ``case_000``.. of the given shapes; returns its folder.
+
+    Each case's meta has a midline at x = 0.37 * X + 0.25 (off the volume's centre), except
+    the cases in ``without_midline``."""
     rng = np.random.default_rng(seed)
     splits = {}
     for i, shape in enumerate(shapes):
         case_id = f"case_{i:03d}"
         image, maps = coded_case(shape, rng, with_anatomy=i not in without_anatomy)
-        write_case(root, case_id, image, maps, {"affine": np.eye(4)})
+        meta = {"affine": np.eye(4)}
+        if i not in without_midline:
+            meta["midline"] = {"axis": 0, "index": 0.37 * shape[0] + 0.25, "score": 1.0}
+        write_case(root, case_id, image, maps, meta)
         splits[case_id] = split_of(i) if split_of else "train"
     write_index(root, splits)
     return root

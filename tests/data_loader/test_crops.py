@@ -35,7 +35,7 @@ def test_crop_shapes_dtypes_and_missing_prior(coded_cache):
         crops = ds[i]
         assert len(crops) == 4
         for c in crops:
-            assert set(c) == {"image", "body", "anatomy", "supervoxels", "case_id"}
+            assert set(c) == {"image", "body", "anatomy", "supervoxels", "crop_start", "midline", "case_id"}
             assert c["image"].shape == (1, *K) and c["image"].dtype == torch.float32
             assert c["body"].shape == (1, *K) and c["body"].dtype == torch.uint8
             assert c["anatomy"].dtype == torch.int16 and c["supervoxels"].dtype == torch.int32

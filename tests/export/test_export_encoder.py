@@ -7,6 +7,7 @@ import torch
 
 from export_helpers import UNETR_FIT, unetr_for, write_checkpoint
 from medmae.export import ExportError, LoadError, export_encoder, load_encoder, load_into_unetr, read_export
+from medmae.export.load import encoder_from_export
 from medmae.export.verify import hidden_state_gap
 from medmae.models.pos_embed import interpolate_pos_embed, sincos_pos_embed_3d
 from medmae.training.checkpoint import CheckpointError
@@ -60,26 +61,49 @@ def test_unetr_same_size_matches_our_hidden_states(exported):
     torch.testing.assert_close(theirs_hidden[9], hidden[9], atol=1e-5, rtol=1e-4)
 
 
-def test_unetr_other_size_interpolates_position_embedding(exported):
+def test_unetr_other_size_regenerates_sincos_by_default_and_says_so(exported):
     out, mae = exported
     unetr = unetr_for(48)
     report = load_into_unetr(unetr, out)
-    assert report.ok
-    assert report.resized == [("patch_embedding.position_embeddings", (2, 2, 2), (3, 3, 3), "trilinear")]
-    assert "grid (2, 2, 2) -> (3, 3, 3) (trilinear)" in report.format()
-    want = interpolate_pos_embed(mae.encoder.pos_embed, (2, 2, 2), (3, 3, 3))
-    torch.testing.assert_close(unetr.vit.patch_embedding.position_embeddings.data, want)
+    assert report.ok and not report.hints
+    assert report.resized == [("patch_embedding.position_embeddings", (2, 2, 2), (3, 3, 3), "sincos")]
+    text = report.format()
+    assert "grid (2, 2, 2) -> (3, 3, 3) (sincos)" in text and "field of view changes" in text
+    got = unetr.vit.patch_embedding.position_embeddings.data
+    torch.testing.assert_close(got, sincos_pos_embed_3d((3, 3, 3), 48))
+    # the 2^3 cells pretraining saw keep exactly their code (same spacing per token)
+    idx = torch.arange(27).view(3, 3, 3)[:2, :2, :2].reshape(-1)
+    torch.testing.assert_close(got[0, idx], mae.encoder.pos_embed[0])
     with torch.no_grad():
         assert unetr(torch.randn(1, 1, 48, 48, 48)).shape == (1, 2, 48, 48, 48)
 
 
+def test_unetr_other_size_interpolation_on_request(exported):
+    out, mae = exported
+    unetr = unetr_for(48)
+    report = load_into_unetr(unetr, out, resize="trilinear")
+    assert report.resized == [("patch_embedding.position_embeddings", (2, 2, 2), (3, 3, 3), "trilinear")]
+    assert "(trilinear)" in report.format() and "field of view is kept" in report.format()
+    want = interpolate_pos_embed(mae.encoder.pos_embed, (2, 2, 2), (3, 3, 3))
+    torch.testing.assert_close(unetr.vit.patch_embedding.position_embeddings.data, want)
+
+
 def test_load_encoder_at_other_size_both_resize_modes(exported):
     out, _ = exported
-    enc, report = load_encoder(out, img_size=(64, 64, 32))
-    assert enc.grid == (4, 4, 2) and report.resized[0][1:] == ((2, 2, 2), (4, 4, 2), "trilinear")
-    rebuilt, _ = load_encoder(out, img_size=(64, 64, 32), resize="sincos")
+    rebuilt, report = load_encoder(out, img_size=(64, 64, 32))
+    assert rebuilt.grid == (4, 4, 2) and report.resized[0][1:] == ((2, 2, 2), (4, 4, 2), "sincos")
     torch.testing.assert_close(rebuilt.pos_embed, sincos_pos_embed_3d((4, 4, 2), 48))
+    enc, report = load_encoder(out, img_size=(64, 64, 32), resize="trilinear")
+    assert report.resized[0][1:] == ((2, 2, 2), (4, 4, 2), "trilinear")
     assert not torch.allclose(rebuilt.pos_embed, enc.pos_embed)
+
+
+def test_regenerating_a_learned_embedding_is_flagged(exported):
+    out, _ = exported
+    state, meta = read_export(out)
+    state = {**state, "pos_embed": state["pos_embed"] + 0.1}  # e.g. fine-tuned, no longer the fixed code
+    _, report = encoder_from_export(state, meta, img_size=(64, 64, 32))
+    assert report.ok and any("not the fixed sin-cos code" in h for h in report.hints)
 
 
 def test_qkv_bias_mismatch_is_reported_and_target_untouched(exported):

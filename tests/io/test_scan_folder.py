@@ -88,7 +88,7 @@ def test_modalities_sequences_and_maps(tree):
         "dicom__ct_abdomen_j2k_series_s0": ("CT", "", "ct_abdomen_j2k_series_seg.nii.gz", ""),
         "dicom__mixed_s0": ("CT", "", "", ""),
         "dicom__mixed_s1": ("CT", "", "", ""),
-        "Dataset001_Pros__pros_001": ("MR", "t2", "pros_001.nii.gz", ""),
+        "Dataset001_Pros__pros_001": ("MR", "t2,dwi", "pros_001.nii.gz", "")  # T2 and ADC channels,
     }
     for cid, (mod, seq, label, anatomy) in expect.items():
         c = by[cid]

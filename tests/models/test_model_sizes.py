@@ -1,10 +1,14 @@
 """Size presets, config resolution and build_mae."""
 
 import pytest
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
 
 from medmae.config import ConfigError, load_config
 from medmae.config.schema import PretrainConfig
-from medmae.models import PRESETS, ModelConfig, build_encoder, build_mae, resolve_dims
+from medmae.models import PRESETS, MaskedAutoencoder3D, ModelConfig, build_encoder, build_mae, resolve_dims
+from medmae.models.flops import mae_forward_flops, mae_train_step_flops, train_flops
 
 
 def test_presets_resolve_and_overrides_win():
@@ -39,15 +43,33 @@ def test_config_from_overrides_builds_matching_model():
         build_mae(cfg.model, (32, 32, 20))
 
 
-def test_flop_count_matches_hand_count_for_vit_base():
-    from medmae.models.flops import mae_train_step_flops
+def _measured(model, x, mask, valid=None, backward=False) -> int:
+    """FLOPs torch counts for a forward (and backward), attention in its counted math form."""
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        out = model(x, mask, valid)
+        if backward:
+            out.loss.backward()
+    return counter.get_total_flops()
 
-    import torch
 
-    with torch.device("meta"):  # shapes only
-        model = build_mae(ModelConfig(size="base"), (96, 96, 96))  # N = 216, 54 visible at 0.75
-    n, vis, p = 216, 54, 4096
-    enc = 12 * (2 * vis * (4 * 768**2 + 2 * 768 * 3072) + 4 * vis**2 * 768)
-    dec = 4 * (2 * n * (4 * 384**2 + 2 * 384 * 1536) + 4 * n**2 * 384)
-    other = 2 * n * p * 768 + 2 * vis * 768 * 384 + 2 * n * 384 * p
-    assert mae_train_step_flops(model, 2, 0.75) == 3 * 2 * (enc + dec + other)
+def test_flop_counts_match_torch_flop_counter():
+    torch.manual_seed(0)
+    model = MaskedAutoencoder3D((32, 32, 16), (8, 8, 8), 2, embed_dim=48, depth=2, num_heads=3,
+                                decoder_embed_dim=36, decoder_depth=1, decoder_num_heads=2)
+    b, n = 3, model.num_tokens
+    hidden = round(0.75 * n)
+    mask = torch.zeros(b, n, dtype=torch.bool)
+    for i in range(b):
+        mask[i, torch.randperm(n)[:hidden]] = True
+    x = torch.randn(b, 2, 32, 32, 16)
+    assert _measured(model, x, mask) == b * mae_forward_flops(model, n - hidden)
+    assert _measured(model, x, mask, backward=True) == mae_train_step_flops(model, b, 0.75)
+    # foreground-only: the decoder runs on the valid tokens only
+    valid = torch.ones(b, n, dtype=torch.bool)
+    valid[:, : n // 4] = False
+    mask = torch.zeros(b, n, dtype=torch.bool)
+    for i in range(b):
+        ids = n // 4 + torch.randperm(n - n // 4)[: round(0.75 * (n - n // 4))]
+        mask[i, ids] = True
+    vis, dec = n - n // 4 - int(mask[0].sum()), n - n // 4
+    assert _measured(model, x, mask, valid, backward=True) == b * train_flops(model, vis, dec)

@@ -89,3 +89,20 @@ def test_wrong_shape_is_refused(coarse):
     cases, _ = coarse
     with pytest.raises(ValueError, match="cached grid"):
         to_source_grid(np.zeros((3, 3, 3)), cases["ct"].meta)
+
+
+def test_nan_fill_marks_only_voxels_outside_the_crop(coarse):
+    """fill=np.nan used to turn every voxel NaN (the fill was subtracted before resampling)."""
+    cases, _ = coarse
+    c = cases["ct"]
+    image = np.asarray(c.image[0])
+    nan_back = to_source_grid(image, c.meta, order=1, fill=np.nan)
+    zero_back = to_source_grid(image, c.meta, order=1, fill=0.0)
+    inside = np.isfinite(nan_back)
+    assert 0.3 < inside.mean() < 1.0  # the crop covers the body, not the whole source grid
+    np.testing.assert_allclose(nan_back[inside], zero_back[inside], atol=1e-5)
+    assert np.all(zero_back[~inside] == 0.0)
+    body_back = to_source_grid(np.asarray(c.map("body"), np.float32), c.meta, order=0, fill=np.nan)
+    near = np.isfinite(body_back)  # nearest reaches half a voxel further than linear
+    assert np.all(near[inside]) and (near.sum() - inside.sum()) < 0.1 * inside.sum()
+    assert np.nanmax(body_back) == 1.0

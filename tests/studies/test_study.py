@@ -38,33 +38,49 @@ def first(tmp_path_factory, store):
     return run_study(TINY, tmp_path_factory.mktemp("a") / "out", store)
 
 
+def without_heads(text: str) -> str:
+    """The tiny study without its anomaly and segmentation sections (pretraining steps only)."""
+    return text.split("\nanomaly:")[0] + "\n"
+
+
 def _metrics(rows):
     return [{k: v for k, v in r.items()} for r in rows]
 
 
 def test_study_runs_every_step_in_order_and_compares_variants(first):
     assert first.ran == ["data-cases", "preprocess-cache", "pretrain-random-s0", "export-random-s0",
-                         "pretrain-anatomy-s0", "export-anatomy-s0"]
+                         "pretrain-anatomy-s0", "export-anatomy-s0", "data-anomaly_healthy",
+                         "data-anomaly_eval", "anomaly-random-s0", "anomaly-anatomy-s0", "segmentation-random-s0",
+                         "segmentation-anatomy-s0"]
     assert [(r["variant"], r["strategy"], r["seed"]) for r in first.rows] == [("anatomy", "anatomy", 0),
                                                                                ("random", "random", 0)]
     for r in first.rows:
         assert 0 < r["pretrain.final_loss"] and 0 < r["pretrain.loss_over_baseline"] < 5
+        # fine-tuned from the variant's export and from scratch, evaluated on the same cases
+        assert 0 <= r["segmentation.dice_pretrained_n1"] <= 1 and 0 <= r["segmentation.dice_scratch_n1"] <= 1
+        assert r["segmentation.dice"] == r["segmentation.dice_pretrained_n1"]
+        # calibrated on healthy phantoms, evaluated on lesion phantoms, the baseline beside the model
+        for m in ("model", "baseline", "combined"):
+            assert 0 <= r[f"anomaly.{m}_voxel_auroc"] <= 1 and 0 <= r[f"anomaly.{m}_voxel_auprc"] <= 1
+        assert r["segmentation.dice_gain"] == pytest.approx(r["segmentation.dice"] - r["segmentation.dice_scratch_n1"])
     with open(first.out / "summary.csv", newline="") as f:
         assert [row["variant"] for row in csv.DictReader(f)] == ["anatomy", "random"]
     md = (first.out / "summary.md").read_text()
     assert "| anatomy | anatomy | 1 |" in md and "pretrain.loss_over_baseline" in md
     assert (first.out / "summary.png").stat().st_size > 5000
     assert len(list((first.out / "steps").glob("export-*/encoder/encoder.pt"))) == 2
+    reports = list((first.out / "steps").glob("anomaly-*/evaluation/report.html"))
+    assert len(reports) == 2 and all(p.stat().st_size > 10_000 for p in reports)
 
 
 def test_rerun_reuses_every_step_and_a_change_reruns_only_what_depends_on_it(first, store, tmp_path):
     again = run_study(TINY, first.out, store)
-    assert again.ran == [] and len(again.reused) == 6 and _metrics(again.rows) == _metrics(first.rows)
+    assert again.ran == [] and len(again.reused) == 12 and _metrics(again.rows) == _metrics(first.rows)
 
     changed = tmp_path / "tiny.yaml"
     changed.write_text(TINY.read_text().replace("masking.strategy=anatomy]", "masking.strategy=anatomy, masking.ratio=0.6]"))
     third = run_study(changed, first.out, store)
-    assert third.ran == ["pretrain-anatomy-s0", "export-anatomy-s0"]
+    assert third.ran == ["pretrain-anatomy-s0", "export-anatomy-s0", "anomaly-anatomy-s0", "segmentation-anatomy-s0"]
 
 
 def test_same_study_twice_gives_identical_metrics(first, store, tmp_path):
@@ -113,7 +129,7 @@ def test_typo_in_study_fails_before_anything_runs(tmp_path):
 
 def test_study_hands_pretraining_to_torchrun(tmp_path, store):
     """torchrun --nproc-per-node 2 -m medmae pretrain (gloo on the CPU), as a study step."""
-    text = TINY.read_text().replace("  variants:", "  torchrun: 2\n  variants:")
+    text = without_heads(TINY.read_text()).replace("  variants:", "  torchrun: 2\n  variants:")
     text = text.replace("    - {name: anatomy, overrides: [masking.strategy=anatomy]}\n", "")
     study = tmp_path / "tiny_ddp.yaml"
     study.write_text(text)
@@ -134,7 +150,7 @@ def test_study_on_real_scans_masks_their_organ_labels(tmp_path, store):
     for name in ("ct_abdomen_3mm", "mr_abdomen_3mm"):  # TotalSegmentator output named as docs/ingestion.md says
         shutil.copy(data / f"{name}.nii.gz", real / f"{name}.nii.gz")
         shutil.copy(data / f"{name}_seg.nii.gz", real / f"{name}_seg_total.nii.gz")
-    text = TINY.read_text().replace("data:\n  synth: {brain: 3,", f"data:\n  folders: [{real}]\n  synth: {{brain: 1,")
+    text = without_heads(TINY.read_text()).replace("data:\n  synth: {brain: 3,", f"data:\n  folders: [{real}]\n  synth: {{brain: 1,")
     text = text.replace("    - {name: random, overrides: [masking.strategy=random]}\n", "")
     text = text.replace("data.priors=[body,anatomy]", "data.priors=[body,anatomy]\n    - data.split=null")
     study = tmp_path / "real.yaml"
@@ -153,3 +169,18 @@ def test_study_on_real_scans_masks_their_organ_labels(tmp_path, store):
     assert len(np.unique(np.load(ct / "anatomy.npy"))) > 10  # the real organs are the masking units
     row = res.rows[0]
     assert row["strategy"] == "anatomy" and 0 < row["pretrain.loss_over_baseline"] < 5
+
+
+@pytest.mark.parametrize("path", sorted((HERE.parents[1] / "studies").glob("*.yaml")), ids=lambda p: p.stem)
+def test_shipped_studies_are_valid(path):
+    """Every shipped study file passes the schema and its stage configs resolve (no typo lands)."""
+    from medmae.studies.plan import build_plan
+    from medmae.studies.spec import load_study
+
+    spec, root = load_study(path)
+    assert spec.name == path.stem
+    if path.stem == "demo":  # its data is shipped: the whole plan resolves
+        kinds = [s.kind for s in build_plan(spec, root, path)]
+        assert {"pretrain", "export", "anomaly", "segmentation"} <= set(kinds)
+    else:  # GPU-scale studies point at a user's folders, and evaluate both heads' worth
+        assert spec.anomaly is not None or spec.segmentation is not None

@@ -26,12 +26,15 @@ START_TIMEOUT_S = 120
 class Server:
     """An `mlflow server` in its own process group, killed (whole group) by :meth:`kill`."""
 
-    def __init__(self, root: Path):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+    def __init__(self, root: Path, port: int | None = None):
+        """A server on ``root``'s store; ``port`` (a free one by default) restarts a killed server."""
+        if port is None:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+        self.port = port
         self.uri = f"http://127.0.0.1:{self.port}"
-        self.log = root / "server.log"
+        self.log = root / f"server-{time.monotonic_ns()}.log"
         env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
         env.pop("MLFLOW_TRACKING_URI", None)
         with open(self.log, "w") as log:
@@ -83,7 +86,7 @@ def _cfg(cache, out, uri, *extra):
                        "tracking.system_metrics=true", "tracking.system_metrics_interval_s=1", *extra)
 
 
-def test_run_reads_back_through_the_server(server, cache, tmp_path):
+def test_run_reads_back_through_the_server(server, cache, tmp_path, monkeypatch):
     import mlflow.pytorch
     from mlflow.tracking import MlflowClient
 
@@ -116,17 +119,24 @@ def test_run_reads_back_through_the_server(server, cache, tmp_path):
     def listing(path=None):
         return {a.path for a in client.list_artifacts(result.run_id, path)}
 
-    assert {"config.yaml", "data", "figures", "checkpoints", "encoder"} <= listing()
+    assert {"config.yaml", "data", "figures", "checkpoints"} <= listing()
     assert listing("figures") == {"figures/step_0000003.png", "figures/step_0000006.png"}
     assert listing("checkpoints") == {"checkpoints/step_0000006.pt"}
     assert {"data/fingerprint.json", "data/preprocess"} <= listing("data")
-    assert "encoder/MLmodel" in listing("encoder")
 
-    local_copy = client.download_artifacts(result.run_id, "encoder", str(tmp_path))
-    encoder = mlflow.pytorch.load_model(local_copy)  # the pt2 export: no unpickling
+    # MLflow 3: the encoder is a Logged Model of the run (the UI's "Logged models"), loadable
+    # by models:/<id> without unpickling (pt2 export) and registrable
+    (output,) = run.outputs.model_outputs
+    model = client.get_logged_model(output.model_id)
+    assert model.source_run_id == result.run_id and model.name == "encoder" and model.status == "READY"
+    assert output.step == 6
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server.uri)
+    encoder = mlflow.pytorch.load_model(f"models:/{model.model_id}")
     x = torch.randn(3, 1, 32, 32, 32)
     with torch.no_grad():
         assert torch.allclose(encoder(x), result.model.encoder.eval()(x), atol=1e-5)
+    version = mlflow.register_model(f"models:/{model.model_id}", "medmae-encoder-test")
+    assert version.version == "1"
 
 
 def test_server_dying_mid_run_does_not_stop_training(server, cache, tmp_path, monkeypatch, caplog):
@@ -153,3 +163,53 @@ def test_server_dying_mid_run_does_not_stop_training(server, cache, tmp_path, mo
     assert len(failed) == 1, ours  # warned once, with the reason ...
     assert "Connection refused" in failed[0] or "Max retries" in failed[0]
     assert any("could not be sent" in m for m in ours)  # ... and said what was left unsent
+
+
+def test_system_metrics_survive_an_outage_with_one_warning(tmp_path, caplog):
+    """A server that goes away and comes back on the same port and store: the sampler keeps
+    sampling, the samples are sent once the server is back, and the outage is one warning
+    (plus one "reachable again"), not a stream of HTTP retry warnings."""
+    from mlflow.tracking import MlflowClient
+
+    from medmae.tracking.config import TrackingConfig
+    from medmae.tracking.mlflow_run import MlflowTracker
+
+    first = Server(tmp_path)
+    first.wait_healthy()
+    caplog.set_level(logging.DEBUG)
+    cfg = TrackingConfig(tracking_uri=first.uri, experiment="outage", system_metrics_interval_s=0.5,
+                         retry_every_s=0.5, http_retries=2, http_timeout_s=2, finish_timeout_s=60)
+    tracker = MlflowTracker(cfg)
+    try:
+        tracker.start({"a": 1}, {}, run_name="outage-test")
+        deadline = time.monotonic() + 60
+        while tracker.run_id is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.5)
+        first.kill()
+        time.sleep(3.0)  # samples taken while the server is down
+        down_until = int(time.time() * 1000)
+        second = Server(tmp_path, first.port)  # same store, same address
+        try:
+            second.wait_healthy()
+            time.sleep(2.0)  # samples after the server is back
+            assert tracker.finish() is True
+            client = MlflowClient(second.uri)
+            history = client.get_metric_history(tracker.run_id, "system/cpu_utilization_percentage")
+            name = client.get_run(tracker.run_id).info.run_name
+        finally:
+            second.kill()
+    finally:
+        first.kill()
+    steps = [m.step for m in history]
+    assert steps == list(range(len(steps))) and len(steps) >= 8, steps  # none lost, none twice
+    assert sum(m.timestamp < down_until for m in history) >= 4  # the outage's samples were kept ...
+    assert sum(m.timestamp > down_until for m in history) >= 2  # ... and sampling went on after it
+    assert name == "outage-test"
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    ours = [r.getMessage() for r in warnings if r.name == "medmae.tracking.mlflow_run"]
+    assert sum(m.startswith("MLflow call") for m in ours) == 1, ours
+    assert sum("reachable again" in m for m in ours) == 1, ours
+    noise = [f"{r.name}: {r.getMessage()}" for r in warnings if r.name != "medmae.tracking.mlflow_run"]
+    assert not noise, noise[:5]
+

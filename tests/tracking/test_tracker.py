@@ -27,6 +27,9 @@ def test_tracking_uri_resolution(tmp_path, monkeypatch):
     assert artifact_root_for(uri) == (tmp_path.resolve() / "mlruns" / "artifacts").as_uri()
     assert artifact_root_for("http://h:5000") is None
     assert ui_command(uri) == f"mlflow ui --backend-store-uri {uri} --default-artifact-root {artifact_root_for(uri)}"
+    # a tracking server is already serving the UI: its URL (the run's page when known)
+    assert ui_command("http://127.0.0.1:5000/") == "http://127.0.0.1:5000"
+    assert ui_command("http://h:5000", "3", "ab12") == "http://h:5000/#/experiments/3/runs/ab12"
 
 
 def test_params_fit_mlflow_limits():
@@ -51,21 +54,28 @@ def _closed_port() -> int:
         return s.getsockname()[1]  # nothing listens once the socket is closed
 
 
-def test_no_server_at_all_warns_once_and_never_raises(caplog):
+def test_no_server_at_all_warns_once_and_never_raises(caplog, tmp_path):
     cfg = TrackingConfig(tracking_uri=f"http://127.0.0.1:{_closed_port()}", retry_every_s=0.2,
-                         finish_timeout_s=1, http_retries=0, max_backlog=3, system_metrics=False)
-    caplog.set_level(logging.WARNING, logger="medmae.tracking.mlflow_run")
+                         finish_timeout_s=3, http_retries=2, http_timeout_s=1, max_backlog=3,
+                         system_metrics_interval_s=0.2)
+    caplog.set_level(logging.DEBUG)
     t0 = time.monotonic()
     tracker = MlflowTracker(cfg)
+    tracker.local_log = tmp_path / "run" / "metrics.jsonl"
     tracker.start({"a": 1}, {"b": "c"})
     for step in range(10):
         tracker.log_metrics({"loss": 1.0 / (step + 1)}, step)
+    time.sleep(0.5)
     assert tracker.finish() is False
-    assert time.monotonic() - t0 < 30 and tracker.run_id is None
-    ours = [r.getMessage() for r in caplog.records if r.name == "medmae.tracking.mlflow_run"]
+    assert time.monotonic() - t0 < 20 and tracker.run_id is None  # bounded by tracking.finish_timeout_s
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    ours = [r.getMessage() for r in warnings if r.name == "medmae.tracking.mlflow_run"]
     assert sum(m.startswith("MLflow call 'start run'") for m in ours) == 1  # once, whatever the retries
     assert any("backlog is full" in m for m in ours)
-    assert any("could not be sent" in m for m in ours)
+    waiting = [m for m in ours if "waiting up to 3 s (tracking.finish_timeout_s)" in m]
+    assert len(waiting) == 1 and str(tracker.local_log) in waiting[0]  # says where the local log is
+    assert any("could not be sent" in m and str(tracker.local_log) in m for m in ours)
+    assert [r.getMessage() for r in warnings if r.name != "medmae.tracking.mlflow_run"] == []  # no retry noise
     assert tracker.failures >= 1 and "Connection refused" in tracker.last_error
 
 
@@ -130,3 +140,35 @@ def test_calls_no_retry_can_fix_are_dropped_not_retried_forever(store, tmp_path,
     refused.log_metrics({"loss": 0.5}, 1)
     assert refused.finish() is False and refused.run_id is None
     assert any("refused to create the run" in r.getMessage() for r in caplog.records)
+
+
+def test_mlflow3_ui_sees_a_model_training_run(store, tmp_path):
+    """Experiment kind, source and git tags, and the run name, read back through MlflowClient."""
+    from mlflow.tracking import MlflowClient
+
+    from medmae.tracking.provenance import code_tags, git_commit
+
+    cfg = TrackingConfig(tracking_uri=store, experiment="kind-test", system_metrics=False)
+    tracker = MlflowTracker(cfg)
+    tracker.start({}, code_tags(), run_name="random-20260101-120000")
+    assert tracker.finish() is True
+    client = MlflowClient(store)
+    exp = client.get_experiment_by_name("kind-test")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    run = client.get_run(tracker.run_id)
+    assert run.info.run_name == "random-20260101-120000"
+    tags = run.data.tags
+    assert tags["mlflow.source.type"] == "LOCAL" and tags["mlflow.source.name"]
+    package = Path(__file__).resolve().parents[2] / "medmae"
+    found = git_commit(package)
+    if found is not None:  # a git checkout
+        assert tags["mlflow.source.git.commit"] == found[0]
+        branch = subprocess.run(["git", "-C", str(package), "rev-parse", "--abbrev-ref", "HEAD"],
+                                capture_output=True, text=True).stdout.strip()
+        assert tags.get("mlflow.source.git.branch", "HEAD") == branch
+    # an experiment made before (no kind) gets it; a kind set by someone else is kept
+    client.set_experiment_tag(exp.experiment_id, "mlflow.experimentKind", "genai_development")
+    other = MlflowTracker(cfg)
+    other.start({}, {})
+    assert other.finish() is True
+    assert client.get_experiment(exp.experiment_id).tags["mlflow.experimentKind"] == "genai_development"

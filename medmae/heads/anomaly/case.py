@@ -1,0 +1,77 @@
+"""One case through the head: check, preprocess as the model's cache, score, derive maps."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from medmae.heads.anomaly.compat import check_case, check_spacing
+from medmae.heads.anomaly.config import AnomalyConfig
+from medmae.heads.anomaly.maps import anomaly_map, case_score, combined_map, intensity_baseline
+from medmae.heads.anomaly.model import PretrainedMAE
+from medmae.heads.anomaly.scorer import ErrorStats, score_volume
+from medmae.io.errors import ScanError
+from medmae.io.manifest import Case
+from medmae.preprocess.case import prepare_case
+from medmae.preprocess.midline import estimate_midline
+
+MAPS = ("model", "baseline", "combined")
+"""The three maps every case gets: the MAE's, the intensity baseline, their combination."""
+
+
+@dataclass
+class CaseMaps:
+    """A scored case on the preprocessed grid (RAS, the model's spacing).
+
+    image: (C, X, Y, Z) preprocessed scan; body: (X, Y, Z) bool; label: (X, Y, Z) int16 or None;
+    maps: {"model", "baseline", "combined"} -> (X, Y, Z) float32; stats: the MAE's error statistics;
+    scores: case score per map; meta: prepare_case's meta (maps results back to the source grid).
+    """
+
+    case: Case
+    image: np.ndarray
+    body: np.ndarray
+    label: np.ndarray | None
+    maps: dict[str, np.ndarray]
+    stats: ErrorStats
+    scores: dict[str, float]
+    meta: dict
+    midline: float | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def unit_map(kind: str, image: np.ndarray, body: np.ndarray, anatomy: np.ndarray | None, path: str
+             ) -> tuple[np.ndarray | None, float | None]:
+    """The structured-mask units of a case: None (random), hemispheres 1 (left) / 2 (right), or anatomy."""
+    if kind == "random":
+        return None, None
+    if kind == "hemisphere":
+        c = estimate_midline(image, body)
+        x = np.arange(body.shape[0], dtype=np.float32)[:, None, None]
+        return np.broadcast_to(np.where(x < c, 1, 2), body.shape).astype(np.int16), c
+    if anatomy is None or not anatomy.any():
+        raise ScanError(path, "score.mask=anatomy needs an anatomy map (the manifest's anatomy column)")
+    return anatomy.astype(np.int16), None
+
+
+def analyse_case(case: Case, model: PretrainedMAE, cfg: AnomalyConfig) -> CaseMaps:
+    """Score one case. Raises ScanError (naming the file) for a scan the model cannot score."""
+    s = cfg.score
+    t0 = time.perf_counter()
+    check_case(case, model, s.check_sequence)
+    image, maps, meta = prepare_case(case, model.preprocess, priors=False)
+    check_spacing(case.image[0], case.modality, meta["source_spacing"], model, s.max_spacing_ratio)
+    body = maps["body"].astype(bool)
+    units, midline = unit_map(s.mask, image, body, maps.get("anatomy"), case.image[0])
+    t1 = time.perf_counter()
+    floors = [p["floor"] for p in meta["normalisation"]]
+    stats = score_volume(image, body, units, model, s, floors)
+    t2 = time.perf_counter()
+    mae = anomaly_map(stats, s.map, body, s.channel, s.median_filter)
+    base = intensity_baseline(image, body, cfg.baseline.channel, cfg.baseline_sign())
+    out = {"model": mae, "baseline": base, "combined": combined_map(mae, base, body)}
+    scores = {k: case_score(v, body, s.top_percent) for k, v in out.items()}
+    return CaseMaps(case, image, body, maps.get("label"), out, stats, scores, meta, midline,
+                    {"preprocess": t1 - t0, "score": t2 - t1, "maps": time.perf_counter() - t2})

@@ -1,0 +1,125 @@
+"""Anomaly head config: scoring, intensity baseline, healthy calibration, evaluation, tracking."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from medmae.config.base import StrictModel
+from medmae.tracking.config import TrackingConfig
+
+MapKind = Literal["squared", "brighter", "darker", "absolute"]
+
+
+class ScoreConfig(StrictModel):
+    draws: int = Field(4, ge=2, le=64)
+    """K mask draws per window (random masks); every valid token is hidden in at least one."""
+    seed: int = 0
+    """Seed of the mask draws (window i of a scan uses seed + i: reruns give identical maps)."""
+    mask: Literal["random", "hemisphere", "anatomy"] = "random"
+    """random: K complementary draws at the training ratio. hemisphere: hide the left, then the
+    right half of the brain (mid-sagittal plane estimated per scan) and reconstruct it from the
+    other. anatomy: hide each anatomy unit of the case's anatomy map in turn."""
+    ratio: float | None = Field(None, gt=0, lt=1)
+    """Hidden fraction of the valid tokens per draw; None = the model's training ratio."""
+    min_body_fraction: float | None = Field(None, ge=0, le=1)
+    """A token is scored when this fraction of it is body; None = the training's foreground_min_fraction."""
+    roi: Literal["auto", "crop", "whole"] | tuple[int, int, int] = "auto"
+    """Sliding-window size: the training crop, the whole (padded) scan, or explicit voxels
+    (multiples of the patch size). auto = crop for random masks, whole for structured ones."""
+    overlap: float = Field(0.25, ge=0, lt=1)
+    """Window overlap of MONAI's sliding_window_inference (Gaussian blending)."""
+    sw_batch_size: int = Field(2, ge=1)
+    """Windows per forward pass (each times its K mask draws)."""
+    map: MapKind = "squared"
+    """The anomaly map: squared = mean squared error over the draws that hid the voxel;
+    brighter = observed above expected (mean positive residual); darker = below expected;
+    absolute = |mean residual|. Intensity units of the preprocessed scan (z-scores for MR)."""
+    channel: int | None = Field(None, ge=0)
+    """Channel whose error is the map; None = mean over channels."""
+    median_filter: int = Field(0, ge=0)
+    """Median filter width in voxels (0 = off; odd), applied inside the body mask."""
+    top_percent: float = Field(1.0, gt=0, le=100)
+    """Case score = mean of the top ``top_percent`` % of the map's voxels inside the body."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["fp32", "bf16"] = "fp32"
+    """bf16 autocast on CUDA (ignored on CPU)."""
+    max_spacing_ratio: float = Field(2.0, ge=1)
+    """A scan whose source voxels are this many times coarser (any axis) than the coarsest
+    training scan of its modality is refused."""
+    check_sequence: bool = True
+    """Refuse a scan whose MR sequence (manifest / name hint) the model was not trained on."""
+
+    @field_validator("median_filter")
+    @classmethod
+    def _odd(cls, v):
+        if v and v % 2 == 0:
+            raise ValueError(f"median_filter must be odd (or 0), got {v}")
+        return v
+
+
+class BaselineConfig(StrictModel):
+    channel: int = Field(0, ge=0)
+    """Channel of the intensity baseline (e.g. the FLAIR channel)."""
+    sign: Literal["auto", "brighter", "darker", "absolute"] = "auto"
+    """Robust z-score kept above 0 (brighter), below 0 (darker) or both; auto = as score.map
+    (squared -> absolute)."""
+
+
+class CalibrationConfig(StrictModel):
+    fprs: list[float] = [0.01, 0.05]
+    """Voxel false-positive rates on healthy scans to find thresholds for."""
+    apply_fpr: float | None = None
+    """FPR whose threshold makes the binary maps; None = the first of ``fprs``."""
+    min_component_mm3: float = Field(50.0, ge=0)
+    """Connected components of the binary map smaller than this are removed."""
+
+    @field_validator("fprs")
+    @classmethod
+    def _rates(cls, v):
+        if not v or any(not 0 < f < 1 for f in v):
+            raise ValueError(f"fprs must be rates in (0, 1), got {v}")
+        return sorted(set(v))
+
+    @model_validator(mode="after")
+    def _known_rate(self):
+        if self.apply_fpr is not None and self.apply_fpr not in self.fprs:
+            raise ValueError(f"apply_fpr {self.apply_fpr} is not one of fprs {self.fprs}")
+        return self
+
+    @property
+    def binary_fpr(self) -> float:
+        return self.fprs[0] if self.apply_fpr is None else self.apply_fpr
+
+
+class EvaluationConfig(StrictModel):
+    bootstrap: int = Field(1000, ge=0)
+    """Bootstrap resamples over cases for the 95% confidence intervals (0 = none)."""
+    seed: int = 0
+    size_bins_mm3: list[float] = [100.0, 1000.0]
+    """Lesion volume edges (mm^3) of the size strata of lesion-wise detection."""
+    bins: int = Field(1024, ge=16)
+    """Score bins of the per-case histograms behind Dice curves and bootstrap intervals."""
+
+
+class AnomalyTracking(TrackingConfig):
+    """MLflow settings of ``anomaly evaluate`` (same store defaults as pretraining)."""
+
+    experiment: str = "medmae-anomaly"
+    system_metrics: bool = False
+    log_model: bool = False
+    log_checkpoint: bool = False
+
+
+class AnomalyConfig(StrictModel):
+    score: ScoreConfig = ScoreConfig()
+    baseline: BaselineConfig = BaselineConfig()
+    calibration: CalibrationConfig = CalibrationConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    tracking: AnomalyTracking = AnomalyTracking()
+
+    def baseline_sign(self) -> str:
+        if self.baseline.sign != "auto":
+            return self.baseline.sign
+        return "absolute" if self.score.map == "squared" else self.score.map

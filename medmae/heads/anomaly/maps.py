@@ -1,0 +1,100 @@
+"""From error statistics to the maps a reader sees, the intensity baseline, and case scores.
+
+All maps live on the preprocessed grid, are >= 0 and are 0 outside the body mask.
+
+- anomaly map: per ``score.map`` (squared / brighter / darker / absolute error);
+- intensity baseline: the robust z-score ``(x - median) / (1.4826 MAD)`` of one channel
+  inside the body, kept on the chosen side of 0;
+- combined: the mean of the anomaly map and the baseline, each first divided by its own
+  robust scale inside the body (``1.4826 MAD`` about 0, so both are in "typical healthy
+  deviations"), so neither dominates by its units;
+- case score: the mean of the top ``q`` % of the map's values inside the body.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from medmae.heads.anomaly.scorer import ErrorStats
+
+MAD_TO_SD = 1.4826
+
+
+def _channel(a: np.ndarray, channel: int | None) -> np.ndarray:
+    if channel is None:
+        return a.mean(0)
+    if channel >= a.shape[0]:
+        raise ValueError(f"channel {channel} does not exist (the scan has {a.shape[0]})")
+    return a[channel]
+
+
+def signed_part(values: np.ndarray, sign: str) -> np.ndarray:
+    """Keep > 0 (brighter), < 0 as positive (darker) or |values| (absolute)."""
+    if sign == "brighter":
+        return np.maximum(values, 0.0)
+    if sign == "darker":
+        return np.maximum(-values, 0.0)
+    if sign == "absolute":
+        return np.abs(values)
+    raise ValueError(f"unknown sign {sign!r}")
+
+
+def inside(map_: np.ndarray, body: np.ndarray, median_filter: int = 0) -> np.ndarray:
+    """``map_`` set to 0 outside the body, optionally median-filtered (width in voxels) first."""
+    out = map_.astype(np.float32)
+    if median_filter > 1:
+        out = ndimage.median_filter(out, size=median_filter, mode="nearest")
+    return np.where(body, out, 0.0).astype(np.float32)
+
+
+def anomaly_map(stats: ErrorStats, kind: str, body: np.ndarray, channel: int | None = None,
+                median_filter: int = 0) -> np.ndarray:
+    """(X, Y, Z) anomaly map of ``kind`` (squared / brighter / darker / absolute)."""
+    if kind == "squared":
+        raw = _channel(stats.squared, channel)
+    else:
+        raw = signed_part(_channel(stats.residual, channel), kind)
+    return inside(raw, body & stats.covered, median_filter)
+
+
+def robust_z(channel: np.ndarray, body: np.ndarray) -> np.ndarray:
+    """(X, Y, Z) -> robust z-score against the body's median and MAD (0 outside the body)."""
+    v = channel[body].astype(np.float64)
+    if v.size == 0:
+        return np.zeros(channel.shape, np.float32)
+    med = np.median(v)
+    mad = MAD_TO_SD * np.median(np.abs(v - med))
+    scale = mad if mad > 0 else (v.std() or 1.0)
+    return np.where(body, (channel - med) / scale, 0.0).astype(np.float32)
+
+
+def intensity_baseline(image: np.ndarray, body: np.ndarray, channel: int, sign: str) -> np.ndarray:
+    """(C, X, Y, Z) -> (X, Y, Z) robust z-score of ``channel`` inside the body, one side kept."""
+    if channel >= image.shape[0]:
+        raise ValueError(f"baseline.channel {channel} does not exist (the scan has {image.shape[0]})")
+    return signed_part(robust_z(image[channel], body), sign) * body
+
+
+def robust_scale(map_: np.ndarray, body: np.ndarray) -> float:
+    """1.4826 x the median |value| inside the body (> 0; falls back to the mean, then 1)."""
+    v = np.abs(map_[body])
+    s = MAD_TO_SD * float(np.median(v)) if v.size else 0.0
+    if s <= 0:
+        s = float(v.mean()) if v.size and v.mean() > 0 else 1.0
+    return s
+
+
+def combined_map(anomaly: np.ndarray, baseline: np.ndarray, body: np.ndarray) -> np.ndarray:
+    """Mean of the two maps, each divided by its robust scale inside the body."""
+    out = 0.5 * (anomaly / robust_scale(anomaly, body) + baseline / robust_scale(baseline, body))
+    return np.where(body, out, 0.0).astype(np.float32)
+
+
+def case_score(map_: np.ndarray, body: np.ndarray, top_percent: float) -> float:
+    """Mean of the top ``top_percent`` % of the map inside the body (at least one voxel)."""
+    v = map_[body]
+    if v.size == 0:
+        return 0.0
+    k = max(1, int(np.ceil(v.size * top_percent / 100.0)))
+    return float(np.partition(v, v.size - k)[v.size - k:].mean())

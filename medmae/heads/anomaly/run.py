@@ -1,0 +1,157 @@
+"""Batch jobs: ``score`` (maps per case) and ``calibrate`` (healthy thresholds) over INPUTS.
+
+Bad inputs and cases that cannot be scored are reported with the reason (file + problem)
+and the rest is processed. ``score`` writes OUT/settings.json, OUT/scores.csv (one row per
+scored case, highest score first) and OUT/bad.csv besides the per-case folders (see
+:mod:`medmae.heads.anomaly.outputs`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from tqdm import tqdm
+
+from medmae import __version__
+from medmae.atomic import atomic_write_text
+from medmae.heads.anomaly.calibration import (Calibration, calibrate, default_path, load_calibration,
+                                              save_calibration, settings_digest)
+from medmae.heads.anomaly.case import MAPS, CaseMaps, analyse_case
+from medmae.heads.anomaly.config import AnomalyConfig
+from medmae.heads.anomaly.model import PretrainedMAE, load_model
+from medmae.heads.anomaly.outputs import write_case
+from medmae.heads.inputs import cases_from_inputs
+from medmae.io.errors import ScanError
+from medmae.io.manifest import Case
+
+logger = logging.getLogger(__name__)
+
+NORM_PIX_WARNING = ("model was pretrained with norm_pix_loss (per-patch normalised targets): it cannot see "
+                    "an intensity anomaly, since each patch's own mean and variance are normalised away; "
+                    "pretrain anomaly models with model.norm_pix_loss=false (configs/anomaly_pretrain_cpu.yaml)")
+SCORE_STATISTIC = "mean of the top {q:g}% of the map's voxels inside the body mask"
+
+
+@dataclass
+class BatchResult:
+    records: list[dict] = field(default_factory=list)
+    bad: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def open_model(model: str | os.PathLike) -> tuple[PretrainedMAE, list[str]]:
+    """Load MODEL; returns it and the warnings a user must see (norm_pix_loss)."""
+    loaded = load_model(model)
+    warnings = [NORM_PIX_WARNING] if loaded.norm_pix_loss else []
+    for w in warnings:
+        logger.warning("%s: %s", loaded.source, w)
+    return loaded, warnings
+
+
+def scored_cases(cases: list[Case], model: PretrainedMAE, cfg: AnomalyConfig, bad: list, what: str,
+                 progress: bool = True) -> Iterator[CaseMaps]:
+    """Analyse each case in turn (tqdm progress); failures go to ``bad`` as (file, problem)."""
+    for case in tqdm(cases, desc=what, unit="scan", disable=not progress):
+        try:
+            cm = analyse_case(case, model, cfg)
+        except ScanError as e:
+            bad.append((e.path, e.problem))
+        except (ValueError, OSError) as e:
+            bad.append((case.image[0], f"{type(e).__name__}: {e}"))
+        else:
+            yield cm
+            continue
+        logger.warning("skipped %s: %s", *bad[-1])
+
+
+def find_calibration(model: PretrainedMAE, cfg: AnomalyConfig, path: str | os.PathLike | None) -> Calibration | None:
+    """The given calibration (checked), else the one beside the model for these settings, else None."""
+    if path is not None:
+        return load_calibration(path, model.digest, cfg)
+    auto = default_path(model.folder, model.digest, cfg)
+    return load_calibration(auto, model.digest, cfg) if auto.is_file() else None
+
+
+def _record(cm: CaseMaps, cal: Calibration | None, model: PretrainedMAE, cfg: AnomalyConfig) -> dict:
+    rec = {
+        "case_id": cm.case.case_id, "modality": cm.case.modality, "sequence": cm.case.sequence,
+        "score": cm.scores["model"], "scores": cm.scores,
+        "score_statistic": SCORE_STATISTIC.format(q=cfg.score.top_percent),
+        "label": cm.case.label, "has_label": bool(cm.case.label),
+        "body_voxels": int(cm.body.sum()), "covered_fraction": float(cm.stats.covered[cm.body].mean()),
+        "midline_voxel": cm.midline, "model_digest": model.digest, "settings_digest": settings_digest(cfg),
+        "seconds": cm.seconds,
+    }
+    if cal is not None:
+        rec["percentiles"] = {k: cal.percentile(k, v) for k, v in cm.scores.items()}
+    return rec
+
+
+def _csv(rows: list[dict], columns: list[str]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def _settings(model: PretrainedMAE, cfg: AnomalyConfig, cal: Calibration | None, warnings: list[str]) -> dict:
+    return {
+        "medmae_version": __version__, "model": {"kind": model.kind, "name": model.source.name,
+                                                 "digest": model.digest, "norm_pix_loss": model.norm_pix_loss,
+                                                 "training_ratio": model.ratio, "crop": list(model.crop),
+                                                 "spacing": list(model.preprocess.spacing)},
+        "config": cfg.model_dump(mode="json", exclude={"tracking"}), "settings_digest": settings_digest(cfg),
+        "score_statistic": SCORE_STATISTIC.format(q=cfg.score.top_percent),
+        "calibration": None if cal is None else {"thresholds": cal.thresholds, "cases": cal.cases,
+                                                 "binary_fpr": cfg.calibration.binary_fpr,
+                                                 "min_component_mm3": cal.min_component_mm3},
+        "warnings": warnings,
+    }
+
+
+def score_inputs(inputs: list[str], model_path: str | os.PathLike, out: str | os.PathLike, cfg: AnomalyConfig,
+                 calibration: str | os.PathLike | None = None, progress: bool = True) -> BatchResult:
+    """Score every case INPUTS name; write per-case outputs and the run's index files under ``out``."""
+    model, warnings = open_model(model_path)
+    cal = find_calibration(model, cfg, calibration)
+    out = Path(out)
+    result = BatchResult(warnings=warnings)
+    cases, result.bad = cases_from_inputs(inputs)
+    for cm in scored_cases(cases, model, cfg, result.bad, "scoring", progress):
+        rec = write_case(cm, out / "cases" / cm.case.case_id, _record(cm, cal, model, cfg), cal,
+                         cfg.calibration.binary_fpr)
+        result.records.append(rec)
+    result.records.sort(key=lambda r: -r["score"])
+    rows = [{**r, "percentile": (r.get("percentiles") or {}).get("model", ""),
+             "baseline_score": r["scores"]["baseline"], "combined_score": r["scores"]["combined"]}
+            for r in result.records]
+    atomic_write_text(out / "scores.csv", _csv(rows, ["case_id", "score", "percentile", "baseline_score",
+                                                      "combined_score", "has_label"]))
+    atomic_write_text(out / "bad.csv", _csv([{"path": p, "problem": q} for p, q in result.bad], ["path", "problem"]))
+    atomic_write_text(out / "settings.json", json.dumps(_settings(model, cfg, cal, warnings), indent=1) + "\n")
+    return result
+
+
+def calibrate_inputs(inputs: list[str], model_path: str | os.PathLike, cfg: AnomalyConfig,
+                     out: str | os.PathLike | None = None, progress: bool = True
+                     ) -> tuple[Calibration, Path, BatchResult]:
+    """Calibrate on the healthy scans INPUTS name; saved beside the model (or at ``out``)."""
+    model, warnings = open_model(model_path)
+    result = BatchResult(warnings=warnings)
+    cases, result.bad = cases_from_inputs(inputs)
+    healthy = []
+    for cm in scored_cases(cases, model, cfg, result.bad, "calibrating", progress):
+        healthy.append(({k: cm.maps[k] for k in MAPS}, cm.body, cm.scores))
+        result.records.append({"case_id": cm.case.case_id, "scores": cm.scores})
+    cal = calibrate(healthy, model.digest, cfg)
+    path = Path(out) if out is not None else default_path(model.folder, model.digest, cfg)
+    save_calibration(cal, path)
+    return cal, path, result

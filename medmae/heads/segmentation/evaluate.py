@@ -1,0 +1,211 @@
+"""``medmae segment evaluate``: what pretraining buys, measured in one config.
+
+For every arm (default: ``pretrained`` and ``scratch`` = the same architecture, random
+weights), every label count N and every seed, a model is fine-tuned on N labelled cases
+(``data.label_cases=N data.label_seed=seed train.seed=seed``: the same cases and crops in
+every arm), then evaluated on ``split`` (cases never trained on), clean and under each
+configured corruption strength, by sliding window: Dice and HD95 per class. Existing models
+can be evaluated instead (``models``).
+
+    OUT/<arm>/n<N>_s<seed>/     each fine-tuning run (resumable)
+    OUT/results.csv             arm, label_cases, seed, corruption, strength, class, dice, hd95, ...
+    OUT/summary.csv             the same averaged over seeds
+    OUT/comparison.csv          mean Dice per arm side by side, and the gain pretrained - scratch
+    OUT/dice_vs_labels.png, OUT/dice_vs_<corruption>.png
+All of it is logged to one MLflow run (tables as artifacts, the plots as figures).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from medmae.atomic import atomic_write_text
+from medmae.config.base import StrictModel, load_config, save_config
+from medmae.data.cache import list_cases
+from medmae.heads.segmentation.bundle import load_bundle
+from medmae.heads.segmentation.classmap import lookup_table, to_classes
+from medmae.heads.segmentation.config import FinetuneConfig
+from medmae.heads.segmentation.corrupt import KINDS, corrupt
+from medmae.heads.segmentation.metrics import SegScores
+from medmae.heads.segmentation.predict import Segmenter
+from medmae.tracking.config import TrackingConfig
+from medmae.tracking.mlflow_run import MlflowTracker, Tracker
+from medmae.training.distributed import pick_device
+
+logger = logging.getLogger(__name__)
+
+
+class EvaluateTracking(TrackingConfig):
+    experiment: str = "medmae-segment-evaluate"
+
+
+class EvaluateConfig(StrictModel):
+    finetune_config: str | None = None
+    """The fine-tuning YAML every arm starts from (data, model, init.source, train...)."""
+    finetune: list[str] = []
+    """Overrides applied to it in every arm, e.g. ["train.steps=300"]."""
+    arms: dict[str, list[str]] = {"pretrained": [], "scratch": ["init.load_weights=false"]}
+    """Arm name -> its own overrides (scratch: the source's architecture, random weights)."""
+    label_counts: list[int | None] = [None]
+    """Labelled training cases per run (None = all of the training split)."""
+    seeds: list[int] = [0]
+    models: dict[str, str] = {}
+    """Evaluate these trained models (name -> model folder) instead of training arms."""
+    split: str = "test"
+    """Cache split evaluated (its label map is the reference)."""
+    corruptions: dict[str, list[float]] = {}
+    """Corruption kind -> strengths (see medmae.heads.segmentation.corrupt), e.g. {noise: [0.05, 0.1]}."""
+    corruption_seed: int = 0
+    max_cases: int | None = Field(None, ge=1)
+    device: str = "auto"
+    out_dir: str = "runs/segment_evaluate"
+    tracking: EvaluateTracking = EvaluateTracking()
+    """The evaluation's own MLflow run (each fine-tuning run is tracked as its config says)."""
+
+
+def _base(cfg: EvaluateConfig, extra: list[str]) -> FinetuneConfig:
+    return load_config(FinetuneConfig, cfg.finetune_config, [*cfg.finetune, *extra])
+
+
+def train_arms(cfg: EvaluateConfig) -> list[tuple[dict, Path]]:
+    """Fine-tune every (arm, label count, seed); returns ({arm, label_cases, seed}, model dir)."""
+    from medmae.heads.segmentation.engine import finetune
+
+    out = []
+    for arm, overrides in cfg.arms.items():
+        for n in cfg.label_counts:
+            for seed in cfg.seeds:
+                run_dir = Path(cfg.out_dir) / arm / f"n{n if n is not None else 'all'}_s{seed}"
+                ft = _base(cfg, [*overrides, f"data.label_cases={'null' if n is None else n}",
+                                 f"data.label_seed={seed}", f"train.seed={seed}", f"train.out_dir={run_dir}",
+                                 f"tracking.run_name={arm}-n{n}-s{seed}"])
+                ft.tracking.enabled = ft.tracking.enabled and cfg.tracking.enabled
+                logger.info("evaluate: fine-tuning %s with %s labelled case(s), seed %d", arm, n or "all", seed)
+                result = finetune(ft)
+                out.append(({"arm": arm, "label_cases": n if n is not None else len(result.train_cases),
+                             "seed": seed}, result.model_dir))
+    return out
+
+
+def evaluate_model(seg: Segmenter, cache_dir: str, cfg: EvaluateConfig) -> list[dict]:
+    """Rows (corruption, strength, class, dice, hd95, counts) of one model on ``cfg.split``."""
+    cases = [c for c in list_cases(cache_dir, cfg.split) if c.has(seg.meta["label_map"])][: cfg.max_cases]
+    if not cases:
+        raise ValueError(f"{cache_dir}: no case of split {cfg.split!r} has a {seg.meta['label_map']!r} map")
+    lut = lookup_table(seg.classes)
+    settings = [("clean", 0.0)] + [(k, float(s)) for k, ss in cfg.corruptions.items() for s in ss]
+    scores = {s: SegScores(list(seg.classes)) for s in settings}
+    for c in cases:
+        image = np.asarray(c.image)
+        ref = to_classes(np.asarray(c.map(seg.meta["label_map"])), lut)
+        spacing = np.sqrt((c.affine[:3, :3] ** 2).sum(0)).tolist()
+        for kind, strength in settings:
+            seed = cfg.corruption_seed + zlib.crc32(f"{c.case_id}/{kind}/{strength}".encode())
+            x = image if kind == "clean" else corrupt(image, kind, strength, seed, spacing)
+            scores[(kind, strength)].add(seg.predict_cached_grid(x), torch.from_numpy(ref), spacing, c.case_id)
+    rows = []
+    for (kind, strength), sc in scores.items():
+        for name, d in sc.table().items():
+            rows.append({"corruption": kind, "strength": strength, "class": name, **d})
+    return rows
+
+
+def run_evaluation(cfg: EvaluateConfig, tracker: Tracker | None = None) -> list[dict]:
+    """Train (or take) the models, evaluate each; write tables and plots; log them to MLflow."""
+    for kind in cfg.corruptions:
+        if kind not in KINDS:
+            raise ValueError(f"corruptions: unknown kind {kind!r} (one of {', '.join(KINDS)})")
+    out = Path(cfg.out_dir)
+    save_config(cfg, out / "evaluate.yaml")
+    cache_dir = _base(cfg, []).data.cache_dir
+    models = ([({"arm": name, "label_cases": None, "seed": None}, Path(p)) for name, p in cfg.models.items()]
+              or train_arms(cfg))
+    device = pick_device(cfg.device)
+    rows = []
+    for key, model_dir in models:
+        model, meta = load_bundle(model_dir)
+        seg = Segmenter(model.to(device), meta, device)
+        logger.info("evaluate: %s (%s labelled, seed %s) on split %r", key["arm"], key["label_cases"], key["seed"],
+                    cfg.split)
+        rows += [{**key, **r} for r in evaluate_model(seg, cache_dir, cfg)]
+    _write_outputs(cfg, out, rows, tracker)
+    return rows
+
+
+COLUMNS = ["arm", "label_cases", "seed", "corruption", "strength", "class", "dice", "hd95", "cases", "missed",
+           "empty_reference", "fp_on_empty"]
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """Mean Dice / HD95 over seeds per (arm, label count, corruption, strength, class)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["arm"], r["label_cases"], r["corruption"], r["strength"], r["class"]), []).append(r)
+    out = []
+    for (arm, n, kind, s, name), rs in groups.items():
+        dice = [r["dice"] for r in rs if r["dice"] == r["dice"]]
+        hd = [r.get("hd95", float("nan")) for r in rs]
+        hd = [h for h in hd if h == h]
+        out.append({"arm": arm, "label_cases": n, "corruption": kind, "strength": s, "class": name,
+                    "dice": float(np.mean(dice)) if dice else float("nan"),
+                    "dice_sd": float(np.std(dice)) if dice else float("nan"),
+                    "hd95": float(np.mean(hd)) if hd else float("nan"), "seeds": len(rs)})
+    return out
+
+
+def side_by_side(summary: list[dict]) -> list[dict]:
+    """One row per (label count, corruption, strength, class) with every arm's mean Dice as
+    ``dice_<arm>`` (the baseline beside the model), plus ``gain`` = pretrained - scratch when
+    both arms exist."""
+    arms = list(dict.fromkeys(r["arm"] for r in summary))
+    table: dict[tuple, dict] = {}
+    for r in summary:
+        key = (r["label_cases"], r["corruption"], r["strength"], r["class"])
+        row = table.setdefault(key, {"label_cases": key[0], "corruption": key[1], "strength": key[2],
+                                     "class": key[3], **{f"dice_{a}": float("nan") for a in arms}})
+        row[f"dice_{r['arm']}"] = r["dice"]
+    for row in table.values():
+        if "dice_pretrained" in row and "dice_scratch" in row:
+            row["gain"] = row["dice_pretrained"] - row["dice_scratch"]
+    return list(table.values())
+
+
+def _csv(rows: list[dict], columns: list[str]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def _write_outputs(cfg: EvaluateConfig, out: Path, rows: list[dict], tracker: Tracker | None) -> None:
+    summary = summarise(rows)
+    files = [atomic_write_text(out / "results.csv", _csv(rows, COLUMNS)),
+             atomic_write_text(out / "summary.csv", _csv(summary, list(summary[0]) if summary else ["arm"]))]
+    compare = side_by_side(summary)
+    if compare:
+        files.append(atomic_write_text(out / "comparison.csv", _csv(compare, list(compare[0]))))
+    from medmae.heads.segmentation.plots import plot_dice
+
+    files += plot_dice(summary, out)
+    if tracker is None:
+        tracker = MlflowTracker(cfg.tracking) if cfg.tracking.enabled else Tracker()
+    tracker.start({"split": cfg.split, "arms": ",".join(cfg.arms if not cfg.models else cfg.models),
+                   "label_counts": str(cfg.label_counts), "seeds": str(cfg.seeds),
+                   "corruptions": str(cfg.corruptions)}, {"head": "segmentation", "kind": "evaluate"})
+    for r in summary:
+        if r["class"] == "mean" and r["dice"] == r["dice"]:
+            name = f"dice/{r['arm']}/n{r['label_cases']}/{r['corruption']}"
+            tracker.log_metrics({name: r["dice"]}, int(round(r["strength"] * 1000)))
+    for f in files:
+        tracker.log_artifact(f, "evaluation")
+    tracker.log_artifact(out / "evaluate.yaml")
+    tracker.finish("FINISHED")

@@ -1,0 +1,85 @@
+"""Where MLflow runs go and what fits in them: tracking URI, SQLite store layout, the UI
+hint, the experiment (with its MLflow 3 kind), and MLflow's limits on keys and values."""
+
+from __future__ import annotations
+
+import os
+import zlib
+from pathlib import Path
+from typing import Any, Mapping
+
+MAX_PARAM_VALUE = 6000  # MLflow's limit on a param value
+MAX_KEY = 250  # MLflow's limit on a param / tag / metric key
+MAX_TAG_VALUE = 8000
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+"""MLflow 3's UI opens such an experiment in its model-training view (not the GenAI one)."""
+
+
+def resolve_tracking_uri(configured: str | None, root: str | os.PathLike | None = None) -> str:
+    """configured URI, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///<root>/mlruns/mlflow.db``."""
+    if configured:
+        return configured
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    store = Path(root or Path.cwd()).resolve() / "mlruns"
+    return f"sqlite:///{store / 'mlflow.db'}"
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (None for other stores)."""
+    prefix = "sqlite:///"
+    return Path(uri[len(prefix):]) if uri.startswith(prefix) else None
+
+
+def artifact_root_for(uri: str) -> str | None:
+    """Artifacts of an SQLite store go beside the database, in ``artifacts/``."""
+    db = sqlite_path(uri)
+    return (db.parent / "artifacts").resolve().as_uri() if db else None
+
+
+def ui_command(uri: str, experiment: str | None = None, run_id: str | None = None) -> str:
+    """How to open the MLflow UI on this store: the run's page on a tracking server (its URL),
+    else the command that serves the UI on a local store (then browse http://127.0.0.1:5000)."""
+    if uri.startswith(("http://", "https://")):
+        base = uri.rstrip("/")
+        return f"{base}/#/experiments/{experiment}/runs/{run_id}" if experiment and run_id else base
+    root = artifact_root_for(uri)
+    cmd = f"mlflow ui --backend-store-uri {uri}"
+    return f"{cmd} --default-artifact-root {root}" if root else cmd
+
+
+def experiment_id(client, uri: str, name: str) -> str:
+    """Id of experiment ``name``, created (artifacts beside an SQLite store) when missing;
+    its MLflow 3 kind is model development unless something else set a kind."""
+    exp = client.get_experiment_by_name(name)
+    if exp is None:
+        return client.create_experiment(name, artifact_location=artifact_root_for(uri),
+                                        tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+    if EXPERIMENT_KIND_TAG not in exp.tags:
+        client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    return exp.experiment_id
+
+
+def clip_key(key: str) -> str:
+    """``key`` cut to MLflow's limit, with a digest of the whole key (the same in every process)."""
+    return key if len(key) <= MAX_KEY else key[: MAX_KEY - 9] + "~" + format(zlib.crc32(key.encode()), "08x")
+
+
+def param_values(flat: Mapping[str, Any]) -> dict[str, str]:
+    """Flattened config -> MLflow params (string values, clipped to MLflow's limits)."""
+    out = {}
+    for k, v in flat.items():
+        text = "null" if v is None else str(v)
+        if len(text) > MAX_PARAM_VALUE:
+            text = text[: MAX_PARAM_VALUE - 20] + "...[truncated]"
+        out[clip_key(k)] = text
+    return out
+
+
+def run_tags_list(tags: Mapping[str, Any]) -> list:
+    """Tags -> MLflow RunTags (keys and values clipped to MLflow's limits)."""
+    from mlflow.entities import RunTag
+
+    return [RunTag(clip_key(k), str(v)[:MAX_TAG_VALUE]) for k, v in tags.items()]
