@@ -22,16 +22,21 @@ log = logging.getLogger(__name__)
 
 # The demo's departures from the embedded defaults (plain overrides, printed and saved).
 DEMO_PREPROCESS = ["spacing=[2.0,2.0,2.0]", "priors.supervoxels=128"]
+# The fastest CPU learner measured on the real scans (docs/training.md, "A CPU recipe"):
+# a small ViT (48 wide, 2 blocks) on 32^3 crops of 8^3 patches, raw voxels normalised per
+# crop, 60% random masking; many cheap steps beat fewer large ones.
 DEMO_PRETRAIN = [
-    "model.size=tiny", "model.patch_size=[8,8,8]", "model.norm_pix_loss=false", "data.crop_size=[64,64,64]",
-    "data.batch_size=4", "data.crops_per_volume=2", "data.workers=1",
+    "model.size=custom", "model.embed_dim=48", "model.depth=2", "model.num_heads=3",
+    "model.decoder_embed_dim=32", "model.decoder_depth=1", "model.decoder_num_heads=2",
+    "model.patch_size=[8,8,8]", "model.norm_pix_loss=false", "model.norm_crop_loss=true",
+    "data.crop_size=[32,32,32]", "data.batch_size=4", "data.crops_per_volume=2", "data.workers=1",
     "data.priors=[body,anatomy,tissue,supervoxels]",
-    "masking.strategy=mixture",
-    "masking.mixture=[{strategy: random, weight: 1}, {strategy: anatomy, weight: 1}]",
-    "train.base_lr=0.2", "train.min_lr=1e-5", "train.warmup_steps=20",
-    "train.checkpoint_every=100", "train.figure_every=100", "train.log_every=10",
+    "masking.strategy=random", "masking.ratio=0.6",
+    "train.base_lr=0.25", "train.min_lr=1e-5", "train.warmup_steps=20",
+    "train.checkpoint_every=1000", "train.figure_every=1000", "train.log_every=50",
     "tracking.experiment=medmae-demo",
 ]
+DEMO_STEPS = 3000
 
 
 def repo_real_scans() -> Path | None:
@@ -53,6 +58,8 @@ class DemoResult:
     """Mean loss of the last progress line's steps (``final_steps``): what that line printed."""
     baseline: float
     """Predict-the-mean baseline over ``final_steps``."""
+    correlation: float
+    """Mean hidden-token correlation over ``final_steps`` (medmae.training.correlation)."""
     first_steps: tuple[int, int]
     final_steps: tuple[int, int]
     figures_dir: Path | None
@@ -85,7 +92,7 @@ def build_manifest(out: Path, n_phantoms: int, real_dir: Path | None, seed: int)
     return write_manifest(cases, out / "manifest.csv"), len(cases), n_bad
 
 
-def run_demo(out: str | os.PathLike = "demo_out", steps: int = 300, n_phantoms: int = 4,
+def run_demo(out: str | os.PathLike = "demo_out", steps: int = DEMO_STEPS, n_phantoms: int = 4,
              real_dir: str | os.PathLike | None = None, seed: int = 0,
              overrides: Sequence[str] = ()) -> DemoResult:
     """Run the whole demo into ``out``; ``overrides`` go to the pretraining config last."""
@@ -121,6 +128,13 @@ def run_demo(out: str | os.PathLike = "demo_out", steps: int = 300, n_phantoms: 
     return DemoResult(
         manifest=manifest, cache=cache, run_dir=result.out_dir,
         n_cases=n_cases, n_bad=n_bad + len(report.bad),
-        first_loss=first.loss, final_loss=last.loss, baseline=last.baseline, first_steps=(first.first, first.last),
-        final_steps=(last.first, last.last), figures_dir=figures, tracking_uri=result.tracking_uri,
-        run_id=result.run_id, experiment_id=result.experiment_id)
+        first_loss=first.loss, final_loss=last.loss, baseline=last.baseline,
+        correlation=_window_mean(result.correlations, result.start_step, last.first, last.last),
+        first_steps=(first.first, first.last), final_steps=(last.first, last.last), figures_dir=figures,
+        tracking_uri=result.tracking_uri, run_id=result.run_id, experiment_id=result.experiment_id)
+
+
+def _window_mean(values: Sequence[float], start_step: int, first: int, last: int) -> float:
+    """Mean of per-step ``values`` (step start_step + 1 first) over steps first..last (inclusive)."""
+    picked = values[max(first - start_step - 1, 0):max(last - start_step, 0)]
+    return sum(picked) / len(picked) if picked else float("nan")

@@ -14,7 +14,7 @@ def register(subparsers) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--out", default="demo_out", help="output folder")
-    p.add_argument("--steps", type=int, default=300, help="pretraining steps")
+    p.add_argument("--steps", type=int, default=None, help="pretraining steps (default: medmae.demo.DEMO_STEPS, 3000)")
     p.add_argument("--phantoms", type=int, default=4, help="phantoms of each kind (brain, abdomen)")
     p.add_argument("--real-dir", default=None, help="folder of real scans (default: the repo's tests/data)")
     p.add_argument("--seed", type=int, default=0)
@@ -27,7 +27,8 @@ def run(args: argparse.Namespace) -> int:
     from medmae.demo import run_demo
     from medmae.tracking.mlflow_run import ui_command
 
-    r = run_demo(args.out, steps=args.steps, n_phantoms=args.phantoms, real_dir=args.real_dir,
+    steps = {} if args.steps is None else {"steps": args.steps}
+    r = run_demo(args.out, **steps, n_phantoms=args.phantoms, real_dir=args.real_dir,
                  seed=args.seed, overrides=args.overrides)
     print("\nmedmae demo finished")
     print(f"  cases           {r.n_cases} in {r.manifest} ({r.n_bad} bad, skipped)")
@@ -35,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"  masked-token loss {r.first_loss:.4f} (steps {r.first_steps[0]}-{r.first_steps[1]}) -> "
           f"{r.final_loss:.4f} (steps {r.final_steps[0]}-{r.final_steps[1]}; predict-the-mean baseline "
           f"{r.baseline:.4f}): means over the first and last progress lines' steps")
+    print(f"  hidden-token r  {r.correlation:.2f} (reconstruction vs truth on hidden voxels, same steps; "
+          "0 = predict-the-mean)")
     print(f"  run folder      {r.run_dir}")
     if r.figures_dir:
         print(f"  figures         {r.figures_dir}")

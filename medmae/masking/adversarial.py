@@ -8,7 +8,11 @@ reconstruction loss over its hidden tokens, while the autoencoder minimises that
     generator loss = -mean_b[ A_b * log P(draw_b) / k_b + entropy_weight * H_b ]
 
 with A_b the reward standardised by a moving mean / variance (the baseline) and H_b the
-normalised entropy of the policy (a bonus against collapse onto a few tokens). Early in
+normalised entropy of the policy (a bonus against collapse onto a few tokens). That is
+``credit="sample"``; the default ``credit="token"`` replaces the first term by per-token
+advantages (each hidden token's loss against its crop's mean hidden loss, see
+:mod:`medmae.masking.credit`), which learns on real scans, and ``max_logit`` bounds the
+logits so that the policy cannot collapse. Early in
 training a decaying share of the samples is masked at random instead (warm-up); only
 the generator's own draws train it (REINFORCE is on-policy).
 """
@@ -17,15 +21,16 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import torch
 import torch.distributed as dist
 
 from medmae.masking.base import MaskContext, MaskingStrategy
+from medmae.masking.credit import RewardTracker, all_reduce_sum, token_advantage
 from medmae.masking.loss_guided import ramp
 from medmae.masking.mask_generator import MaskGenerator
-from medmae.masking.policy import normalised_entropy, plackett_luce_log_prob, sample_ranks
+from medmae.masking.policy import log_policy, normalised_entropy, plackett_luce_log_prob, sample_ranks
 from medmae.masking.select import hidden_counts, topk_by_count, uniform
 
 
@@ -52,7 +57,8 @@ class AdversarialMasking(MaskingStrategy):
     def __init__(self, ratio: float, in_channels: int, patch_size: Sequence[int], width: int = 16,
                  depth: int = 2, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  entropy_weight: float = 0.01, baseline_decay: float = 0.9, warmup_steps: int = 0,
-                 min_random_fraction: float = 0.0, grad_clip: float | None = 1.0):
+                 min_random_fraction: float = 0.0, grad_clip: float | None = 1.0,
+                 credit: Literal["token", "sample"] = "token", max_logit: float | None = None):
         super().__init__(ratio)
         if lr <= 0 or entropy_weight < 0 or not 0.0 <= baseline_decay < 1.0:
             raise ValueError(f"need lr > 0, entropy_weight >= 0, baseline_decay in [0, 1); "
@@ -64,7 +70,12 @@ class AdversarialMasking(MaskingStrategy):
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=lr, betas=betas)
         self.entropy_weight, self.baseline_decay = float(entropy_weight), float(baseline_decay)
         self.warmup_steps, self.min_random_fraction = int(warmup_steps), float(min_random_fraction)
-        self.grad_clip = grad_clip
+        if credit not in ("token", "sample"):
+            raise ValueError(f"credit must be 'token' or 'sample', got {credit!r}")
+        if max_logit is not None and not max_logit > 0:
+            raise ValueError(f"max_logit must be > 0 or None, got {max_logit}")
+        self.grad_clip, self.credit, self.max_logit = grad_clip, credit, max_logit
+        self.rewards = RewardTracker()
         self.register_buffer("reward_mean", torch.zeros((), dtype=torch.float64))
         self.register_buffer("reward_var", torch.ones((), dtype=torch.float64))
         self.register_buffer("baseline_ready", torch.zeros((), dtype=torch.bool))
@@ -77,9 +88,13 @@ class AdversarialMasking(MaskingStrategy):
 
     def logits(self, image: torch.Tensor) -> torch.Tensor:
         """(B, C, X, Y, Z) -> (B, N) generator logits, in float32 even under autocast, so that
-        sampling (in ``forward``) and training (in ``update``) see the same policy."""
+        sampling (in ``forward``) and training (in ``update``) see the same policy; squashed
+        into (-max_logit, max_logit) when set (token odds at most exp(2 * max_logit))."""
         with torch.autocast(image.device.type, enabled=False):
-            return self.net(image.to(self.net.head.weight.dtype))
+            raw = self.net(image.to(self.net.head.weight.dtype))
+        if self.max_logit is None:
+            return raw
+        return self.max_logit * torch.tanh(raw / self.max_logit)  # bounded: no collapse onto a few tokens
 
     def forward(self, ctx: MaskContext, step: int, generator: torch.Generator) -> torch.Tensor:
         """-> mask (B, N) bool: a Gumbel-top-k draw, or a random mask for warm-up samples."""
@@ -96,7 +111,7 @@ class AdversarialMasking(MaskingStrategy):
         return mask
 
     def update(self, ctx: MaskContext, mask: torch.Tensor, token_loss: torch.Tensor, step: int) -> dict[str, float]:
-        """One REINFORCE step of the generator on the last draw; call on every rank."""
+        """One policy-gradient step of the generator on the last draw; call on every rank."""
         draw = self._draw
         if draw is None:
             raise RuntimeError("adversarial masking: update() called without a preceding forward()")
@@ -106,31 +121,36 @@ class AdversarialMasking(MaskingStrategy):
         self._sync_parameters()
         hidden = mask.to(token_loss.dtype)
         reward = ((token_loss.detach() * hidden).sum(1) / hidden.sum(1).clamp(min=1)).double()
-        used = draw.on_policy & torch.isfinite(reward)
-        reward = torch.where(used, reward, torch.zeros_like(reward))
-        stats = _all_reduce_sum(torch.stack([reward.sum(), (reward ** 2).sum(), used.sum().double()]))
-        n_used = float(stats[2])
+        finite = torch.isfinite(reward)
+        used = draw.on_policy & finite
+        reward = torch.where(finite, reward, torch.zeros_like(reward))
         metrics = {"adversarial/random_fraction": self.random_fraction(step)}
+        metrics.update(self.rewards.add(reward, used, ~draw.on_policy & finite))
+        stats = all_reduce_sum(torch.stack([(reward * used).sum(), (reward ** 2 * used).sum(), used.sum().double()]))
+        n_used = float(stats[2])
+        with torch.set_grad_enabled(n_used > 0):
+            logits = self.logits(ctx.image) if ctx.batch_size else None
+        if logits is not None:
+            metrics["adversarial/entropy"] = float(normalised_entropy(logits.detach(), ctx.valid).mean())
         if n_used == 0:
             return metrics
         advantage = self._advantage(reward, stats)
         self.optimizer.zero_grad(set_to_none=False)
-        entropy = torch.zeros(0, device=ctx.device)
-        if ctx.batch_size:
-            logits = self.logits(ctx.image)
-            log_prob = plackett_luce_log_prob(logits, draw.ranks, ctx.valid, draw.counts)
-            entropy = normalised_entropy(logits, ctx.valid)
-            objective = (advantage.float() * log_prob + self.entropy_weight * entropy) * used
+        if logits is not None:
+            if self.credit == "token":
+                credit = token_advantage(token_loss, mask, used).float()
+                score = (credit * log_policy(logits, ctx.valid)).sum(1) / draw.counts.clamp(min=1)
+            else:
+                score = advantage.float() * plackett_luce_log_prob(logits, draw.ranks, ctx.valid, draw.counts)
+            objective = (score + self.entropy_weight * normalised_entropy(logits, ctx.valid)) * used
             (-objective.sum() / n_used).backward()
+        elif self.credit == "token":
+            token_advantage(token_loss, mask, used)  # an empty rank still joins the reduction
         self._reduce_gradients()
         if self.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.grad_clip)
         self.optimizer.step()
-        metrics.update({
-            "adversarial/reward": float(stats[0]) / n_used,
-            "adversarial/baseline": float(self.reward_mean),
-            "adversarial/entropy": float((entropy.detach() * used).sum()) / max(int(used.sum()), 1),
-        })
+        metrics["adversarial/baseline"] = float(self.reward_mean)
         return metrics
 
     def _advantage(self, reward: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
@@ -172,14 +192,9 @@ class AdversarialMasking(MaskingStrategy):
             offset += g.numel()
 
     def get_extra_state(self) -> dict[str, Any]:
-        return {"optimizer": copy.deepcopy(self.optimizer.state_dict())}
+        return {"optimizer": copy.deepcopy(self.optimizer.state_dict()), "rewards": self.rewards.state()}
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
+        self.rewards.load(state.get("rewards"))
 
-
-def _all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
-    """Sum of ``t`` over ranks (``t`` itself outside torch.distributed)."""
-    if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(t)
-    return t

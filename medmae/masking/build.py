@@ -52,5 +52,5 @@ def _build_one(item: MixtureItem, cfg: MaskingConfig, patch_size: Sequence[int],
         ad = item.adversarial or cfg.adversarial
         return AdversarialMasking(ratio, in_channels, patch_size, ad.width, ad.depth, ad.lr, ad.betas,
                                   ad.entropy_weight, ad.baseline_decay, ad.warmup_steps,
-                                  ad.min_random_fraction, ad.grad_clip)
+                                  ad.min_random_fraction, ad.grad_clip, ad.credit, ad.max_logit)
     raise ValueError(f"unknown masking strategy {item.strategy!r}")

@@ -84,14 +84,23 @@ class AdversarialConfig(StrictModel):
     lr: float = Field(1e-3, gt=0)
     betas: tuple[float, float] = (0.9, 0.999)
     entropy_weight: float = Field(0.01, ge=0)
-    """Bonus on the policy's normalised entropy, against collapse onto a few tokens."""
+    """Bonus on the policy's normalised entropy, against collapse onto a few tokens (weak
+    next to per-token credit: ``max_logit`` is what bounds the policy)."""
     baseline_decay: float = Field(0.9, ge=0, lt=1)
     """Decay of the moving mean / variance that standardise the reward."""
-    warmup_steps: int = Field(0, ge=0)
+    warmup_steps: int = Field(50, ge=0)
     """Share of randomly masked samples falls from 1 to ``min_random_fraction`` over these steps."""
-    min_random_fraction: float = Field(0.0, ge=0, le=1)
-    """Share of samples still masked at random after the warm-up."""
+    min_random_fraction: float = Field(0.25, ge=0, le=1)
+    """Share of samples still masked at random after the warm-up: the reference that
+    ``adversarial/reward_gain`` (loss on generator masks / loss on random masks) is read against."""
     grad_clip: float | None = Field(1.0, gt=0)
+    credit: Literal["token", "sample"] = "token"
+    """"token": each hidden token's loss against its crop's mean hidden loss trains the
+    generator (learns on real scans); "sample": REINFORCE with one reward per crop, whose
+    crop-to-crop spread drowns the signal on real scans (see docs/masking.md)."""
+    max_logit: float | None = Field(2.0, gt=0)
+    """Squash logits into (-max_logit, max_logit) (tanh): no token is ever more than
+    exp(2 * max_logit) times likelier than another. None: unbounded."""
 
 
 class MixtureItem(StrictModel):

@@ -39,9 +39,13 @@ def plackett_luce_log_prob(logits: torch.Tensor, ranks: torch.Tensor, valid: tor
     return ((sorted_logits - tail) * drawn).sum(1) / counts.clamp(min=1)
 
 
+def log_policy(logits: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """(B, N) -> (B, N) log softmax(logits) over valid tokens (the first pick's log-probability)."""
+    return torch.log_softmax(torch.where(valid, logits, torch.full_like(logits, _ABSENT)), 1)
+
+
 def normalised_entropy(logits: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """(B, N) -> (B,) entropy of softmax(logits) over valid tokens / log(n_valid), in [0, 1]."""
-    logits = torch.where(valid, logits, torch.full_like(logits, _ABSENT))
-    logp = torch.log_softmax(logits, 1)
+    logp = log_policy(logits, valid)
     h = -(logp.exp() * logp * valid).sum(1)
     return h / torch.log(valid.sum(1).clamp(min=2).to(h.dtype))

@@ -26,6 +26,7 @@ def build_mae(cfg: ModelConfig, img_size: Sequence[int]) -> MaskedAutoencoder3D:
         mlp_ratio=cfg.mlp_ratio,
         qkv_bias=cfg.qkv_bias,
         norm_pix_loss=cfg.norm_pix_loss,
+        norm_crop_loss=cfg.norm_crop_loss,
     )
 
 

@@ -35,6 +35,10 @@ class ModelConfig(StrictModel):
     build those with ``qkv_bias=True`` to load an encoder trained with it."""
     norm_pix_loss: bool = True
     """Regress per-patch, per-channel normalised voxels (MAE's norm_pix_loss)."""
+    norm_crop_loss: bool = False
+    """Without norm_pix_loss: regress voxels normalised per crop and channel (mean / std
+    over the crop's valid voxels). Keeps patch intensity levels in the target (unlike
+    norm_pix_loss) while CT and MR crops weigh the same in the loss (unlike raw voxels)."""
 
     @field_validator("patch_size", mode="before")
     @classmethod

@@ -49,6 +49,18 @@ def patch_stats(tokens: torch.Tensor, channels: int) -> tuple[torch.Tensor, torc
     return mean, (var + 1e-6).sqrt()
 
 
+def crop_stats(tokens: torch.Tensor, channels: int, valid: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, N, P*C) -> mean, std each (B, 1, 1, C) per sample and channel over the voxels of
+    its valid tokens (all tokens when ``valid`` is None); var + 1e-6 as ``patch_stats``."""
+    t = per_channel(tokens, channels)  # B N P C
+    w = torch.ones(t.shape[:2], dtype=t.dtype, device=t.device) if valid is None else valid.to(t.dtype)
+    w = w[:, :, None, None]
+    n = (w.sum((1, 2), keepdim=True) * t.shape[2]).clamp(min=1)
+    mean = (t * w).sum((1, 2), keepdim=True) / n
+    var = ((t - mean).square() * w).sum((1, 2), keepdim=True) / n
+    return mean, (var + 1e-6).sqrt()
+
+
 @dataclass
 class _Plan:
     visible: Selection
@@ -62,6 +74,9 @@ class MaskedAutoencoder3D(nn.Module):
         img_size: crop size (X, Y, Z); patch_size: (px, py, pz); in_channels: C.
         embed_dim, depth, num_heads: encoder; decoder_*: decoder; mlp_ratio, qkv_bias: both.
         norm_pix_loss: regress voxels normalised per token and channel (MAE).
+        norm_crop_loss: (without norm_pix_loss) regress voxels normalised per crop and channel
+            over its valid voxels: patch intensity levels stay in the target, and crops of
+            different scales (CT in [0, 1], z-scored MR) weigh the same in the loss.
     """
 
     def __init__(
@@ -78,13 +93,14 @@ class MaskedAutoencoder3D(nn.Module):
         mlp_ratio: float = 4.0,
         qkv_bias: bool = True,
         norm_pix_loss: bool = True,
+        norm_crop_loss: bool = False,
     ):
         super().__init__()
         self.encoder = ViTEncoder3D(img_size, patch_size, in_channels, embed_dim, depth, num_heads, mlp_ratio, qkv_bias)
         self.img_size, self.patch_size, self.grid = self.encoder.img_size, self.encoder.patch_size, self.encoder.grid
         self.num_tokens, self.in_channels = self.encoder.num_tokens, in_channels
         self.patch_dim = prod(self.patch_size) * in_channels
-        self.norm_pix_loss = norm_pix_loss
+        self.norm_pix_loss, self.norm_crop_loss = norm_pix_loss, norm_crop_loss and not norm_pix_loss
         self.decoder = MAEDecoder(
             self.grid, embed_dim, self.patch_dim, decoder_embed_dim, decoder_depth, decoder_num_heads, mlp_ratio, qkv_bias
         )
@@ -94,7 +110,7 @@ class MaskedAutoencoder3D(nn.Module):
         plan = self.plan(x, mask, valid)
         latent = self.encoder.forward_visible(x, plan.visible.ids, plan.visible.keep)  # B L D
         pred = self.decoder(latent, plan.visible, plan.decoded).float()  # B N P*C
-        target = self.patch_target(x)
+        target = self.patch_target(x, valid)
         token_loss = (pred - target).pow(2).mean(-1)  # B N
         scored = mask if valid is None else mask & valid
         if valid is not None:
@@ -121,16 +137,20 @@ class MaskedAutoencoder3D(nn.Module):
         decoded = None if all_valid else select_tokens(valid, n_valid)
         return _Plan(select_tokens(visible, n_visible), decoded)
 
-    def patch_target(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, X, Y, Z) -> (B, N, P*C) float32 regression target."""
+    def patch_target(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, C, X, Y, Z) (and valid (B, N) for ``norm_crop_loss``) -> (B, N, P*C) float32 target."""
         target = patchify(x.float(), self.patch_size)
-        if not self.norm_pix_loss:
+        if self.norm_pix_loss:
+            mean, std = patch_stats(target, self.in_channels)
+        elif self.norm_crop_loss:
+            mean, std = crop_stats(target, self.in_channels, valid)
+        else:
             return target
-        mean, std = patch_stats(target, self.in_channels)
         return ((per_channel(target, self.in_channels) - mean) / std).flatten(2)
 
     def reconstruct(
-        self, pred: torch.Tensor, x: torch.Tensor | None = None, mask: torch.Tensor | None = None
+        self, pred: torch.Tensor, x: torch.Tensor | None = None, mask: torch.Tensor | None = None,
+        valid: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """(B, N, P*C) predictions -> (B, C, X, Y, Z) volume, for figures.
 
@@ -142,8 +162,9 @@ class MaskedAutoencoder3D(nn.Module):
         pred = pred.float()
         if x is not None:
             source = patchify(x.float(), self.patch_size)
-            if self.norm_pix_loss:
-                mean, std = patch_stats(source, self.in_channels)
+            if self.norm_pix_loss or self.norm_crop_loss:
+                mean, std = (patch_stats(source, self.in_channels) if self.norm_pix_loss
+                             else crop_stats(source, self.in_channels, valid))
                 pred = (per_channel(pred, self.in_channels) * std + mean).flatten(2)
             if mask is not None:
                 pred = torch.where(mask[..., None], pred, source)

@@ -43,6 +43,7 @@ from medmae.tracking.mlflow_run import MlflowTracker, Tracker, read_run_file
 from medmae.tracking.provenance import run_tags
 from medmae.training.baseline import mean_baseline
 from medmae.training.checkpoint import CheckpointDir, load_checkpoint
+from medmae.training.correlation import hidden_correlation
 from medmae.training.distributed import DistInfo, init_distributed, shutdown, wrap_ddp
 from medmae.training.lock import out_dir_lock
 from medmae.training.optim import build_optimizer
@@ -71,6 +72,8 @@ class PretrainResult:
     """Per-step masked-token loss of the steps this call ran (mean over ranks)."""
     baselines: list[float] = field(default_factory=list)
     """Per-step predict-the-mean baseline (see medmae.training.baseline)."""
+    correlations: list[float] = field(default_factory=list)
+    """Per-step Pearson r of reconstruction and truth on hidden tokens (medmae.training.correlation)."""
     checkpoint: Path | None = None
     figures: list[Path] = field(default_factory=list)
     tracking_uri: str | None = None
@@ -158,9 +161,9 @@ def _pretrain(cfg: PretrainConfig, info: DistInfo, tracker: Tracker | None, stop
         train_model.train()
         for step in range(start, t.steps):
             lr = schedule.apply(parts.optimizer, step)
-            loss, baseline, grad_norm, masking, last = _train_step(cfg, parts, train_model, info, precision, step)
+            loss, baseline, corr, grad_norm, masking, last = _train_step(cfg, parts, train_model, info, precision, step)
             done = step + 1
-            steplog.add(StepNumbers(done, lr, loss, baseline, grad_norm, masking))
+            steplog.add(StepNumbers(done, lr, loss, baseline, grad_norm, masking, corr))
             checkpoint_now = done % t.checkpoint_every == 0 or done == t.steps
             if done % t.log_every == 0 or done == t.steps:
                 steplog.report()
@@ -186,7 +189,7 @@ def _pretrain(cfg: PretrainConfig, info: DistInfo, tracker: Tracker | None, stop
         status = "KILLED"
         raise
     finally:
-        result.losses, result.baselines = steplog.losses, steplog.baselines
+        result.losses, result.baselines, result.correlations = steplog.losses, steplog.baselines, steplog.correlations
         if log is not None:
             log.close()
         result.tracking_ok = tracker.finish(status)
@@ -213,12 +216,13 @@ def _train_step(cfg: PretrainConfig, parts: TrainParts, train_model: nn.Module, 
                 precision: str, step: int):
     """One optimizer step over ``grad_accum`` micro-batches.
 
-    Returns (loss, baseline) 0-dim device tensors averaged over micro-batches, the
+    Returns (loss, baseline, hidden-token correlation) 0-dim device tensors averaged over
+    micro-batches, the
     gradient norm (before clipping; None without clipping), the strategy's metrics, and
     the last micro-batch ``(batch, ctx, mask, out)`` for figures.
     """
     t, m, device = cfg.train, cfg.masking, info.device
-    losses, baselines, metrics = [], [], []
+    losses, baselines, corrs, metrics = [], [], [], []
     for micro in range(t.grad_accum):
         batch = next(parts.loader)
         ctx = build_context(batch, cfg.model.patch_size, m.foreground_only, m.foreground_min_fraction, device,
@@ -238,6 +242,7 @@ def _train_step(cfg: PretrainConfig, parts: TrainParts, train_model: nn.Module, 
         metrics.append(parts.strategy.update(ctx, mask, out.token_loss.detach(), step))
         losses.append(out.loss.detach())
         baselines.append(mean_baseline(out.target, mask, ctx.valid, cfg.model.norm_pix_loss))
+        corrs.append(hidden_correlation(out.pred, out.target, mask, ctx.valid))
     if parts.scaler is not None:
         parts.scaler.unscale_(parts.optimizer)
     grad_norm = None
@@ -252,15 +257,15 @@ def _train_step(cfg: PretrainConfig, parts: TrainParts, train_model: nn.Module, 
     parts.strategy.after_optimizer_step(parts.model)  # EMA teachers: once per optimizer step
     keys = {k for d in metrics for k in d}
     mean_metrics = {k: sum(float(d[k]) for d in metrics if k in d) / sum(k in d for d in metrics) for k in keys}
-    return (torch.stack(losses).mean(), torch.stack(baselines).mean(), grad_norm, mean_metrics,
-            (batch, ctx, mask, out))
+    means = [torch.stack(v).mean() for v in (losses, baselines, corrs)]
+    return (*means, grad_norm, mean_metrics, (batch, ctx, mask, out))
 
 
 @torch.no_grad()
 def _figure(out_dir: Path, step: int, model: nn.Module, last, samples: int, cfg: PretrainConfig) -> Path:
     """Montage of the last micro-batch: input, mask, reconstruction with visible patches pasted."""
     batch, ctx, mask, out = last
-    recon = model.reconstruct(out.pred.detach(), ctx.image, mask)
+    recon = model.reconstruct(out.pred.detach(), ctx.image, mask, ctx.valid)
     ids = batch.get("case_id")
     return save_reconstruction_figure(
         out_dir / "figures" / f"step_{step:07d}.png", ctx.image, recon, mask, ctx.valid,

@@ -1,4 +1,4 @@
-"""The progress line: step/total, loss, baseline, lr, volumes/s and ETA."""
+"""The progress line: step/total, loss, baseline, hidden-token correlation, lr, crops/s and ETA."""
 
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ class Progress:
         self._last_step = int(start_step)
         self.crops_per_s = 0.0
 
-    def line(self, step: int, loss: float, lr: float, baseline: float | None = None) -> str:
+    def line(self, step: int, loss: float, lr: float, baseline: float | None = None,
+             corr: float | None = None) -> str:
         """``step`` is the number of steps done; updates throughput from the previous call."""
         now = self._clock()
         steps = step - self._last_step
@@ -42,6 +43,8 @@ class Progress:
         parts = [f"step {step:>{width}}/{self.total}", f"loss {loss:.4f}"]
         if baseline is not None and baseline > 0:
             parts.append(f"baseline {baseline:.4f} ({loss / baseline:.2f}x)")
+        if corr is not None and corr == corr:
+            parts.append(f"r {corr:.2f}")
         parts += [f"lr {lr:.2e}", f"{self.crops_per_s:.1f} crops/s",
                   f"ETA {format_duration(eta) if eta == eta else '?'}"]
         return " | ".join(parts)

@@ -1,6 +1,7 @@
 """Per-step numbers: kept on the device between syncs, then logged.
 
-Each optimizer step adds its loss and predict-the-mean baseline as 0-dim device tensors
+Each optimizer step adds its loss, predict-the-mean baseline and hidden-token correlation
+(medmae.training.correlation) as 0-dim device tensors
 (no host sync per step). :meth:`StepLog.sync` averages them over ranks in one all-reduce,
 writes one record per step to ``metrics.jsonl`` (rank 0) and raises if the loss diverged;
 :meth:`StepLog.report` prints the progress line and sends the means since the previous
@@ -34,6 +35,8 @@ class StepNumbers:
     baseline: torch.Tensor
     grad_norm: torch.Tensor | None
     masking: dict[str, float]
+    correlation: torch.Tensor | None = None
+    """Pearson r of reconstruction and truth on hidden valid voxels (None: not measured)."""
 
 
 class StepLog:
@@ -45,6 +48,7 @@ class StepLog:
         self._unreported: list[dict[str, Any]] = []
         self.losses: list[float] = []
         self.baselines: list[float] = []
+        self.correlations: list[float] = []
 
     def add(self, numbers: StepNumbers) -> None:
         self._window.append(numbers)
@@ -53,11 +57,13 @@ class StepLog:
         """Steps added since the last sync -> host records (every rank must call it)."""
         if not self._window:
             return
-        pairs = torch.stack([torch.stack([s.loss.float(), s.baseline.float()]) for s in self._window])  # W 2
-        pairs = mean_across_ranks(pairs, self.info).cpu().tolist()
+        rows = torch.stack([_row(s) for s in self._window])  # W 3
+        rows = mean_across_ranks(rows, self.info).cpu().tolist()
         records = []
-        for s, (loss, base) in zip(self._window, pairs):
+        for s, (loss, base, corr) in zip(self._window, rows):
             rec = {"step": s.step, "loss": loss, "baseline": base, "lr": s.lr}
+            if s.correlation is not None:
+                rec["hidden_corr"] = corr
             if s.grad_norm is not None:
                 rec["grad_norm"] = float(s.grad_norm)
             rec.update({f"masking/{k}": v for k, v in s.masking.items()})
@@ -65,6 +71,7 @@ class StepLog:
         self._window = []
         self.losses += [r["loss"] for r in records]
         self.baselines += [r["baseline"] for r in records]
+        self.correlations += [r["hidden_corr"] for r in records if "hidden_corr" in r]
         if self.log is not None:
             self.log.write(records)
             self._unreported += records
@@ -81,8 +88,14 @@ class StepLog:
             return
         last = records[-1]
         mean = {k: sum(r[k] for r in records if k in r) / sum(k in r for r in records) for k in last if k != "step"}
-        logger.info(self.progress.line(last["step"], mean["loss"], last["lr"], mean["baseline"]))
+        logger.info(self.progress.line(last["step"], mean["loss"], last["lr"], mean["baseline"], mean.get("hidden_corr")))
         mean["lr"] = last["lr"]
         mean["loss_over_baseline"] = mean["loss"] / mean["baseline"] if mean["baseline"] > 0 else float("nan")
         mean["crops_per_s"] = self.progress.crops_per_s
         self.tracker.log_metrics({k: v for k, v in mean.items() if math.isfinite(v)}, last["step"])
+
+
+def _row(s: StepNumbers) -> torch.Tensor:
+    """(3,) float32 on the loss's device: loss, baseline, correlation (nan when not measured)."""
+    corr = s.correlation if s.correlation is not None else torch.full_like(s.loss, float("nan"))
+    return torch.stack([s.loss.float(), s.baseline.float(), corr.float()])

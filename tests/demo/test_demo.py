@@ -38,7 +38,9 @@ def test_demo_end_to_end(tmp_path, monkeypatch, capsys):
     exp = client.get_experiment_by_name("medmae-demo")
     (run,) = client.search_runs([exp.experiment_id])
     assert run.info.status == "FINISHED"
-    assert run.data.params["masking.strategy"] == "mixture"
+    assert run.data.params["masking.strategy"] == "random"
+    assert run.data.params["model.norm_crop_loss"] == "True"
+    assert "hidden-token r" in out
     # MLflow gets means over each log window (train.log_every); metrics.jsonl every step
     (logged,) = client.get_metric_history(run.info.run_id, "loss")
     assert logged.step == 6
@@ -46,5 +48,8 @@ def test_demo_end_to_end(tmp_path, monkeypatch, capsys):
     # over the last log window (here steps 1-6), not some other tail of the run
     final = re.search(r"-> (\d+\.\d+) \(steps 1-6; predict-the-mean baseline", out)
     assert final and float(final.group(1)) == pytest.approx(logged.value, abs=6e-5), out
+    (r,) = client.get_metric_history(run.info.run_id, "hidden_corr")
+    shown = re.search(r"hidden-token r\s+(-?\d+\.\d+)", out)
+    assert r.step == 6 and -1 <= r.value <= 1 and shown and float(shown.group(1)) == pytest.approx(r.value, abs=6e-3)
     records = (tmp_path / "demo_out" / "run" / "metrics.jsonl").read_text().splitlines()
     assert len(records) == 6

@@ -171,3 +171,25 @@ def test_tiny_model_overfits_one_volume():
         opt.step()
         losses.append(out.loss.item())
     assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5, losses
+
+
+def test_norm_crop_target_evens_scales_and_keeps_patch_levels():
+    """CT-like (0.5 +- 0.1) and MR-like (0 +- 1) crops get unit-variance targets over their valid
+    voxels; patch means survive (unlike norm_pix); reconstruction inverts it."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 1, 32, 32, 32, generator=g)
+    x[0] = x[0] * 0.1 + 0.5
+    model = small_mae((32, 32, 32), (8, 8, 8), 1, norm_pix=False)
+    model.norm_crop_loss = True
+    valid = all_valid(2, model.num_tokens)
+    valid[1, :20] = False
+    x[1, :, :8] = 100.0  # voxels of invalid tokens (tokens 0..15) must not enter the statistics
+    target = model.patch_target(x, valid)
+    for b in range(2):
+        t = target[b][valid[b]]
+        assert abs(float(t.mean())) < 1e-4 and float(t.std()) == pytest.approx(1.0, abs=1e-3)
+    raw = patchify(x, (8, 8, 8))
+    level_raw, level = raw[0].mean(-1), target[0].mean(-1)
+    assert torch.corrcoef(torch.stack([level_raw, level]))[0, 1] > 0.999  # patch levels kept
+    back = model.reconstruct(target, x, None, valid)
+    torch.testing.assert_close(back, x, atol=1e-4, rtol=1e-4)

@@ -1,5 +1,6 @@
 """On the real scans (CT + MR abdomen, through ingestion and preprocessing), a short CPU
-pretraining run brings the masked-token loss well below the predict-the-mean baseline."""
+pretraining run brings the masked-token loss well below the predict-the-mean baseline,
+and the hidden-token correlation from ~0 to above 0.4 (measured 0.02 -> 0.56)."""
 
 import shutil
 from pathlib import Path
@@ -39,7 +40,10 @@ def test_learns_on_real_scans(tmp_path, monkeypatch):
     result = pretrain(cfg)
     first, last = np.mean(result.losses[:10]), np.mean(result.losses[-20:])
     baseline = np.mean(result.baselines[-20:])
-    print(f"real scans: first {first:.3f} last {last:.3f} baseline {baseline:.3f}")
+    r_first, r_last = np.mean(result.correlations[:10]), np.mean(result.correlations[-20:])
+    print(f"real scans: first {first:.3f} last {last:.3f} baseline {baseline:.3f}; r {r_first:.2f} -> {r_last:.2f}")
     assert last < 0.75 * baseline, (first, last, baseline)
     assert last < 0.75 * first
+    # the hidden-token correlation: ~0 before learning (predict-the-mean), well above after
+    assert abs(r_first) < 0.15 and r_last > 0.4, (r_first, r_last)
     assert [f.name for f in result.figures] == ["step_0000120.png"]
