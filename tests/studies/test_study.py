@@ -65,7 +65,7 @@ def test_study_runs_every_step_in_order_and_compares_variants(first):
         assert r["segmentation.dice_gain"] == pytest.approx(r["segmentation.dice"] - r["segmentation.dice_scratch_n1"])
     with open(first.out / "summary.csv", newline="") as f:
         assert [row["variant"] for row in csv.DictReader(f)] == ["anatomy", "random"]
-    md = (first.out / "summary.md").read_text()
+    md = (first.out / "summary.md").read_text(encoding="utf-8")
     assert "| anatomy | anatomy | 1 |" in md and "pretrain.loss_over_baseline" in md
     assert (first.out / "summary.png").stat().st_size > 5000
     assert len(list((first.out / "steps").glob("export-*/encoder/encoder.pt"))) == 2

@@ -34,7 +34,7 @@ def browser() -> str | None:
 def rendered(report: Path, tmp: Path) -> dict:
     """Open the report in headless Chromium; return the attributes the check script set on <body>."""
     page = tmp / "checked.html"
-    page.write_text(report.read_text().replace("</body>", CHECK_JS + "</body>"))
+    page.write_text(report.read_text(encoding="utf-8").replace("</body>", CHECK_JS + "</body>"), encoding="utf-8")
     dom = subprocess.run([browser(), "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000",
                           "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120).stdout
     body = re.search(r"<body([^>]*)>", dom).group(1)
@@ -70,7 +70,7 @@ def test_real_tumour_scan_end_to_end(pretrained, tmp_path, monkeypatch):
         assert 0 <= m["metrics"]["voxel_auroc"] <= 1 and m["detection"]["lesions"] >= 1
         assert m["metrics"]["fp_ml_healthy"] is not None
         print(name, {k: round(v, 3) for k, v in m["metrics"].items() if isinstance(v, float)})
-    table = (tmp_path / "eval" / "evaluation.md").read_text()
+    table = (tmp_path / "eval" / "evaluation.md").read_text(encoding="utf-8")
     assert "ORACLE" in table and "intensity baseline" in table
     assert (tmp_path / "eval" / "curves.png").stat().st_size > 1000
     from mlflow.tracking import MlflowClient
@@ -82,7 +82,7 @@ def test_real_tumour_scan_end_to_end(pretrained, tmp_path, monkeypatch):
         a.path for a in client.list_artifacts(logged.info.run_id)}
 
     report = tmp_path / "eval" / "report.html"
-    text = report.read_text()
+    text = report.read_text(encoding="utf-8")
     assert "http://" not in text and "https://" not in text and str(DATA) not in text  # offline, no paths
     if browser() is None:
         pytest.skip("no Chromium (.ci/run installs it)")
