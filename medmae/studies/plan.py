@@ -66,13 +66,13 @@ def build_plan(spec: StudySpec, root: Path, study_file: Path) -> list[Step]:
             steps.append(Step("pretrain", name, body, deps=["preprocess-cache"], labels=labels))
             steps.append(Step("export", name, {}, deps=[f"pretrain-{name}"], labels=labels))
             variants.append((name, labels))
-    steps += head_steps(spec, root, study_file, variants, steps[1].config)
+    steps += head_steps(spec, root, study_file, variants)
     return steps
 
 
-def head_steps(spec: StudySpec, root: Path, study_file: Path, variants: list[tuple[str, dict]], pre: dict
-               ) -> list[Step]:
+def head_steps(spec: StudySpec, root: Path, study_file: Path, variants: list[tuple[str, dict]]) -> list[Step]:
     """Anomaly and segmentation evaluation of every (variant, seed), after its pretraining."""
+    from medmae.config.schema import PreprocessConfig
     from medmae.heads.anomaly.config import AnomalyConfig
     from medmae.heads.segmentation.config import FinetuneConfig
 
@@ -90,8 +90,10 @@ def head_steps(spec: StudySpec, root: Path, study_file: Path, variants: list[tup
         cache = "preprocess-cache"
         if seg.data is not None:
             steps.append(data_step(spec, root, study_file, seg.data, "segmentation", "segmentation.data"))
-            # the study's preprocessing, on the labelled scans
-            steps.append(Step("preprocess", "segmentation", pre, deps=["data-segmentation"]))
+            # the study's preprocessing (plus the section's own overrides), on the labelled scans
+            seg_pre = load_stage(PreprocessConfig, spec.preprocess, root, seg.preprocess, study_file)
+            steps.append(Step("preprocess", "segmentation", seg_pre.model_dump(mode="json"),
+                              deps=["data-segmentation"]))
             cache = "preprocess-segmentation"
         ft = load_stage(FinetuneConfig, seg, root, [], study_file).model_dump(mode="json")
         for k in ("out_dir", "resume"):

@@ -93,6 +93,9 @@ class SegmentationStudySpec(StageSpec):
     data: DataSpec | None = None
     """Labelled scans to fine-tune and evaluate on, preprocessed as the study's data; None:
     the study's own cache (its label or anatomy maps, as ``data.label_map`` says)."""
+    preprocess: list[str] = []
+    """Preprocessing overrides for ``data`` after the study's own (e.g. a coarser spacing, so
+    that a small crop sees whole organs); only with ``data``."""
     label_counts: list[int | None] = [None]
     """Labelled training cases per fine-tuning run (None = all of the training split)."""
     scratch: bool = True
@@ -151,6 +154,7 @@ def _check_stages(spec: StudySpec, root: Path, path: Path) -> None:
         load_stage(AnomalyConfig, spec.anomaly, root, [], path)
     if spec.segmentation is not None:
         load_stage(FinetuneConfig, spec.segmentation, root, [], path)
+        load_stage(PreprocessConfig, spec.preprocess, root, spec.segmentation.preprocess, path)
 
 
 def load_stage(schema, stage: StageSpec, root: Path, extra: list[str], study_file: Path):
