@@ -85,7 +85,7 @@ def to_markdown(name: str, rows: list[dict]) -> str:
 
 
 def plot(name: str, rows: list[dict], path: Path) -> Path:
-    """One panel per metric: variants on x, seeds as dots, mean ± sd as error bars."""
+    """One panel per metric (six to a row): variants on x, seeds as dots, mean ± sd as error bars."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -93,8 +93,12 @@ def plot(name: str, rows: list[dict], path: Path) -> Path:
 
     cols = metric_columns(rows) or ["none"]
     agg = aggregate(rows)
-    fig, axes = plt.subplots(1, len(cols), figsize=(3.2 * len(cols), 3.2), squeeze=False)
-    for ax, c in zip(axes[0], cols):
+    ncols = min(6, len(cols))
+    nrows = math.ceil(len(cols) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 3.2 * nrows), squeeze=False)
+    for ax in axes.flat[len(cols):]:
+        ax.axis("off")
+    for ax, c in zip(axes.flat, cols):
         xs = list(range(len(agg)))
         ax.errorbar(xs, [a.get(c, (math.nan, 0))[0] for a in agg], yerr=[a.get(c, (0, 0))[1] for a in agg],
                     fmt="o", capsize=4, color="black")
