@@ -127,11 +127,10 @@ def export_encoder(checkpoint: str | os.PathLike, out_dir: str | os.PathLike) ->
     return meta
 
 
-def read_export(export_dir: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """``DIR`` -> (encoder state_dict, metadata), checking format and weights digest."""
-    d = Path(export_dir)
-    weights, meta_path = d / WEIGHTS, d / META
-    for f in (meta_path, weights):
+def _read_meta(d: Path) -> dict[str, Any]:
+    """The export's encoder.json, checked for format and version (encoder.pt must exist too)."""
+    meta_path = d / META
+    for f in (meta_path, d / WEIGHTS):
         if not f.is_file():
             raise ExportError(f"{d}: not an encoder export (no {f.name}; write one with `medmae export`)")
     try:
@@ -140,31 +139,37 @@ def read_export(export_dir: str | os.PathLike) -> tuple[dict[str, torch.Tensor],
         raise ExportError(f"{meta_path}: unreadable ({e})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
         raise ExportError(f"{meta_path}: not a {FORMAT} v{FORMAT_VERSION} description")
-    if sha256_of([weights]) != meta["weights"]["sha256"]:
-        raise ExportError(f"{weights}: contents do not match the sha256 in {META} (partial or mixed export)")
+    return meta
+
+
+def _load_checked(path: Path, sha256: str | None) -> dict[str, torch.Tensor]:
+    """torch.load(weights_only) of ``path`` after checking its sha256 against the metadata."""
+    if sha256_of([path]) != sha256:
+        raise ExportError(f"{path}: contents do not match the sha256 in {META} (partial or mixed export)")
     try:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises RuntimeError/UnpicklingError/EOFError on bad files
-        raise ExportError(f"{weights}: cannot read ({type(e).__name__}: {e})") from None
-    return state, meta
+        raise ExportError(f"{path}: cannot read ({type(e).__name__}: {e})") from None
+
+
+def read_export(export_dir: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """``DIR`` -> (encoder state_dict, metadata), checking format and weights digest."""
+    d = Path(export_dir)
+    meta = _read_meta(d)
+    return _load_checked(d / WEIGHTS, meta["weights"]["sha256"]), meta
 
 
 def read_mae_export(export_dir: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """``DIR`` -> (whole-MAE state_dict from mae.pt, metadata), checking its digest.
 
     Raises ExportError for an export written before mae.pt existed (re-export the checkpoint).
+    The encoder weights are not read (mae.pt holds them too).
     """
     d = Path(export_dir)
-    _, meta = read_export(d)
+    meta = _read_meta(d)
     entry = meta.get("mae")
     path = d / MAE_WEIGHTS
     if not isinstance(entry, dict) or not path.is_file():
         raise ExportError(f"{d}: export holds only the encoder (no {MAE_WEIGHTS}); re-export the "
                           "checkpoint with this medmae version, or pass the checkpoint itself")
-    if sha256_of([path]) != entry.get("sha256"):
-        raise ExportError(f"{path}: contents do not match the sha256 in {META} (partial or mixed export)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises RuntimeError/UnpicklingError/EOFError on bad files
-        raise ExportError(f"{path}: cannot read ({type(e).__name__}: {e})") from None
-    return state, meta
+    return _load_checked(path, entry.get("sha256")), meta
