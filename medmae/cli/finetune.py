@@ -8,9 +8,8 @@ from __future__ import annotations
 import argparse
 import math
 import os
-from pathlib import Path
 
-from medmae.cli.main import add_config_args
+from medmae.cli.main import add_config_args, require_cache
 
 
 def register(subparsers) -> None:
@@ -37,9 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from medmae.training.checkpoint import CheckpointError
 
     cfg = load_config(FinetuneConfig, args.config, args.overrides)
-    if not (Path(cfg.data.cache_dir) / "index.csv").is_file():
-        raise ConfigError(f"data.cache_dir={cfg.data.cache_dir!r} is not a medmae cache (no index.csv); "
-                          "build one with `medmae preprocess`")
+    require_cache(cfg.data.cache_dir)
     try:
         result = finetune(cfg)
     except LoadError as e:

@@ -57,6 +57,17 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def require_cache(cache_dir: str) -> None:
+    """ConfigError unless ``data.cache_dir`` holds a medmae cache (its index.csv)."""
+    from pathlib import Path
+
+    from medmae.config.base import ConfigError
+
+    if not (Path(cache_dir) / "index.csv").is_file():
+        raise ConfigError(f"data.cache_dir={cache_dir!r} is not a medmae cache (no index.csv); "
+                          "build one with `medmae preprocess`")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)

@@ -8,9 +8,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
-from medmae.cli.main import add_config_args
+from medmae.cli.main import add_config_args, require_cache
 
 
 def register(subparsers) -> None:
@@ -28,7 +27,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from medmae.config.base import ConfigError, load_config
+    from medmae.config.base import load_config
     from medmae.config.schema import PretrainConfig
     from medmae.tracking.mlflow_run import ui_command
     from medmae.training.engine import pretrain
@@ -36,9 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from medmae.training.summary import report_windows
 
     cfg = load_config(PretrainConfig, args.config, args.overrides)
-    if not (Path(cfg.data.cache_dir) / "index.csv").is_file():
-        raise ConfigError(f"data.cache_dir={cfg.data.cache_dir!r} is not a medmae cache (no index.csv); "
-                          "build one with `medmae preprocess`")
+    require_cache(cfg.data.cache_dir)
     try:
         result = pretrain(cfg)
     except StopRequested as e:

@@ -81,7 +81,7 @@ class WindowScorer:
         return out
 
     def _accumulate(self, image: torch.Tensor, jobs: list, out: torch.Tensor) -> None:
-        c, model = self.channels, self.model
+        model = self.model
         which = torch.tensor([j[0] for j in jobs], device=image.device)
         x = image[which]
         valid = torch.stack([j[1] for j in jobs])
