@@ -23,6 +23,10 @@ def register(subparsers) -> None:
     p.add_argument("--lesions", action="store_true",
                    help="insert lesions (brain: white-matter blobs, abdomen: hypodense liver lesions) "
                         "and write their masks as the manifest's label")
+    p.add_argument("--brain-mask", action="store_true",
+                   help="brain only: also write each case's brain mask (the intracranial tissues) as "
+                        "the manifest's mask, so preprocessing works inside the brain as for "
+                        "skull-stripped scans")
     p.add_argument("--seed", type=int, default=0, help="base seed; case i uses (seed, i)")
     p.add_argument("--shape", type=int, nargs=3, metavar=("X", "Y", "Z"), default=None,
                    help="grid size (default brain 96^3, abdomen 128x96x64)")
@@ -41,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.n < 1:
         raise ConfigError(f"--n must be >= 1, got {args.n}")
+    if args.brain_mask and args.kind != "brain":
+        raise ConfigError(f"--brain-mask: {args.kind} phantoms have no brain mask")
     if not 0.0 <= args.val_fraction < 1.0:
         raise ConfigError(f"--val-fraction must be in [0, 1), got {args.val_fraction}")
     try:
@@ -50,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     start = time.time()
     cases = []
     rows = generate(args.out, args.kind, args.n, seed=args.seed, lesions=args.lesions, shape=args.shape,
-                    spacing=args.spacing, val_fraction=args.val_fraction)
+                    spacing=args.spacing, val_fraction=args.val_fraction, brain_mask=args.brain_mask)
     for case in tqdm(rows, total=args.n, desc=f"synth {args.kind}", unit="case"):
         cases.append(case)
     manifest = finish(args.out, cases)

@@ -56,7 +56,7 @@ def encoder_from_export(
     size = tuple(img_size) if img_size is not None else tuple(arch["img_size"])
     encoder = ViTEncoder3D(
         size, arch["patch_size"], arch["in_channels"], arch["embed_dim"], arch["depth"],
-        arch["num_heads"], arch["mlp_ratio"], arch["qkv_bias"],
+        arch["num_heads"], arch["mlp_ratio"], arch["qkv_bias"], arch.get("input_norm", False),
     )
     report = transfer(
         state, encoder, f"ViTEncoder3D(img_size={size})", lambda k: k, "pos_embed",
@@ -131,6 +131,8 @@ def unetr_kwargs(meta: dict) -> dict:
 def unetr_compatible(meta: dict) -> str | None:
     """None when MONAI's UNETR can hold this encoder, else the reason it cannot."""
     a = meta["architecture"]
+    if a.get("input_norm"):
+        return "MONAI UNETR does not normalise its input per crop, as this encoder does (model.input_norm)"
     if tuple(a["patch_size"]) != (16, 16, 16):
         return f"MONAI UNETR fixes patch 16; this encoder uses {tuple(a['patch_size'])}"
     if a["depth"] != 12:

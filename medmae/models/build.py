@@ -27,6 +27,7 @@ def build_mae(cfg: ModelConfig, img_size: Sequence[int]) -> MaskedAutoencoder3D:
         qkv_bias=cfg.qkv_bias,
         norm_pix_loss=cfg.norm_pix_loss,
         norm_crop_loss=cfg.norm_crop_loss,
+        input_norm=cfg.input_norm,
     )
 
 
@@ -34,5 +35,6 @@ def build_encoder(cfg: ModelConfig, img_size: Sequence[int]) -> ViTEncoder3D:
     """ModelConfig + crop size -> the encoder alone (what exports and downstream heads use)."""
     d = resolve_dims(cfg)
     return ViTEncoder3D(
-        tuple(img_size), cfg.patch_size, cfg.in_channels, d.embed_dim, d.depth, d.num_heads, cfg.mlp_ratio, cfg.qkv_bias
+        tuple(img_size), cfg.patch_size, cfg.in_channels, d.embed_dim, d.depth, d.num_heads, cfg.mlp_ratio, cfg.qkv_bias,
+        cfg.input_norm,
     )

@@ -39,6 +39,10 @@ class ModelConfig(StrictModel):
     """Without norm_pix_loss: regress voxels normalised per crop and channel (mean / std
     over the crop's valid voxels). Keeps patch intensity levels in the target (unlike
     norm_pix_loss) while CT and MR crops weigh the same in the loss (unlike raw voxels)."""
+    input_norm: bool = False
+    """The encoder normalises its input per crop and channel (mean / std over the voxels of
+    the tokens it sees: the visible ones in pretraining and anomaly scoring, the whole window
+    in segmentation). Recorded in exports, so every head applies it."""
 
     @field_validator("patch_size", mode="before")
     @classmethod

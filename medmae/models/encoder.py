@@ -11,10 +11,11 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from medmae.models.intensity import crop_stats
 from medmae.models.pos_embed import sincos_pos_embed_3d
 from medmae.models.token_select import gather_tokens
 from medmae.models.vit import Block, PatchEmbed3D, init_vit_weights, run_blocks
-from medmae.tokens import grid_shape
+from medmae.tokens import grid_shape, patchify
 
 
 def _triple(v: int | Sequence[int], name: str) -> tuple[int, int, int]:
@@ -22,6 +23,15 @@ def _triple(v: int | Sequence[int], name: str) -> tuple[int, int, int]:
     if len(t) != 3 or min(t) < 1:
         raise ValueError(f"{name} must be one or three positive ints, got {v}")
     return t
+
+
+def normalise_input(x: torch.Tensor, patch_size: Sequence[int], seen: torch.Tensor | None) -> torch.Tensor:
+    """(B, C, X, Y, Z) -> x normalised per sample and channel: (x - mean) / std over the voxels
+    of the tokens marked in ``seen`` (B, N) (all tokens when None); var + 1e-6."""
+    c = x.shape[1]
+    mean, std = crop_stats(patchify(x.float(), patch_size), c, seen)  # B 1 1 C
+    mean, std = mean.reshape(-1, c, 1, 1, 1), std.reshape(-1, c, 1, 1, 1)
+    return ((x.float() - mean) / std).to(x.dtype)
 
 
 class ViTEncoder3D(nn.Module):
@@ -32,6 +42,11 @@ class ViTEncoder3D(nn.Module):
         patch_size: voxels per token (px, py, pz); anisotropic allowed.
         in_channels: image channels C.
         embed_dim, depth, num_heads, mlp_ratio, qkv_bias: transformer shape.
+        input_norm: normalise the input per sample and channel by the mean / std of the
+            voxels of the tokens the encoder sees (the visible ones under a mask), so a crop's
+            absolute level and scale (CT in [0, 1], z-scored MR, a bright or dark region)
+            need not be learned. Every user of the encoder (MAE, anomaly scoring,
+            segmentation) gets the same normalisation, since it lives here.
     """
 
     def __init__(
@@ -44,6 +59,7 @@ class ViTEncoder3D(nn.Module):
         num_heads: int = 12,
         mlp_ratio: float = 4.0,
         qkv_bias: bool = True,
+        input_norm: bool = False,
     ):
         super().__init__()
         if depth < 1:
@@ -54,6 +70,7 @@ class ViTEncoder3D(nn.Module):
         self.num_tokens = self.grid[0] * self.grid[1] * self.grid[2]
         self.in_channels, self.embed_dim, self.depth = in_channels, embed_dim, depth
         self.num_heads, self.mlp_ratio, self.qkv_bias = num_heads, float(mlp_ratio), qkv_bias
+        self.input_norm = bool(input_norm)
         self.patch_embed = PatchEmbed3D(in_channels, embed_dim, self.patch_size)
         self.register_buffer("pos_embed", sincos_pos_embed_3d(self.grid, embed_dim))
         self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio, qkv_bias) for _ in range(depth))
@@ -66,6 +83,7 @@ class ViTEncoder3D(nn.Module):
             "img_size": list(self.img_size), "patch_size": list(self.patch_size),
             "in_channels": self.in_channels, "embed_dim": self.embed_dim, "depth": self.depth,
             "num_heads": self.num_heads, "mlp_ratio": self.mlp_ratio, "qkv_bias": self.qkv_bias,
+            "input_norm": self.input_norm,
         }
 
     def check_input(self, x: torch.Tensor) -> None:
@@ -74,9 +92,14 @@ class ViTEncoder3D(nn.Module):
         if x.ndim != 5 or tuple(x.shape[1:]) != want:
             raise ValueError(f"expected input (B, {', '.join(map(str, want))}), got {tuple(x.shape)}")
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, X, Y, Z) -> (B, N, D) patch tokens plus position codes."""
+    def embed(self, x: torch.Tensor, seen: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, C, X, Y, Z) -> (B, N, D) patch tokens plus position codes.
+
+        ``seen`` (B, N) bool marks the tokens whose voxels give the ``input_norm``
+        statistics (None = all tokens)."""
         self.check_input(x)
+        if self.input_norm:
+            x = normalise_input(x, self.patch_size, seen)
         return self.patch_embed(x) + self.pos_embed
 
     def run_blocks(
@@ -95,7 +118,11 @@ class ViTEncoder3D(nn.Module):
         any index in [0, N)); keep: (B, L) bool, True = real token, False = padding (None = all real).
         Returns (B, L, D); padded rows hold values no real row depends on.
         """
-        return self.run_blocks(gather_tokens(self.embed(x), ids_keep), keep)
+        seen = None
+        if self.input_norm:
+            seen = torch.zeros(x.shape[0], self.num_tokens, dtype=torch.bool, device=x.device)
+            seen.scatter_(1, ids_keep, torch.ones_like(ids_keep, dtype=torch.bool) if keep is None else keep)
+        return self.run_blocks(gather_tokens(self.embed(x, seen), ids_keep), keep)
 
     def forward(self, x: torch.Tensor, return_hidden: bool = False):
         """(B, C, X, Y, Z) -> (B, N, D) all tokens, normalised.

@@ -19,6 +19,7 @@ from torch import nn
 
 from medmae.models.decoder import MAEDecoder
 from medmae.models.encoder import ViTEncoder3D
+from medmae.models.intensity import crop_stats, patch_stats, per_channel  # noqa: F401 (re-exported)
 from medmae.models.token_select import Selection, select_tokens
 from medmae.tokens import patchify, unpatchify
 
@@ -33,32 +34,6 @@ class MAEOutput:
     pred: torch.Tensor
     target: torch.Tensor
     token_loss: torch.Tensor
-
-
-def per_channel(tokens: torch.Tensor, channels: int) -> torch.Tensor:
-    """(B, N, P*C) -> (B, N, P, C) (patchify's last axis is voxel-major, channel-minor)."""
-    return tokens.reshape(*tokens.shape[:2], -1, channels)
-
-
-def patch_stats(tokens: torch.Tensor, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, N, P*C) -> mean, std each (B, N, 1, C) per token and channel (unbiased var + 1e-6,
-    as MAE). Two passes (mean, then centred squares): exact like ``var`` and ~15x faster on CPU."""
-    t = per_channel(tokens, channels)
-    mean = t.mean(2, keepdim=True)
-    var = (t - mean).square().sum(2, keepdim=True) / max(t.shape[2] - 1, 1)
-    return mean, (var + 1e-6).sqrt()
-
-
-def crop_stats(tokens: torch.Tensor, channels: int, valid: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, N, P*C) -> mean, std each (B, 1, 1, C) per sample and channel over the voxels of
-    its valid tokens (all tokens when ``valid`` is None); var + 1e-6 as ``patch_stats``."""
-    t = per_channel(tokens, channels)  # B N P C
-    w = torch.ones(t.shape[:2], dtype=t.dtype, device=t.device) if valid is None else valid.to(t.dtype)
-    w = w[:, :, None, None]
-    n = (w.sum((1, 2), keepdim=True) * t.shape[2]).clamp(min=1)
-    mean = (t * w).sum((1, 2), keepdim=True) / n
-    var = ((t - mean).square() * w).sum((1, 2), keepdim=True) / n
-    return mean, (var + 1e-6).sqrt()
 
 
 @dataclass
@@ -77,6 +52,8 @@ class MaskedAutoencoder3D(nn.Module):
         norm_crop_loss: (without norm_pix_loss) regress voxels normalised per crop and channel
             over its valid voxels: patch intensity levels stay in the target, and crops of
             different scales (CT in [0, 1], z-scored MR) weigh the same in the loss.
+        input_norm: the encoder normalises its input per crop and channel over the visible
+            tokens' voxels (see :class:`ViTEncoder3D`).
     """
 
     def __init__(
@@ -94,9 +71,11 @@ class MaskedAutoencoder3D(nn.Module):
         qkv_bias: bool = True,
         norm_pix_loss: bool = True,
         norm_crop_loss: bool = False,
+        input_norm: bool = False,
     ):
         super().__init__()
-        self.encoder = ViTEncoder3D(img_size, patch_size, in_channels, embed_dim, depth, num_heads, mlp_ratio, qkv_bias)
+        self.encoder = ViTEncoder3D(img_size, patch_size, in_channels, embed_dim, depth, num_heads, mlp_ratio, qkv_bias,
+                                    input_norm)
         self.img_size, self.patch_size, self.grid = self.encoder.img_size, self.encoder.patch_size, self.encoder.grid
         self.num_tokens, self.in_channels = self.encoder.num_tokens, in_channels
         self.patch_dim = prod(self.patch_size) * in_channels

@@ -28,12 +28,13 @@ class StudyContext:
 
 def run_data(step: Step, folder: Path, deps: dict, ctx: StudyContext) -> dict:
     """Phantoms + scanned folders + given manifests -> one manifest."""
+    from medmae.atomic import atomic_write_text
     from medmae.io.manifest import read_manifest, write_manifest
     from medmae.io.scan import scan_folder
     from medmae.synth.write import finish, generate
 
     c = step.config
-    cases, n_bad = [], 0
+    cases, n_bad, n_phantoms = [], 0, 0
     for kind in ("brain", "abdomen"):
         n = c["synth"][kind]
         if n:
@@ -43,6 +44,7 @@ def run_data(step: Step, folder: Path, deps: dict, ctx: StudyContext) -> dict:
                                  val_fraction=c["synth"]["val_fraction"]))
             finish(out, rows)
             cases += [r.resolved(out) for r in rows]
+    n_phantoms = len(cases)
     for f in c["folders"]:
         found, bad = scan_folder(f["path"], val_fraction=c.get("val_fraction", 0.0), seed=c["seed"], progress=False)
         for path, problem in bad:
@@ -52,7 +54,9 @@ def run_data(step: Step, folder: Path, deps: dict, ctx: StudyContext) -> dict:
     for m in c["manifests"]:
         cases += read_manifest(m["path"])
     manifest = write_manifest(cases, folder / "manifest.csv")
-    return {"metrics": {"cases": len(cases), "unusable_files": n_bad}, "paths": {"manifest": str(manifest)}}
+    real = atomic_write_text(folder / "real_cases.txt", "".join(f"{r.case_id}\n" for r in cases[n_phantoms:]))
+    return {"metrics": {"cases": len(cases), "unusable_files": n_bad},
+            "paths": {"manifest": str(manifest), "real_cases": str(real)}}
 
 
 def run_preprocess(step: Step, folder: Path, deps: dict, ctx: StudyContext) -> dict:
@@ -101,8 +105,41 @@ def run_pretrain(step: Step, folder: Path, deps: dict, ctx: StudyContext) -> dic
         from medmae.training.engine import pretrain
 
         run_id = pretrain(cfg).run_id
-    return {"metrics": pretrain_metrics(folder / "run" / "metrics.jsonl"), "run_id": run_id,
+    metrics = pretrain_metrics(folder / "run" / "metrics.jsonl")
+    metrics.update(real_scan_correlation(folder, deps["preprocess-cache"]["paths"]["cache"],
+                                         deps["data-cases"]["paths"].get("real_cases")))
+    return {"metrics": metrics, "run_id": run_id,
             "paths": {"run": str(folder / "run"), "checkpoint": str(folder / "run" / "checkpoints" / "latest.pt")}}
+
+
+def real_scan_correlation(folder: Path, cache: str, real_cases: str | None) -> dict[str, float]:
+    """``hidden_corr_real``: the final model's hidden-token r on fixed crops of the study's real
+    (not phantom) scans (medmae.training.fixed_crops), mean over cases; per case in
+    ``real_scans.json``. Empty when the study has no real scan."""
+    import json
+
+    import numpy as np
+
+    from medmae.atomic import atomic_write_text
+    from medmae.data.cache import open_case
+    from medmae.heads.anomaly.model import load_model
+    from medmae.training.fixed_crops import fixed_crop_correlation
+
+    ids = Path(real_cases).read_text(encoding="utf-8").split() if real_cases else []
+    cases = [Path(cache) / "cases" / i for i in ids if (Path(cache) / "cases" / i / "meta.json").exists()]
+    if not cases:
+        return {}
+    pm = load_model(folder / "run")
+    model = pm.build(pm.crop)
+    per_case = {}
+    for path in cases:
+        c = open_case(path)
+        per_case[c.case_id] = fixed_crop_correlation(model, np.asarray(c.image, np.float32),
+                                                     np.asarray(c.map("body")) > 0, pm.ratio, pm.min_fraction)
+    atomic_write_text(folder / "real_scans.json", json.dumps({"hidden_corr": per_case}, indent=1))
+    log.info("study: hidden-token r on fixed crops of the real scans: %s",
+             ", ".join(f"{k} {v:.2f}" for k, v in per_case.items()))
+    return {"hidden_corr_real": float(np.nanmean(list(per_case.values())))}
 
 
 def pretrain_metrics(path: Path) -> dict[str, float]:

@@ -63,7 +63,7 @@ def build_plan(spec: StudySpec, root: Path, study_file: Path) -> list[Step]:
             body["data"].pop("cache_dir", None)
             body["tracking"] = {}  # tracking does not change what is trained
             body["torchrun"] = spec.pretrain.torchrun
-            steps.append(Step("pretrain", name, body, deps=["preprocess-cache"], labels=labels))
+            steps.append(Step("pretrain", name, body, deps=["preprocess-cache", "data-cases"], labels=labels))
             steps.append(Step("export", name, {}, deps=[f"pretrain-{name}"], labels=labels))
             variants.append((name, labels))
     steps += head_steps(spec, root, study_file, variants)

@@ -31,8 +31,9 @@ class BrainModel(AnatomyModel):
     default_shape = (96, 96, 96)
     default_spacing = (2.0, 2.0, 2.0)
     lesion_host = WHITE
-    lesion_radius_mm = (3.0, 7.0)
+    lesion_radius_mm = (5.0, 10.0)
     lesion_count = (1, 4)
+    mask_labels = (CSF, GREY, WHITE, DEEP_GREY, VENTRICLE)
 
     def __init__(self, rng: np.random.Generator, extent_mm: np.ndarray):
         s = rng.uniform(0.9, 1.02)
@@ -80,8 +81,9 @@ class BrainModel(AnatomyModel):
         return {k: 0.03 * v for k, v in means.items()}
 
     def lesion_value(self, means: dict[int, float], rng: np.random.Generator) -> float:
-        """Bright (enhancing) or dark (T1 'black hole') relative to white matter."""
-        factor = rng.uniform(1.35, 1.55) if rng.random() < 0.5 else rng.uniform(0.4, 0.6)
+        """Bright (enhancing, 1.4-1.7x white matter) or dark (a T1 'black hole', 0.25-0.4x white
+        matter: near CSF signal, below grey matter, so it is not a grey-matter island)."""
+        factor = rng.uniform(1.4, 1.7) if rng.random() < 0.5 else rng.uniform(0.25, 0.4)
         return means[WHITE] * factor
 
     def add_artefacts(self, image: np.ndarray, p: np.ndarray, rng: np.random.Generator) -> np.ndarray:

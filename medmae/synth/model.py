@@ -32,6 +32,9 @@ class AnatomyModel(ABC):
     """Label that lesions are placed in (and clipped to)."""
     lesion_radius_mm: ClassVar[tuple[float, float]]
     lesion_count: ClassVar[tuple[int, int]]
+    mask_labels: ClassVar[tuple[int, ...]] = ()
+    """Labels of the organ mask a user would supply (brain: the intracranial tissues, as a
+    skull-stripping tool gives); empty when the kind has none."""
 
     warp: Deformation
 

@@ -36,6 +36,15 @@ class Phantom:
     sequence: str
     labels: dict[int, str]
     lesions: list[Lesion] = field(default_factory=list)
+    mask_labels: tuple[int, ...] = ()
+    """Anatomy labels of the kind's organ mask (brain: intracranial tissues), see ``mask``."""
+
+    @property
+    def mask(self) -> np.ndarray:
+        """(X, Y, Z) uint8 organ mask (brain phantoms: the brain with its CSF, skull stripped)."""
+        if not self.mask_labels:
+            raise ValueError("this phantom kind has no organ mask (only brain phantoms do)")
+        return np.isin(self.anatomy, self.mask_labels).astype(np.uint8)
 
 
 def default_grid(kind: str, shape: Sequence[int] | None, spacing: Sequence[float] | None
@@ -99,7 +108,7 @@ def make_phantom(kind: str, rng: np.random.Generator, shape: Sequence[int] | Non
     info = np.iinfo(np.int16)
     image = np.clip(np.rint(image), info.min, info.max).astype(np.int16)
     return Phantom(image, anatomy, lesion if lesions else None, affine, model.modality, model.sequence,
-                   dict(model.labels), placed)
+                   dict(model.labels), placed, tuple(model.mask_labels))
 
 
 def _place(model: AnatomyModel, rng: np.random.Generator, affine: np.ndarray, shape: Sequence[int],

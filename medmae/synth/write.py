@@ -6,6 +6,7 @@
       images/<case_id>.nii.gz    int16 image
       anatomy/<case_id>.nii.gz   int16 tissue / organ ids
       labels/<case_id>.nii.gz    uint8 lesion mask (with lesions only)
+      masks/<case_id>.nii.gz     uint8 brain mask, the manifest's ``mask`` (brain_mask only)
 """
 
 from __future__ import annotations
@@ -39,8 +40,11 @@ def case_rng(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(seed), int(index)]))
 
 
-def write_case(out: Path, case_id: str, ph: Phantom, split: str) -> Case:
-    """Write one phantom's files under ``out`` and return its manifest row (relative paths)."""
+def write_case(out: Path, case_id: str, ph: Phantom, split: str, brain_mask: bool = False) -> Case:
+    """Write one phantom's files under ``out`` and return its manifest row (relative paths).
+
+    ``brain_mask`` also writes the phantom's brain mask as the row's ``mask``: preprocessing
+    then works inside the brain, as with skull-stripped scans (see ``Phantom.mask``)."""
     image = Path("images") / f"{case_id}.nii.gz"
     anatomy = Path("anatomy") / f"{case_id}.nii.gz"
     save_nifti(ph.image, ph.affine, out / image)
@@ -49,19 +53,26 @@ def write_case(out: Path, case_id: str, ph: Phantom, split: str) -> Case:
     if ph.lesion is not None:
         label = str(Path("labels") / f"{case_id}.nii.gz")
         save_nifti(ph.lesion, ph.affine, out / label)
-    files = [out / image, out / anatomy] + ([out / label] if label else [])
+    mask = ""
+    if brain_mask:
+        mask = str(Path("masks") / f"{case_id}.nii.gz")
+        save_nifti(ph.mask, ph.affine, out / mask)
+    files = [out / image, out / anatomy] + [out / p for p in (label, mask) if p]
     return Case(case_id=case_id, image=[str(image)], modality=ph.modality, sequence=ph.sequence,
-                label=label, anatomy=str(anatomy), split=split, sha256=sha256_of(files))
+                label=label, anatomy=str(anatomy), mask=mask, split=split, sha256=sha256_of(files))
 
 
 def generate(out: str | os.PathLike, kind: str, n: int, seed: int = 0, lesions: bool = False,
              shape: Sequence[int] | None = None, spacing: Sequence[float] | None = None,
-             val_fraction: float = 0.0) -> Iterator[Case]:
+             val_fraction: float = 0.0, brain_mask: bool = False) -> Iterator[Case]:
     """Make and write ``n`` phantoms, yielding each manifest row as it is written.
 
     The last ``round(val_fraction * n)`` cases get split "val", the others "train".
+    ``brain_mask`` (brain only) writes each case's brain mask as its manifest ``mask``.
     Call :func:`finish` with the rows to write the manifest.
     """
+    if brain_mask and kind != "brain":
+        raise ValueError(f"brain_mask: {kind} phantoms have no brain mask")
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     if not 0.0 <= val_fraction < 1.0:
@@ -73,7 +84,7 @@ def generate(out: str | os.PathLike, kind: str, n: int, seed: int = 0, lesions: 
         if i == 0:
             labels = {str(k): v for k, v in sorted(ph.labels.items())}
             atomic_write_text(out / "labels.json", json.dumps({kind: labels}, indent=1))
-        yield write_case(out, f"{kind}_{i:04d}", ph, "val" if i >= n - n_val else "train")
+        yield write_case(out, f"{kind}_{i:04d}", ph, "val" if i >= n - n_val else "train", brain_mask)
 
 
 def finish(out: str | os.PathLike, cases: list[Case]) -> Path:

@@ -169,6 +169,11 @@ def test_study_on_real_scans_masks_their_organ_labels(tmp_path, store):
     assert len(np.unique(np.load(ct / "anatomy.npy"))) > 10  # the real organs are the masking units
     row = res.rows[0]
     assert row["strategy"] == "anatomy" and 0 < row["pretrain.loss_over_baseline"] < 5
+    # the hidden-token r on fixed crops of the real scans (not the phantom) is reported
+    pre = next(p for name, p in steps.items() if name.startswith("pretrain"))
+    per_case = json.loads((pre / "real_scans.json").read_text())["hidden_corr"]
+    assert sorted(per_case) == sorted(real_rows[i]["case_id"] for i in range(2))
+    assert row["pretrain.hidden_corr_real"] == pytest.approx(np.mean(list(per_case.values())))
 
 
 @pytest.mark.parametrize("path", sorted((HERE.parents[1] / "studies").glob("*.yaml")), ids=lambda p: p.stem)

@@ -153,3 +153,25 @@ def test_cli_rejects_bad_arguments(tmp_path, capsys):
     assert main(["synth", "--out", str(tmp_path), "--kind", "brain", "--shape", "4", "64", "64"]) == 2
     assert "shape must be 3 sizes >= 8" in capsys.readouterr().err
     assert not (tmp_path / "manifest.csv").exists()
+
+
+def test_cli_brain_mask_skull_strips_preprocessing(tmp_path, capsys):
+    """--brain-mask: the manifest's mask is the intracranial tissue, and preprocessing then
+    keeps the brain and drops skull and scalp from the body it trains and scores in."""
+    from medmae.config.base import load_config
+    from medmae.config.schema import PreprocessConfig
+    from medmae.preprocess.case import prepare_case
+
+    out = tmp_path / "b"
+    assert main(["synth", "--out", str(out), "--kind", "brain", "--n", "1", "--shape", "48", "48", "48",
+                 "--brain-mask"]) == 0
+    (case,) = read_manifest(out / "manifest.csv")
+    mask = nib.load(case.mask).get_fdata() > 0
+    anatomy = nib.load(case.anatomy).get_fdata()
+    assert (mask == np.isin(anatomy, [brain.CSF, brain.GREY, brain.WHITE, brain.DEEP_GREY, brain.VENTRICLE])).all()
+    _, maps, _ = prepare_case(case, load_config(PreprocessConfig, None, ["spacing=[4,4,4]"]), priors=False)
+    on_grid = maps["anatomy"][maps["body"]]
+    assert not np.isin(on_grid, [brain.SKULL, brain.SCALP, brain.BACKGROUND]).any()
+    assert np.isin(on_grid, [brain.WHITE]).mean() > 0.2
+    assert main(["synth", "--out", str(tmp_path / "a"), "--kind", "abdomen", "--brain-mask"]) == 2
+    assert "no brain mask" in capsys.readouterr().err

@@ -1,9 +1,10 @@
 """Brain phantoms, a briefly pretrained tiny MAE on lesion-free ones, and lesion phantoms.
 
 Built once per test session (``pretrained`` fixture in conftest.py): six lesion-free brain
-phantoms (3 mm) preprocessed like real scans and a tiny MAE pretrained on them with
-intensity targets (norm_pix_loss off), plus lesion phantoms and held-out healthy ones
-written as NIfTI with manifests.
+phantoms (3 mm, with brain masks: skull-stripped, as brain anomaly data sets are)
+preprocessed like real scans and a tiny MAE pretrained on them with intensity targets
+(norm_pix_loss off), plus lesion phantoms and held-out healthy ones written as NIfTI with
+manifests.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from medmae.preprocess.batch import preprocess_manifest
 from medmae.synth.write import finish, generate
 
 SHAPE, SPACING = (64, 64, 64), (3.0, 3.0, 3.0)
-STEPS = 160
+STEPS = 1200  # ~1 min on one thread; voxel AUROC 0.84 at 600 steps, 0.90 at 1200
 
 TINY = [
     "data.crop_size=[32,32,32]", "data.crops_per_volume=4", "data.workers=0", "data.batch_size=8",
@@ -44,7 +45,8 @@ class Pretrained:
 
 
 def phantoms(out: Path, n: int, seed: int, lesions: bool) -> Path:
-    cases = list(generate(out, "brain", n, seed=seed, lesions=lesions, shape=SHAPE, spacing=SPACING))
+    """Brain phantoms with their brain masks (skull-stripped, as brain anomaly data sets are)."""
+    cases = list(generate(out, "brain", n, seed=seed, lesions=lesions, shape=SHAPE, spacing=SPACING, brain_mask=True))
     return finish(out, cases)
 
 
