@@ -54,10 +54,7 @@ def encoder_from_export(
     """:func:`load_encoder` on an export already read with :func:`read_export`."""
     arch = meta["architecture"]
     size = tuple(img_size) if img_size is not None else tuple(arch["img_size"])
-    encoder = ViTEncoder3D(
-        size, arch["patch_size"], arch["in_channels"], arch["embed_dim"], arch["depth"],
-        arch["num_heads"], arch["mlp_ratio"], arch["qkv_bias"], arch.get("input_norm", False),
-    )
+    encoder = ViTEncoder3D.from_architecture(arch, size)
     report = transfer(
         state, encoder, f"ViTEncoder3D(img_size={size})", lambda k: k, "pos_embed",
         (arch["grid"], encoder.grid), arch, resize=resize, strict=strict,

@@ -86,6 +86,14 @@ class ViTEncoder3D(nn.Module):
             "input_norm": self.input_norm,
         }
 
+    @classmethod
+    def from_architecture(cls, arch: dict, img_size: Sequence[int] | None = None) -> "ViTEncoder3D":
+        """A fresh encoder from :meth:`architecture` (an export's ``architecture``), for
+        ``img_size`` (default: the recorded one); exports without ``input_norm`` predate it."""
+        return cls(tuple(img_size if img_size is not None else arch["img_size"]), arch["patch_size"],
+                   arch["in_channels"], arch["embed_dim"], arch["depth"], arch["num_heads"], arch["mlp_ratio"],
+                   arch["qkv_bias"], arch.get("input_norm", False))
+
     def check_input(self, x: torch.Tensor) -> None:
         """Raise a ValueError unless x is (B, in_channels, *img_size)."""
         want = (self.in_channels, *self.img_size)

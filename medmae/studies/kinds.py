@@ -34,7 +34,7 @@ def run_data(step: Step, folder: Path, deps: dict, ctx: StudyContext) -> dict:
     from medmae.synth.write import finish, generate
 
     c = step.config
-    cases, n_bad, n_phantoms = [], 0, 0
+    cases, n_bad = [], 0
     for kind in ("brain", "abdomen"):
         n = c["synth"][kind]
         if n:

@@ -59,6 +59,15 @@ def test_input_norm_learns_real_scans_faster(tmp_path, monkeypatch):
             scores[flag] = real_r(tmp_path / flag, tmp_path / "cache")
     finally:
         torch.set_num_threads(before)
+    # the heads rebuild the encoder with the normalisation it was trained with
+    from medmae.export import load_encoder
+    from medmae.export.files import export_encoder
+    from medmae.heads.segmentation.model import build_segmenter
+
+    export_encoder(tmp_path / "true" / "checkpoints" / "latest.pt", tmp_path / "export")
+    encoder, _ = load_encoder(tmp_path / "export")
+    assert encoder.input_norm and load_model(tmp_path / "true").build((32, 32, 32)).encoder.input_norm
+    assert build_segmenter({"encoder": encoder.architecture(), "num_classes": 2, "feature_size": 8}).encoder.input_norm
     mean = {k: float(np.mean(list(v.values()))) for k, v in scores.items()}
     print("hidden-token r on real crops, without / with input_norm:", scores["false"], scores["true"], mean)
     assert mean["true"] > mean["false"] + 0.1, mean

@@ -75,9 +75,7 @@ def init_encoder(cfg: InitConfig, encoder_cfg: ModelConfig, crop: Sequence[int])
         return EncoderInit(build_encoder(encoder_cfg, crop), "scratch")
     state, meta = read_source(cfg.source)
     if not cfg.load_weights:
-        a = meta["architecture"]
-        enc = ViTEncoder3D(tuple(crop), a["patch_size"], a["in_channels"], a["embed_dim"], a["depth"],
-                           a["num_heads"], a["mlp_ratio"], a["qkv_bias"], a.get("input_norm", False))
+        enc = ViTEncoder3D.from_architecture(meta["architecture"], crop)
         return EncoderInit(enc, f"scratch (architecture of {Path(cfg.source).name})", source_meta=meta)
     enc, report = encoder_from_export(state, meta, tuple(crop), resize=cfg.pos_resize, strict=not cfg.allow_partial)
     return EncoderInit(enc, "pretrained", report, loaded_fraction(enc, report), meta)

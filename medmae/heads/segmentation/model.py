@@ -127,6 +127,5 @@ class SegmentationViT(nn.Module):
 def build_segmenter(arch: dict, norm: str = "instance", res_block: bool = True) -> SegmentationViT:
     """:meth:`SegmentationViT.architecture` -> a freshly initialised network."""
     e = arch["encoder"]
-    encoder = ViTEncoder3D(e["img_size"], e["patch_size"], e["in_channels"], e["embed_dim"], e["depth"],
-                           e["num_heads"], e["mlp_ratio"], e["qkv_bias"], e.get("input_norm", False))
+    encoder = ViTEncoder3D.from_architecture(e)
     return SegmentationViT(encoder, arch["num_classes"], arch["feature_size"], norm, res_block)
