@@ -24,11 +24,13 @@ log = logging.getLogger(__name__)
 DEMO_PREPROCESS = ["spacing=[2.0,2.0,2.0]", "priors.supervoxels=128"]
 # The fastest CPU learner measured on the real scans (docs/training.md, "A CPU recipe"):
 # a small ViT (48 wide, 2 blocks) on 32^3 crops of 8^3 patches, input and target normalised
-# per crop, 60% random masking; many cheap steps beat fewer large ones.
+# per crop, the decoder correcting an interpolation of the hidden voxels from the visible ones,
+# 60% random masking; many cheap steps beat fewer large ones.
 DEMO_PRETRAIN = [
     "model.size=custom", "model.embed_dim=48", "model.depth=2", "model.num_heads=3",
     "model.decoder_embed_dim=32", "model.decoder_depth=1", "model.decoder_num_heads=2",
     "model.patch_size=[8,8,8]", "model.norm_pix_loss=false", "model.norm_crop_loss=true", "model.input_norm=true",
+    "model.interp_residual=true",
     "data.crop_size=[32,32,32]", "data.batch_size=4", "data.crops_per_volume=2", "data.workers=1",
     "data.priors=[body,anatomy,tissue,supervoxels]",
     "masking.strategy=random", "masking.ratio=0.6",

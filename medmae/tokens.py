@@ -51,3 +51,11 @@ def token_mode(labels: torch.Tensor, patch_size: Sequence[int]) -> torch.Tensor:
     """(B, 1, X, Y, Z) integer map -> (B, N) long, the most frequent label in each token."""
     t = patchify(labels.long(), patch_size)  # B N P
     return torch.mode(t, dim=-1).values
+
+
+def patch_differences(tokens: torch.Tensor, patch_size: Sequence[int], channels: int = 1) -> torch.Tensor:
+    """(B, N, px*py*pz*C) -> (B, N, M): voxel differences along each axis inside each patch
+    (never across a patch seam), concatenated; M = C * sum over axes of (p_a - 1) * (P / p_a)."""
+    b, n, _ = tokens.shape
+    t = tokens.reshape(b, n, *patch_size, channels)
+    return torch.cat([torch.diff(t, dim=a).flatten(2) for a in (2, 3, 4)], -1)

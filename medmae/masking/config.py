@@ -139,6 +139,12 @@ class MaskingConfig(StrictModel):
     mixture: list[MixtureItem] = []
     """Used when strategy == "mixture"."""
 
+    def maps_read(self) -> list[str]:
+        """The cached prior maps (beyond "body") the strategies read: each anatomy item's
+        ``source``. Pretraining loads only these of ``data.priors``."""
+        items = self.mixture if self.strategy == "mixture" else [MixtureItem(strategy=self.strategy)]
+        return sorted({(i.anatomy or self.anatomy).source for i in items if i.strategy == "anatomy"})
+
     @property
     def symmetric_keys(self) -> list[str]:
         """Dotted keys of the anatomy sections in use that set symmetric masking."""

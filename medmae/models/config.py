@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from medmae.config.base import StrictModel
 
@@ -43,6 +43,10 @@ class ModelConfig(StrictModel):
     """The encoder normalises its input per crop and channel (mean / std over the voxels of
     the tokens it sees: the visible ones in pretraining and anomaly scoring, the whole window
     in segmentation). Recorded in exports, so every head applies it."""
+    interp_residual: bool = False
+    """The decoder predicts a correction to the interpolation of the hidden voxels from the
+    visible ones (normalised Gaussian smoothing, sigma half a patch) instead of the voxels
+    themselves. Needs norm_crop_loss or raw targets (not norm_pix_loss)."""
 
     @field_validator("patch_size", mode="before")
     @classmethod
@@ -57,3 +61,10 @@ class ModelConfig(StrictModel):
         if any(p < 1 for p in v):
             raise ValueError(f"patch sizes must be >= 1, got {v}")
         return v
+
+    @model_validator(mode="after")
+    def _interp_residual_needs_crop_frame(self):
+        if self.interp_residual and self.norm_pix_loss:
+            raise ValueError("model.interp_residual needs model.norm_pix_loss: false (use norm_crop_loss): "
+                             "per-patch target statistics would leak the hidden patches")
+        return self

@@ -20,6 +20,7 @@ from torch import nn
 from medmae.models.decoder import MAEDecoder
 from medmae.models.encoder import ViTEncoder3D
 from medmae.models.intensity import crop_stats, patch_stats, per_channel  # noqa: F401 (re-exported)
+from medmae.models.interpolation import interpolate_from_visible
 from medmae.models.token_select import Selection, select_tokens
 from medmae.tokens import patchify, unpatchify
 
@@ -54,6 +55,9 @@ class MaskedAutoencoder3D(nn.Module):
             different scales (CT in [0, 1], z-scored MR) weigh the same in the loss.
         input_norm: the encoder normalises its input per crop and channel over the visible
             tokens' voxels (see :class:`ViTEncoder3D`).
+        interp_residual: the prediction is the interpolation of the hidden voxels from the
+            visible ones (:func:`interpolate_from_visible`) plus the decoder's output, which
+            thus learns what interpolation misses (edges, shapes). Not with norm_pix_loss.
     """
 
     def __init__(
@@ -72,6 +76,7 @@ class MaskedAutoencoder3D(nn.Module):
         norm_pix_loss: bool = True,
         norm_crop_loss: bool = False,
         input_norm: bool = False,
+        interp_residual: bool = False,
     ):
         super().__init__()
         self.encoder = ViTEncoder3D(img_size, patch_size, in_channels, embed_dim, depth, num_heads, mlp_ratio, qkv_bias,
@@ -80,6 +85,10 @@ class MaskedAutoencoder3D(nn.Module):
         self.num_tokens, self.in_channels = self.encoder.num_tokens, in_channels
         self.patch_dim = prod(self.patch_size) * in_channels
         self.norm_pix_loss, self.norm_crop_loss = norm_pix_loss, norm_crop_loss and not norm_pix_loss
+        if interp_residual and norm_pix_loss:
+            raise ValueError("interp_residual needs voxel targets in the crop's frame (norm_crop_loss or raw), "
+                             "not norm_pix_loss: per-patch target statistics would leak the hidden patches")
+        self.interp_residual = interp_residual
         self.decoder = MAEDecoder(
             self.grid, embed_dim, self.patch_dim, decoder_embed_dim, decoder_depth, decoder_num_heads, mlp_ratio, qkv_bias
         )
@@ -90,6 +99,8 @@ class MaskedAutoencoder3D(nn.Module):
         latent = self.encoder.forward_visible(x, plan.visible.ids, plan.visible.keep)  # B L D
         pred = self.decoder(latent, plan.visible, plan.decoded).float()  # B N P*C
         target = self.patch_target(x, valid)
+        if self.interp_residual:
+            pred = pred + self.interpolation(x, mask, valid)
         token_loss = (pred - target).pow(2).mean(-1)  # B N
         scored = mask if valid is None else mask & valid
         if valid is not None:
@@ -115,6 +126,16 @@ class MaskedAutoencoder3D(nn.Module):
         all_valid = min(n_valid) == self.num_tokens
         decoded = None if all_valid else select_tokens(valid, n_valid)
         return _Plan(select_tokens(visible, n_visible), decoded)
+
+    def interpolation(self, x: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+        """(B, C, X, Y, Z), mask/valid (B, N) -> (B, N, P*C): the interpolation from the visible
+        voxels (medmae.models.interpolation) in the target's units; ``interp_residual``'s start."""
+        visible = ~mask if valid is None else valid & ~mask
+        smooth = patchify(interpolate_from_visible(x.float(), visible, self.patch_size), self.patch_size)
+        if not self.norm_crop_loss:
+            return smooth
+        mean, std = crop_stats(patchify(x.float(), self.patch_size), self.in_channels, valid)
+        return ((per_channel(smooth, self.in_channels) - mean) / std).flatten(2)
 
     def patch_target(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         """(B, C, X, Y, Z) (and valid (B, N) for ``norm_crop_loss``) -> (B, N, P*C) float32 target."""

@@ -30,6 +30,10 @@ class SynthData(StrictModel):
     abdomen: int = Field(0, ge=0)
     """Abdominal CT phantoms to generate (with organ labels)."""
     lesions: bool = True
+    brain_mask: bool = False
+    """Brain phantoms: write each one's intracranial mask as its manifest ``mask``, so that
+    preprocessing, training and anomaly scoring work inside the brain (skull-stripped, as
+    brain anomaly data sets ship). Abdomen phantoms have none and ignore it."""
     val_fraction: float = Field(0.25, ge=0, lt=1)
     shape: tuple[int, int, int] | None = None
     """Phantom grid (voxels); None: the generator's default."""

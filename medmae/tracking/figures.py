@@ -40,10 +40,13 @@ def _centre_planes(vol: np.ndarray) -> list[np.ndarray]:
 def save_reconstruction_figure(path: str | os.PathLike, image: torch.Tensor, recon: torch.Tensor,
                                mask: torch.Tensor, valid: torch.Tensor | None,
                                patch_size: Sequence[int], titles: Sequence[str] | None = None,
-                               max_samples: int = 2, suptitle: str | None = None) -> Path:
+                               max_samples: int = 2, suptitle: str | None = None,
+                               reference: torch.Tensor | None = None, reference_title: str = "reference") -> Path:
     """Write the PNG montage atomically; returns ``path``.
 
     image, recon: (B, C, X, Y, Z); mask, valid: (B, N) bool; titles: one per sample (case ids).
+    reference: an optional (B, C, X, Y, Z) volume shown in a fourth column (e.g. what
+    interpolation from the visible patches gives), on the same grey scale.
     """
     from matplotlib.figure import Figure  # no pyplot: no global backend state, thread-safe
 
@@ -54,20 +57,22 @@ def save_reconstruction_figure(path: str | os.PathLike, image: torch.Tensor, rec
     out_of_play = token_map(~valid, patch_size, grid).cpu().numpy()
     img = image[:b, 0].detach().float().cpu().numpy()
     rec = recon[:b, 0].detach().float().cpu().numpy()
+    ref = None if reference is None else reference[:b, 0].detach().float().cpu().numpy()
+    cols = 3 if ref is None else 4
 
-    fig = Figure(figsize=(7.5, 2.5 * 3 * b))
-    axes = fig.subplots(3 * b, 3, squeeze=False)
+    fig = Figure(figsize=(2.5 * cols, 2.5 * 3 * b))
+    axes = fig.subplots(3 * b, cols, squeeze=False)
     for i in range(b):
         lo, hi = np.percentile(img[i], [0.5, 99.5])
         hi = hi if hi > lo else lo + 1.0
-        planes = zip(_centre_planes(img[i]), _centre_planes(hidden[i]),
-                     _centre_planes(out_of_play[i]), _centre_planes(rec[i]))
-        for p, (im, hid, oop, rc) in enumerate(planes):
+        planes = zip(_centre_planes(img[i]), _centre_planes(hidden[i]), _centre_planes(out_of_play[i]),
+                     _centre_planes(rec[i]), _centre_planes(rec[i] if ref is None else ref[i]))
+        for p, (im, hid, oop, rc, rf) in enumerate(planes):
             row = axes[3 * i + p]
             overlay = np.zeros(im.shape + (4,))
             overlay[hid > 0.5] = (1.0, 0.1, 0.1, 0.45)
             overlay[oop > 0.5] = (0.5, 0.5, 0.5, 0.6)
-            for ax, data in zip(row, (im, im, rc)):
+            for ax, data in zip(row, (im, im, rc, rf)):
                 ax.imshow(data.T, cmap="gray", vmin=lo, vmax=hi, origin="lower", interpolation="nearest")
                 ax.set_xticks([])
                 ax.set_yticks([])
@@ -75,11 +80,11 @@ def save_reconstruction_figure(path: str | os.PathLike, image: torch.Tensor, rec
             name = titles[i] if titles is not None and i < len(titles) else f"sample {i}"
             row[0].set_ylabel(f"{name}\n{PLANES[p]}", fontsize=8)
             if i == 0 and p == 0:
-                for ax, t in zip(row, ("input", "mask (red = hidden)", "reconstruction")):
+                for ax, t in zip(row, ("input", "mask (red = hidden)", "reconstruction", reference_title)):
                     ax.set_title(t, fontsize=9)
     top = 1.0
-    if suptitle:
-        fig.suptitle(suptitle, fontsize=10)
-        top = 1.0 - 0.35 / fig.get_figheight()  # room for the title above the column titles
+    if suptitle:  # placed in inches from the top: tall montages (many samples) keep it clear of the columns
+        fig.suptitle(suptitle, fontsize=10, y=1.0 - 0.08 / fig.get_figheight(), va="top")
+        top = 1.0 - 0.4 / fig.get_figheight()  # room for the title above the column titles
     fig.tight_layout(rect=(0, 0, 1, top))
     return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=80))

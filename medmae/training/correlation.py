@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import torch
 
+from medmae.tokens import patch_differences
+
 
 def hidden_correlation(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
                        valid: torch.Tensor | None = None, eps: float = 1e-12) -> torch.Tensor:
@@ -43,3 +45,19 @@ def hidden_correlation(pred: torch.Tensor, target: torch.Tensor, mask: torch.Ten
     var_p, var_t = (p * p * w).sum((1, 2)), (t * t * w).sum((1, 2))
     r = torch.where((var_p > eps) & (var_t > eps), cov / (var_p * var_t).clamp(min=eps).sqrt(), 0.0)
     return ((r * has).sum() / has.sum().clamp(min=1)).float()
+
+
+def hidden_gradient_correlation(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+                                valid: torch.Tensor | None, patch_size: tuple[int, int, int],
+                                channels: int = 1, eps: float = 1e-12) -> torch.Tensor:
+    """Mean over samples of Pearson's r between the within-patch voxel differences of the
+    prediction and of the target, on hidden valid tokens: do the hidden patches draw the
+    edges (boundaries) where the truth has them, with the right polarity?
+
+    Differences are taken along each axis inside each patch (never across a patch seam),
+    so a prediction that is flat inside each hidden patch scores 0 however right its level.
+    pred, target: (B, N, px*py*pz*C); mask, valid: (B, N) bool. Returns a 0-dim float32 tensor.
+    """
+    dp = patch_differences(pred.detach().float(), patch_size, channels)
+    dt = patch_differences(target.detach().float(), patch_size, channels)
+    return hidden_correlation(dp, dt, mask, valid, eps)

@@ -32,6 +32,7 @@ from torch import nn
 
 from medmae.config.base import flatten, save_config
 from medmae.config.schema import PretrainConfig
+from medmae.data.config import LoaderConfig
 from medmae.data.loader import build_loader
 from medmae.masking.build import build_masking
 from medmae.masking.context import build_context
@@ -129,7 +130,8 @@ def _pretrain(cfg: PretrainConfig, info: DistInfo, tracker: Tracker | None, stop
         model=model, strategy=strategy, schedule=schedule,
         optimizer=build_optimizer(model, schedule.peak_lr, t.weight_decay, t.betas),
         scaler=grad_scaler(precision, device),
-        loader=build_loader(cfg.data, seed=t.seed, rank=info.rank, world_size=info.world_size, device=device),
+        loader=build_loader(_data_read(cfg, info), seed=t.seed, rank=info.rank, world_size=info.world_size,
+                            device=device),
         mask_rng=mask_rng,
     )
     protect_workers(parts.loader)  # a SIGTERM to the process group leaves the workers running
@@ -259,6 +261,18 @@ def _train_step(cfg: PretrainConfig, parts: TrainParts, train_model: nn.Module, 
     mean_metrics = {k: sum(float(d[k]) for d in metrics if k in d) / sum(k in d for d in metrics) for k in keys}
     means = [torch.stack(v).mean() for v in (losses, baselines, corrs)]
     return (*means, grad_norm, mean_metrics, (batch, ctx, mask, out))
+
+
+def _data_read(cfg: PretrainConfig, info: DistInfo) -> LoaderConfig:
+    """``cfg.data`` with only the priors the masking reads (and "body"): a map no strategy
+    reads is neither loaded, cropped, flipped nor reduced to tokens (random masking on the
+    demo's four maps: 42 -> 33 ms per step on 2 CPU threads)."""
+    read = set(cfg.masking.maps_read())
+    keep = [p for p in cfg.data.priors if p == "body" or p in read]
+    skipped = [p for p in cfg.data.priors if p not in keep]
+    if skipped and info.is_main:
+        logger.info("data.priors %s: not read by %s masking, not loaded", skipped, cfg.masking.strategy)
+    return cfg.data.model_copy(update={"priors": keep}) if skipped else cfg.data
 
 
 @torch.no_grad()

@@ -174,6 +174,22 @@ def test_study_on_real_scans_masks_their_organ_labels(tmp_path, store):
     per_case = json.loads((pre / "real_scans.json").read_text())["hidden_corr"]
     assert sorted(per_case) == sorted(real_rows[i]["case_id"] for i in range(2))
     assert row["pretrain.hidden_corr_real"] == pytest.approx(np.mean(list(per_case.values())))
+    # beside the interpolation reference, with edge r, and drawn: one block per real scan
+    scores = json.loads((pre / "real_scans.json").read_text())
+    for key, column in (("edge_r", "hidden_edge_r_real"), ("interp_hidden_corr", "interp_hidden_corr_real"),
+                        ("interp_edge_r", "interp_edge_r_real")):
+        assert sorted(scores[key]) == sorted(per_case)
+        assert row[f"pretrain.{column}"] == pytest.approx(np.mean(list(scores[key].values())))
+    assert all(-1 <= v <= 1 for k in scores for v in scores[k].values())
+    from matplotlib.image import imread
+
+    figure = imread(pre / "real_scans.png")
+    assert figure.shape[:2] == (1200, 800) and figure.std() > 0.05  # 2 scans x 3 planes (2.5 in, 80 dpi), 4 columns
+    from mlflow.tracking import MlflowClient
+
+    run_id = json.loads((pre / "result.json").read_text())["run_id"]
+    logged = [a.path for a in MlflowClient(tracking_uri=store).list_artifacts(run_id, "figures")]
+    assert "figures/real_scans.png" in logged, logged
 
 
 @pytest.mark.parametrize("path", sorted((HERE.parents[1] / "studies").glob("*.yaml")), ids=lambda p: p.stem)

@@ -21,13 +21,13 @@ from medmae.preprocess.batch import preprocess_manifest
 from medmae.synth.write import finish, generate
 
 SHAPE, SPACING = (64, 64, 64), (3.0, 3.0, 3.0)
-STEPS = 1200  # ~1 min on one thread; voxel AUROC 0.84 at 600 steps, 0.90 at 1200
+STEPS = 1200  # ~1 min on one thread; voxel AUROC 0.92 (0.90 without interp_residual)
 
 TINY = [
     "data.crop_size=[32,32,32]", "data.crops_per_volume=4", "data.workers=0", "data.batch_size=8",
     "data.priors=[body]", "model.size=custom", "model.patch_size=[8,8,8]", "model.embed_dim=48",
     "model.depth=2", "model.num_heads=3", "model.decoder_embed_dim=32", "model.decoder_depth=1",
-    "model.decoder_num_heads=2", "model.norm_pix_loss=false", "masking.ratio=0.5",
+    "model.decoder_num_heads=2", "model.norm_pix_loss=false", "model.interp_residual=true", "masking.ratio=0.5",
     f"train.steps={STEPS}", "train.base_lr=0.3", "train.warmup_steps=10", "train.min_lr=0",
     f"train.log_every={STEPS}", f"train.figure_every={STEPS}", f"train.checkpoint_every={STEPS}",
     "tracking.enabled=false",
