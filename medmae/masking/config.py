@@ -140,10 +140,12 @@ class MaskingConfig(StrictModel):
     """Used when strategy == "mixture"."""
 
     def maps_read(self) -> list[str]:
-        """The cached prior maps (beyond "body") the strategies read: each anatomy item's
-        ``source``. Pretraining loads only these of ``data.priors``."""
+        """The cached prior maps (beyond "body") the strategies read: the ``source`` of each
+        anatomy item that can be drawn (weight > 0). Pretraining loads only these of
+        ``data.priors``, and checks that they are listed there."""
         items = self.mixture if self.strategy == "mixture" else [MixtureItem(strategy=self.strategy)]
-        return sorted({(i.anatomy or self.anatomy).source for i in items if i.strategy == "anatomy"})
+        drawn = [i for i in items if i.strategy == "anatomy" and i.weight > 0]
+        return sorted({(i.anatomy or self.anatomy).source for i in drawn})
 
     @property
     def symmetric_keys(self) -> list[str]:

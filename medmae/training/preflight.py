@@ -6,7 +6,8 @@ and the fix.
   size or masking config;
 - a cache whose image channel count is not ``model.in_channels``, or mixes channel counts;
 - anatomy masking whose prior map (``masking.anatomy.source``) is not in ``data.priors``,
-  or that no training case has.
+  or that no training case has;
+- symmetric masking on cases without a mid-sagittal plane (a warning: they get no mirror).
 
 Anatomy masking on cases that lack its map masks them at random; how many do is reported,
 as a warning above :data:`MISSING_MAP_WARN_FRACTION`.
@@ -14,16 +15,19 @@ as a warning above :data:`MISSING_MAP_WARN_FRACTION`.
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
 from medmae.config.base import ConfigError, flatten
 from medmae.config.schema import PretrainConfig
 from medmae.data.cache import CASES, read_index
+from medmae.data.midline import MIN_SCORE, meta_midline
 
 logger = logging.getLogger("medmae.training.engine")
 
@@ -41,6 +45,7 @@ def preflight(cfg: PretrainConfig, state: dict[str, Any] | None) -> None:
     rows = [r for r in read_index(cfg.data.cache_dir) if split is None or r.get("split") == split]
     check_channels(cfg, rows)
     check_anatomy_maps(cfg, rows)
+    check_midlines(cfg, rows)
 
 
 def _differences(saved: dict, current: dict) -> list[str]:
@@ -91,21 +96,31 @@ def check_channels(cfg: PretrainConfig, rows: list[dict]) -> None:
             f"{c} channel{'s' * (c != 1)} (e.g. {example[c]}). Fix: set model.in_channels={c}")
 
 
-def anatomy_sources(cfg: PretrainConfig) -> set[str]:
-    """The prior maps the configured anatomy masking reads (empty without anatomy masking)."""
-    m = cfg.masking
-    items: Iterable = m.mixture if m.strategy == "mixture" else [None]
-    out = set()
-    for item in items:
-        strategy = m.strategy if item is None else item.strategy
-        if strategy == "anatomy" and (item is None or item.weight > 0):
-            out.add(((item.anatomy if item is not None else None) or m.anatomy).source)
-    return out
+def check_midlines(cfg: PretrainConfig, rows: list[dict]) -> None:
+    """Symmetric masking on cases without a usable mid-sagittal plane: warn how many (their
+    crops get no mirror, so the symmetry prior does nothing for them)."""
+    keys = cfg.masking.symmetric_keys
+    if not keys or not rows:
+        return
+    missing = [r["case_id"] for r in rows if math.isnan(meta_midline(_meta(cfg.data.cache_dir, r["case_id"])))]
+    if missing:
+        logger.warning("%s: %d of %d %r cases (e.g. %s) have no midline in meta.json, or one with a score below "
+                       "%.2f: their crops get no mirror. A cache built before planes were stored gets them by "
+                       "re-running `medmae preprocess` with the same config (only the plane is computed, about "
+                       "1 s per case)", keys[0], len(missing), len(rows), cfg.data.split, ", ".join(missing[:3]),
+                       MIN_SCORE)
+
+
+def _meta(cache_dir: str, case_id: str) -> dict:
+    try:
+        return json.loads((Path(cache_dir) / CASES / case_id / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
 
 
 def check_anatomy_maps(cfg: PretrainConfig, rows: list[dict]) -> None:
     """Anatomy masking's maps are loaded, and count the cases that lack them."""
-    for source in sorted(anatomy_sources(cfg)):
+    for source in cfg.masking.maps_read():
         if source not in cfg.data.priors:
             raise ConfigError(
                 f"masking: anatomy masking reads the {source!r} prior map (masking.anatomy.source), but "

@@ -15,7 +15,7 @@ from medmae.io.scan import scan_folder
 from medmae.preprocess.batch import preprocess_manifest
 from medmae.training import engine
 from medmae.training.engine import pretrain
-from medmae.training.preflight import anatomy_sources, preflight
+from medmae.training.preflight import preflight
 from training_helpers import make_phantom_cache, tiny_config
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -72,7 +72,7 @@ def test_anatomy_masking_needs_its_prior_loaded(cache, tmp_path, monkeypatch):
         pretrain(_cfg(cache, tmp_path / "a", "masking.strategy=anatomy"))
     mixture = _cfg(cache, tmp_path / "b", "masking.strategy=mixture",
                    "masking.mixture=[{strategy: random}, {strategy: anatomy, anatomy: {source: supervoxels}}]")
-    assert anatomy_sources(mixture) == {"supervoxels"}
+    assert mixture.masking.maps_read() == ["supervoxels"]
     with pytest.raises(ConfigError, match="none of the 3 'train' cases .* has one"):
         preflight(_cfg(cache, tmp_path / "b", "masking.strategy=anatomy", "masking.anatomy.source=supervoxels",
                        "data.priors=[body,supervoxels]"), None)
@@ -100,3 +100,26 @@ def test_real_scans_count_cases_without_the_anatomy_map(tmp_path, caplog):
     warned = [r for r in caplog.records if "anatomy masking: 1 of 2" in r.getMessage()]
     assert len(warned) == 1 and warned[0].levelno == logging.WARNING, [r.getMessage() for r in caplog.records]
     assert "mr_abdomen_3mm" in warned[0].getMessage() and "masked at random" in warned[0].getMessage()
+
+
+def test_symmetric_masking_warns_about_cases_without_a_midline(tmp_path, caplog):
+    """The real brain has a mid-sagittal plane, the abdomen CT none that scores: symmetric
+    masking warns that 1 of 2 cases gets no mirror; random masking says nothing."""
+    real = tmp_path / "scans"
+    real.mkdir()
+    for name in ("brain1_t1c.nrrd", "ct_abdomen_3mm.nii.gz"):
+        shutil.copy(DATA / name, real / name)
+    cases, bad = scan_folder(real, progress=False)
+    report = preprocess_manifest(write_manifest(cases, tmp_path / "manifest.csv"), tmp_path / "cache",
+                                 load_config(PreprocessConfig, None, ["spacing=[4,4,4]", "priors.supervoxels=0"]),
+                                 workers=0, progress=False)
+    assert len(report.done) == 2 and not bad
+    caplog.set_level(logging.INFO, logger="medmae.training.engine")
+    common = ["data.split=null", "data.priors=[body,tissue]", "masking.anatomy.source=tissue"]
+    preflight(tiny_config(tmp_path / "cache", tmp_path / "r", "masking.strategy=random", *common), None)
+    assert not [r for r in caplog.records if "no midline" in r.getMessage()]
+    preflight(tiny_config(tmp_path / "cache", tmp_path / "s", "masking.strategy=anatomy",
+                          "masking.anatomy.symmetric=mirror", *common), None)
+    warned = [r for r in caplog.records if "no midline" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].levelno == logging.WARNING
+    assert "masking.anatomy.symmetric: 1 of 2" in warned[0].getMessage() and "ct_abdomen_3mm" in warned[0].getMessage()

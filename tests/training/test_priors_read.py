@@ -15,8 +15,9 @@ def test_maps_read_follow_the_strategies():
     assert MaskingConfig(strategy="random").maps_read() == []
     assert MaskingConfig(strategy="anatomy").maps_read() == ["anatomy"]
     mix = load_config(MaskingConfig, None, [
-        "strategy=mixture", "mixture=[{strategy: random}, {strategy: anatomy, anatomy: {source: tissue}}]"])
-    assert mix.maps_read() == ["tissue"]
+        "strategy=mixture", "mixture=[{strategy: random}, {strategy: anatomy, anatomy: {source: tissue}}, "
+                            "{strategy: anatomy, weight: 0, anatomy: {source: supervoxels}}]"])
+    assert mix.maps_read() == ["tissue"]  # an item never drawn reads nothing
 
 
 def test_unread_priors_change_nothing_but_are_not_loaded(tmp_path, caplog):
