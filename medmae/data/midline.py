@@ -25,20 +25,21 @@ MIN_SCORE = 0.5
 on the test abdomen CT it is 0.38, for a plane 79 mm off the spine (liver against spleen)."""
 
 
-def meta_midline(meta: dict) -> float:
-    """A case's plane along axis 0 in cached voxels from its meta.json; NaN when there is none
-    or its score is below :data:`MIN_SCORE`."""
-    mid = meta.get("midline")
+MISSING = (f"have no midline in meta.json, or one with a score below {MIN_SCORE:.2f}: symmetric masking gives "
+           "their crops no mirror. A cache built before planes were stored gets them by re-running `medmae "
+           "preprocess` with the same config (only the plane is computed, about 1 s per case)")
+"""How a case without a usable plane is reported (by the loader, and by pretraining's preflight)."""
+
+
+def case_midline(case: CachedCase) -> float:
+    """The case's plane along axis 0 in cached voxels; NaN when meta.json has none or its
+    score is below :data:`MIN_SCORE`."""
+    mid = case.meta.get("midline")
     if not isinstance(mid, dict) or mid.get("axis", 0) != 0 or mid.get("index") is None:
         return math.nan
     if float(mid.get("score", 1.0)) < MIN_SCORE:
         return math.nan
     return float(mid["index"])
-
-
-def case_midline(case: CachedCase) -> float:
-    """:func:`meta_midline` of a cached case."""
-    return meta_midline(case.meta)
 
 
 def case_midlines(cases: Sequence[CachedCase]) -> np.ndarray:
@@ -48,10 +49,7 @@ def case_midlines(cases: Sequence[CachedCase]) -> np.ndarray:
     missing = int(np.isnan(out).sum())
     if missing:
         example = next(c.case_id for c, m in zip(cases, out) if np.isnan(m))
-        log.info("%d of %d cached cases (e.g. %s) have no midline in meta.json, or one with a score "
-                    "below %.2f: symmetric masking gives their crops no mirror. A cache built before planes "
-                    "were stored gets them by re-running `medmae preprocess` with the same config (only the "
-                    "plane is computed, about 1 s per case).", missing, len(cases), example, MIN_SCORE)
+        log.info("%d of %d cached cases (e.g. %s) %s", missing, len(cases), example, MISSING)
     return out
 
 

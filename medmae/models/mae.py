@@ -98,9 +98,13 @@ class MaskedAutoencoder3D(nn.Module):
         plan = self.plan(x, mask, valid)
         latent = self.encoder.forward_visible(x, plan.visible.ids, plan.visible.keep)  # B L D
         pred = self.decoder(latent, plan.visible, plan.decoded).float()  # B N P*C
-        target = self.patch_target(x, valid)
-        if self.interp_residual:
-            pred = pred + self.interpolation(x, mask, valid)
+        source = patchify(x.float(), self.patch_size)
+        stats = self.target_stats(source, valid)
+        target = self._in_target_units(source, stats)
+        if self.interp_residual:  # the decoder corrects the interpolation of the hidden voxels
+            visible = ~mask if valid is None else valid & ~mask
+            smooth = interpolate_from_visible(x.float(), visible, self.patch_size)
+            pred = pred + self._in_target_units(patchify(smooth, self.patch_size), stats)
         token_loss = (pred - target).pow(2).mean(-1)  # B N
         scored = mask if valid is None else mask & valid
         if valid is not None:
@@ -127,26 +131,25 @@ class MaskedAutoencoder3D(nn.Module):
         decoded = None if all_valid else select_tokens(valid, n_valid)
         return _Plan(select_tokens(visible, n_visible), decoded)
 
-    def interpolation(self, x: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
-        """(B, C, X, Y, Z), mask/valid (B, N) -> (B, N, P*C): the interpolation from the visible
-        voxels (medmae.models.interpolation) in the target's units; ``interp_residual``'s start."""
-        visible = ~mask if valid is None else valid & ~mask
-        smooth = patchify(interpolate_from_visible(x.float(), visible, self.patch_size), self.patch_size)
-        if not self.norm_crop_loss:
-            return smooth
-        mean, std = crop_stats(patchify(x.float(), self.patch_size), self.in_channels, valid)
-        return ((per_channel(smooth, self.in_channels) - mean) / std).flatten(2)
+    def target_stats(self, source: torch.Tensor, valid: torch.Tensor | None = None):
+        """Patchified x (B, N, P*C) -> the (mean, std) its targets are normalised with: per
+        token (norm_pix_loss), per crop over the valid tokens (norm_crop_loss), or None (raw)."""
+        if self.norm_pix_loss:
+            return patch_stats(source, self.in_channels)
+        if self.norm_crop_loss:
+            return crop_stats(source, self.in_channels, valid)
+        return None
+
+    def _in_target_units(self, tokens: torch.Tensor, stats) -> torch.Tensor:
+        if stats is None:
+            return tokens
+        mean, std = stats
+        return ((per_channel(tokens, self.in_channels) - mean) / std).flatten(2)
 
     def patch_target(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         """(B, C, X, Y, Z) (and valid (B, N) for ``norm_crop_loss``) -> (B, N, P*C) float32 target."""
-        target = patchify(x.float(), self.patch_size)
-        if self.norm_pix_loss:
-            mean, std = patch_stats(target, self.in_channels)
-        elif self.norm_crop_loss:
-            mean, std = crop_stats(target, self.in_channels, valid)
-        else:
-            return target
-        return ((per_channel(target, self.in_channels) - mean) / std).flatten(2)
+        source = patchify(x.float(), self.patch_size)
+        return self._in_target_units(source, self.target_stats(source, valid))
 
     def reconstruct(
         self, pred: torch.Tensor, x: torch.Tensor | None = None, mask: torch.Tensor | None = None,
@@ -162,9 +165,9 @@ class MaskedAutoencoder3D(nn.Module):
         pred = pred.float()
         if x is not None:
             source = patchify(x.float(), self.patch_size)
-            if self.norm_pix_loss or self.norm_crop_loss:
-                mean, std = (patch_stats(source, self.in_channels) if self.norm_pix_loss
-                             else crop_stats(source, self.in_channels, valid))
+            stats = self.target_stats(source, valid)
+            if stats is not None:
+                mean, std = stats
                 pred = (per_channel(pred, self.in_channels) * std + mean).flatten(2)
             if mask is not None:
                 pred = torch.where(mask[..., None], pred, source)

@@ -42,7 +42,7 @@ def run_data(step: Step, folder: Path, deps: dict, ctx: StudyContext) -> dict:
             rows = list(generate(out, kind, n, seed=c["seed"], lesions=c["synth"]["lesions"],
                                  shape=c["synth"]["shape"], spacing=c["synth"]["spacing"],
                                  val_fraction=c["synth"]["val_fraction"],
-                                 brain_mask=kind == "brain" and c["synth"].get("brain_mask", False)))
+                                 brain_mask=kind == "brain" and c["synth"]["brain_mask"]))
             finish(out, rows)
             cases += [r.resolved(out) for r in rows]
     n_phantoms = len(cases)

@@ -32,7 +32,7 @@ import torch
 
 from medmae.models.interpolation import interpolate_from_visible
 from medmae.models.mae import MaskedAutoencoder3D
-from medmae.tokens import patchify
+from medmae.tokens import token_fraction
 from medmae.tracking.figures import save_reconstruction_figure, token_map
 from medmae.training.correlation import hidden_correlation, hidden_gradient_correlation
 
@@ -75,8 +75,7 @@ def score_scan(model: MaskedAutoencoder3D, case_id: str, image: np.ndarray, body
     model.eval()
     rs, edges, irs, iedges, example = [], [], [], [], None
     for x, b in case_crops(image, body, model.img_size):
-        frac = patchify(torch.from_numpy(b)[None, None].float(), model.patch_size).mean(-1)  # 1 N
-        valid = frac >= min_fraction
+        valid = token_fraction(torch.from_numpy(b)[None, None], model.patch_size) >= min_fraction  # 1 N
         n_hidden = int(round(ratio * int(valid.sum())))
         if n_hidden < 1 or n_hidden >= int(valid.sum()):
             continue

@@ -15,7 +15,6 @@ as a warning above :data:`MISSING_MAP_WARN_FRACTION`.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections import Counter
@@ -26,8 +25,8 @@ import numpy as np
 
 from medmae.config.base import ConfigError, flatten
 from medmae.config.schema import PretrainConfig
-from medmae.data.cache import CASES, read_index
-from medmae.data.midline import MIN_SCORE, meta_midline
+from medmae.data.cache import CASES, open_case, read_index
+from medmae.data.midline import MISSING, case_midline
 
 logger = logging.getLogger("medmae.training.engine")
 
@@ -102,20 +101,11 @@ def check_midlines(cfg: PretrainConfig, rows: list[dict]) -> None:
     keys = cfg.masking.symmetric_keys
     if not keys or not rows:
         return
-    missing = [r["case_id"] for r in rows if math.isnan(meta_midline(_meta(cfg.data.cache_dir, r["case_id"])))]
+    cases = [open_case(Path(cfg.data.cache_dir) / CASES / r["case_id"]) for r in rows]  # reads meta.json only
+    missing = [c.case_id for c in cases if math.isnan(case_midline(c))]
     if missing:
-        logger.warning("%s: %d of %d %r cases (e.g. %s) have no midline in meta.json, or one with a score below "
-                       "%.2f: their crops get no mirror. A cache built before planes were stored gets them by "
-                       "re-running `medmae preprocess` with the same config (only the plane is computed, about "
-                       "1 s per case)", keys[0], len(missing), len(rows), cfg.data.split, ", ".join(missing[:3]),
-                       MIN_SCORE)
-
-
-def _meta(cache_dir: str, case_id: str) -> dict:
-    try:
-        return json.loads((Path(cache_dir) / CASES / case_id / "meta.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+        logger.warning("%s: %d of %d %r cases (e.g. %s) %s", keys[0], len(missing), len(rows), cfg.data.split,
+                       ", ".join(missing[:3]), MISSING)
 
 
 def check_anatomy_maps(cfg: PretrainConfig, rows: list[dict]) -> None:

@@ -150,7 +150,8 @@ def test_study_on_real_scans_masks_their_organ_labels(tmp_path, store):
     for name in ("ct_abdomen_3mm", "mr_abdomen_3mm"):  # TotalSegmentator output named as docs/ingestion.md says
         shutil.copy(data / f"{name}.nii.gz", real / f"{name}.nii.gz")
         shutil.copy(data / f"{name}_seg.nii.gz", real / f"{name}_seg_total.nii.gz")
-    text = without_heads(TINY.read_text()).replace("data:\n  synth: {brain: 3,", f"data:\n  folders: [{real}]\n  synth: {{brain: 1,")
+    text = without_heads(TINY.read_text()).replace("data:\n  synth: {brain: 3,",
+                                                   f"data:\n  folders: [{real}]\n  synth: {{brain: 1, brain_mask: true,")
     text = text.replace("    - {name: random, overrides: [masking.strategy=random]}\n", "")
     text = text.replace("data.priors=[body,anatomy]", "data.priors=[body,anatomy]\n    - data.split=null")
     study = tmp_path / "real.yaml"
@@ -161,6 +162,8 @@ def test_study_on_real_scans_masks_their_organ_labels(tmp_path, store):
         rows = {r["case_id"]: r for r in csv.DictReader(f)}
     real_rows = [r for cid, r in rows.items() if "abdomen" in cid]
     assert len(real_rows) == 2 and all(r["anatomy"].endswith("_seg_total.nii.gz") for r in real_rows)
+    (brain,) = [r for cid, r in rows.items() if "abdomen" not in cid]  # the skull-stripped phantom
+    assert brain["mask"].endswith(f"masks/{brain['case_id']}.nii.gz") and not any(r["mask"] for r in real_rows)
 
     index = (steps["preprocess-cache"] / "cache" / "index.csv").read_text()
     assert index.count("abdomen") == 2
