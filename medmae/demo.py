@@ -30,7 +30,7 @@ DEMO_PRETRAIN = [
     "model.size=custom", "model.embed_dim=48", "model.depth=2", "model.num_heads=3",
     "model.decoder_embed_dim=32", "model.decoder_depth=1", "model.decoder_num_heads=2",
     "model.patch_size=[8,8,8]", "model.norm_pix_loss=false", "model.norm_crop_loss=true", "model.input_norm=true",
-    "model.interp_residual=true",
+    "model.interp_residual=true", "model.refine_width=8",
     "data.crop_size=[32,32,32]", "data.batch_size=4", "data.crops_per_volume=2", "data.workers=1",
     "data.priors=[body,anatomy,tissue,supervoxels]",
     "masking.strategy=random", "masking.ratio=0.6",

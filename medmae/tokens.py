@@ -7,6 +7,7 @@ token n = (i * gy + j) * gz + k for grid cell (i, j, k).
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -40,6 +41,12 @@ def unpatchify(tokens: torch.Tensor, patch_size: Sequence[int], grid: Sequence[i
     x = tokens.reshape(b, gx, gy, gz, px, py, pz, channels)
     x = x.permute(0, 7, 1, 4, 2, 5, 3, 6)  # b c gx px gy py gz pz
     return x.reshape(b, channels, gx * px, gy * py, gz * pz)
+
+
+def token_volume(values: torch.Tensor, patch_size: Sequence[int], grid: Sequence[int]) -> torch.Tensor:
+    """(B, N) per-token values -> (B, 1, X, Y, Z) float map, each token's value over its patch."""
+    per_voxel = values.float()[..., None].expand(*values.shape, math.prod(patch_size))
+    return unpatchify(per_voxel, patch_size, grid, 1)
 
 
 def token_fraction(binary: torch.Tensor, patch_size: Sequence[int]) -> torch.Tensor:

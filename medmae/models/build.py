@@ -29,6 +29,7 @@ def build_mae(cfg: ModelConfig, img_size: Sequence[int]) -> MaskedAutoencoder3D:
         norm_crop_loss=cfg.norm_crop_loss,
         input_norm=cfg.input_norm,
         interp_residual=cfg.interp_residual,
+        refine_width=cfg.refine_width,
     )
 
 

@@ -47,6 +47,10 @@ class ModelConfig(StrictModel):
     """The decoder predicts a correction to the interpolation of the hidden voxels from the
     visible ones (normalised Gaussian smoothing, sigma half a patch) instead of the voxels
     themselves. Needs norm_crop_loss or raw targets (not norm_pix_loss)."""
+    refine_width: int = Field(0, ge=0)
+    """Feature width of the voxel refiner (0 = none): three 3^3 convolutions after the decoder
+    that see the prediction and the visible voxels and continue boundaries into the hidden
+    patches (medmae/models/refiner.py). Needs norm_crop_loss or raw targets (not norm_pix_loss)."""
 
     @field_validator("patch_size", mode="before")
     @classmethod
@@ -63,8 +67,9 @@ class ModelConfig(StrictModel):
         return v
 
     @model_validator(mode="after")
-    def _interp_residual_needs_crop_frame(self):
-        if self.interp_residual and self.norm_pix_loss:
-            raise ValueError("model.interp_residual needs model.norm_pix_loss: false (use norm_crop_loss): "
-                             "per-patch target statistics would leak the hidden patches")
+    def _voxel_decoding_needs_crop_frame(self):
+        for key, on in (("interp_residual", self.interp_residual), ("refine_width", self.refine_width)):
+            if on and self.norm_pix_loss:
+                raise ValueError(f"model.{key} needs model.norm_pix_loss: false (use norm_crop_loss): "
+                                 "per-patch target statistics would leak the hidden patches")
         return self

@@ -8,12 +8,11 @@ predicts a correction to it) and as the reference a reconstruction is judged aga
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import torch
 
-from medmae.tokens import unpatchify
+from medmae.tokens import token_volume
 
 
 def gaussian_matrix(n: int, sigma: float, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -45,7 +44,7 @@ def interpolate_from_visible(x: torch.Tensor, visible: torch.Tensor, patch_size:
     b, c = x.shape[:2]
     grid = [s // p for s, p in zip(x.shape[2:], patch_size)]
     sigmas = [p / 2 for p in patch_size] if sigmas is None else sigmas
-    w = unpatchify(visible[..., None].to(x.dtype).expand(-1, -1, math.prod(patch_size)), patch_size, grid, 1)
+    w = token_volume(visible, patch_size, grid).to(x.dtype)
     num, den = _smooth(x * w, sigmas), _smooth(w, sigmas)
     mean = (x * w).sum((2, 3, 4), keepdim=True) / w.sum((2, 3, 4), keepdim=True).clamp(min=1)
     return torch.where(den > 1e-4, num / den.clamp(min=1e-4), mean.expand_as(num))

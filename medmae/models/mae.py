@@ -21,8 +21,9 @@ from medmae.models.decoder import MAEDecoder
 from medmae.models.encoder import ViTEncoder3D
 from medmae.models.intensity import crop_stats, patch_stats, per_channel  # noqa: F401 (re-exported)
 from medmae.models.interpolation import interpolate_from_visible
+from medmae.models.refiner import VoxelRefiner
 from medmae.models.token_select import Selection, select_tokens
-from medmae.tokens import patchify, unpatchify
+from medmae.tokens import patchify, token_volume, unpatchify
 
 
 @dataclass
@@ -58,6 +59,9 @@ class MaskedAutoencoder3D(nn.Module):
         interp_residual: the prediction is the interpolation of the hidden voxels from the
             visible ones (:func:`interpolate_from_visible`) plus the decoder's output, which
             thus learns what interpolation misses (edges, shapes). Not with norm_pix_loss.
+        refine_width: > 0 adds a :class:`VoxelRefiner` of that width after the decoder: a
+            voxel-level correction from the prediction and the visible voxels, which continues
+            boundaries into hidden patches. Not with norm_pix_loss.
     """
 
     def __init__(
@@ -77,6 +81,7 @@ class MaskedAutoencoder3D(nn.Module):
         norm_crop_loss: bool = False,
         input_norm: bool = False,
         interp_residual: bool = False,
+        refine_width: int = 0,
     ):
         super().__init__()
         self.encoder = ViTEncoder3D(img_size, patch_size, in_channels, embed_dim, depth, num_heads, mlp_ratio, qkv_bias,
@@ -85,10 +90,11 @@ class MaskedAutoencoder3D(nn.Module):
         self.num_tokens, self.in_channels = self.encoder.num_tokens, in_channels
         self.patch_dim = prod(self.patch_size) * in_channels
         self.norm_pix_loss, self.norm_crop_loss = norm_pix_loss, norm_crop_loss and not norm_pix_loss
-        if interp_residual and norm_pix_loss:
-            raise ValueError("interp_residual needs voxel targets in the crop's frame (norm_crop_loss or raw), "
-                             "not norm_pix_loss: per-patch target statistics would leak the hidden patches")
+        if (interp_residual or refine_width) and norm_pix_loss:
+            raise ValueError("interp_residual and refine_width need voxel targets in the crop's frame (norm_crop_loss "
+                             "or raw), not norm_pix_loss: per-patch target statistics would leak the hidden patches")
         self.interp_residual = interp_residual
+        self.refiner = VoxelRefiner(in_channels, refine_width) if refine_width else None
         self.decoder = MAEDecoder(
             self.grid, embed_dim, self.patch_dim, decoder_embed_dim, decoder_depth, decoder_num_heads, mlp_ratio, qkv_bias
         )
@@ -101,16 +107,25 @@ class MaskedAutoencoder3D(nn.Module):
         source = patchify(x.float(), self.patch_size)
         stats = self.target_stats(source, valid)
         target = self._in_target_units(source, stats)
+        visible = ~mask if valid is None else valid & ~mask
         if self.interp_residual:  # the decoder corrects the interpolation of the hidden voxels
-            visible = ~mask if valid is None else valid & ~mask
             smooth = interpolate_from_visible(x.float(), visible, self.patch_size)
             pred = pred + self._in_target_units(patchify(smooth, self.patch_size), stats)
+        if self.refiner is not None:  # voxel-level: continues visible boundaries into hidden patches
+            pred = pred + self._refine(pred, target, visible)
         token_loss = (pred - target).pow(2).mean(-1)  # B N
         scored = mask if valid is None else mask & valid
         if valid is not None:
             token_loss = token_loss * valid
         loss = (token_loss * scored).sum() / scored.sum()
         return MAEOutput(loss, pred, target, token_loss)
+
+    def _refine(self, pred: torch.Tensor, target: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
+        """pred, target (B, N, P*C) in target units, visible (B, N) bool -> (B, N, P*C) the
+        refiner's correction; hidden and out-of-play voxels of the target never enter it."""
+        vol = lambda t: unpatchify(t, self.patch_size, self.grid, self.in_channels)  # noqa: E731
+        seen = token_volume(visible, self.patch_size, self.grid).to(pred.dtype)  # B 1 X Y Z
+        return patchify(self.refiner(vol(pred), vol(target) * seen, seen), self.patch_size)
 
     @torch.compiler.disable
     def plan(self, x: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor | None) -> _Plan:

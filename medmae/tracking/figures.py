@@ -19,16 +19,14 @@ import numpy as np
 import torch
 
 from medmae.atomic import atomic_write
-from medmae.tokens import unpatchify
+from medmae.tokens import token_volume
 
 PLANES = ("axial", "coronal", "sagittal")
 
 
 def token_map(tokens: torch.Tensor, patch_size: Sequence[int], grid: Sequence[int]) -> torch.Tensor:
     """(B, N) per-token values -> (B, X, Y, Z) voxel map (each token's value over its patch)."""
-    b, n = tokens.shape
-    per_voxel = tokens.float()[:, :, None].expand(b, n, int(np.prod(patch_size)))
-    return unpatchify(per_voxel, patch_size, grid, 1)[:, 0]
+    return token_volume(tokens, patch_size, grid)[:, 0]
 
 
 def _centre_planes(vol: np.ndarray) -> list[np.ndarray]:

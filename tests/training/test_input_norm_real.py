@@ -1,9 +1,10 @@
 """The shipped CPU recipe on real scans of both scales (CT in [0, 1], z-scored MR), trained
-three ways with the same seed and steps: without ``model.input_norm``, with it, and with
-``model.interp_residual`` too (the shipped recipe). Normalising the encoder's input per crop
-reconstructs the hidden patches of the real scans better (fixed crops, hidden-token r); the
-interpolation residual is never worse than interpolating from the visible voxels and draws
-the MR boundaries that interpolation blurs (edge r)."""
+three ways with the same seed and steps: without ``model.input_norm``, with it, and as
+shipped (with ``model.interp_residual`` and the voxel refiner ``model.refine_width`` too).
+Normalising the encoder's input per crop reconstructs the hidden patches of the real scans
+better (fixed crops, hidden-token r); the shipped recipe is never worse than interpolating
+from the visible voxels and draws the boundaries that interpolation blurs (edge r) on the
+MR abdomen, the brain and the CT."""
 
 import shutil
 from pathlib import Path
@@ -24,8 +25,9 @@ from medmae.training.fixed_crops import ScanScores, score_cases
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 STEPS = 1000
-VARIANTS = {"plain": ["model.input_norm=false", "model.interp_residual=false"],
-            "input_norm": ["model.input_norm=true", "model.interp_residual=false"],
+BRAIN_GAIN, CT_GAIN = 0.08, 0.05  # measured: +0.12 and +0.11 (without the refiner about 0 on both)
+VARIANTS = {"plain": ["model.input_norm=false", "model.interp_residual=false", "model.refine_width=0"],
+            "input_norm": ["model.input_norm=true", "model.interp_residual=false", "model.refine_width=0"],
             "shipped": []}
 
 
@@ -50,7 +52,7 @@ def runs(tmp_path_factory):
                                  workers=0, progress=False)
     assert len(report.done) == 3
     before = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(2)
     out = {}
     try:
         for name, extra in VARIANTS.items():
@@ -85,7 +87,7 @@ def test_input_norm_learns_real_scans_faster(runs):
     assert mean["input_norm"] > mean["plain"] + 0.1, mean
 
 
-def test_interpolation_residual_draws_what_interpolation_blurs(runs):
+def test_shipped_recipe_draws_what_interpolation_blurs(runs):
     out, _ = runs
     shipped = out["shipped"]
     print("shipped recipe, r / edge r (interpolation reference):",
@@ -95,6 +97,8 @@ def test_interpolation_residual_draws_what_interpolation_blurs(runs):
         assert s.r > s.interp_r - 0.02 and s.edge_r > s.interp_edge_r - 0.02, s
     # and better than the same recipe without the residual, on average
     assert _mean(shipped, "r") > _mean(out["input_norm"], "r") + 0.05
-    # on the MR abdomen it draws the boundaries interpolation blurs
-    mr = next(s for c, s in shipped.items() if c.startswith("mr_"))
-    assert mr.edge_r > mr.interp_edge_r + 0.1, mr
+    # it draws the boundaries interpolation blurs: the MR abdomen's gas and bowel walls, the
+    # brain's sulci and ventricles, the CT's organ outlines
+    for prefix, gain in (("mr_", 0.1), ("brain1", BRAIN_GAIN), ("ct_", CT_GAIN)):
+        scan = next(s for c, s in shipped.items() if c.startswith(prefix))
+        assert scan.edge_r > scan.interp_edge_r + gain, scan

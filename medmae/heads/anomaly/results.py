@@ -37,7 +37,8 @@ def table(results: list[MapResult], settings: dict) -> str:
     note = (f"Calibrated on {cal['cases']} healthy scans at voxel FPR {cal['binary_fpr']:g}."
             if cal else "Not calibrated: no threshold-based metrics (run `medmae anomaly calibrate`).")
     return ("\n".join(lines) + f"\n\n{note} Brackets: bootstrap 95% intervals over cases. The oracle Dice uses the "
-            "threshold that is best on the evaluated scans themselves: an upper bound, not a result.\n")
+            "threshold that is best on the evaluated scans themselves (the calibrated rule among the candidates): "
+            "an upper bound, not a result.\n")
 
 
 def curves_png(results: list[MapResult], path: Path) -> Path | None:
