@@ -42,7 +42,7 @@ class VoxelRefiner(nn.Module):
         self.out = nn.Conv3d(width, channels, 1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
-        self.to(memory_format=torch.channels_last_3d)  # about 2x faster 3D convolutions on CPU
+        self.to(memory_format=torch.channels_last_3d)  # faster 3D convolutions on CPU (oneDNN)
 
     def forward(self, pred: torch.Tensor, seen: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
         """pred, seen (B, C, X, Y, Z) (seen: the visible voxels, 0 elsewhere), visible

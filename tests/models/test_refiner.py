@@ -9,6 +9,7 @@ import torch
 from medmae.config.schema import ModelConfig
 from medmae.models.build import build_mae
 from medmae.models.refiner import VoxelRefiner
+from medmae.tokens import token_volume
 
 RECIPE = dict(size="custom", embed_dim=48, depth=2, num_heads=3, decoder_embed_dim=32, decoder_depth=1,
               decoder_num_heads=2, patch_size=[8, 8, 8], norm_pix_loss=False, norm_crop_loss=True, input_norm=True,
@@ -25,7 +26,12 @@ def _inputs(seed=0):
     return x, mask, valid
 
 
-def _trained_refiner(seed=0):
+def _patch_voxels(tokens: torch.Tensor) -> torch.Tensor:
+    """(B, N) bool -> (B, 1, 32, 32, 32) bool, each token over its 8^3 patch."""
+    return token_volume(tokens, (8, 8, 8), (4, 4, 4)) > 0.5
+
+
+def _active_refiner(seed=0):
     torch.manual_seed(seed)
     model = build_mae(ModelConfig(**RECIPE, refine_width=8), (32, 32, 32))
     for p in model.refiner.parameters():  # a refiner that does something (its output layer starts at 0)
@@ -44,33 +50,26 @@ def test_a_new_refiner_changes_nothing():
 
 
 def test_hidden_and_out_of_play_voxels_never_reach_it():
-    model = _trained_refiner()
+    model = _active_refiner()
     x, mask, valid = _inputs(1)
     with torch.no_grad():
         ref = model(x, mask, valid).pred
         # shuffle the hidden voxels of each crop (the crop's target statistics stay the same) and
         # overwrite the out-of-play ones (outside the statistics): no prediction may change
         y = x.clone()
-        hidden = patch_voxels(mask)
+        hidden = _patch_voxels(mask)
         for b in range(2):
             vals = y[b][hidden[b]]
             y[b][hidden[b]] = vals[torch.randperm(vals.numel(), generator=torch.Generator().manual_seed(b))]
-        y[~patch_voxels(valid)] = 50.0
+        y[~_patch_voxels(valid)] = 50.0
         assert not torch.equal(x, y)
         out = model(y, mask, valid).pred
     assert torch.allclose(out, ref, atol=1e-4), (out - ref).abs().max()
     # the visible voxels do reach it
     with torch.no_grad():
         z = x.clone()
-        z[patch_voxels(valid & ~mask)] += 1.0
+        z[_patch_voxels(valid & ~mask)] += 1.0
         assert not torch.allclose(model(z, mask, valid).pred[mask], ref[mask], atol=1e-3)
-
-
-def patch_voxels(tokens: torch.Tensor) -> torch.Tensor:
-    """(B, N) bool -> (B, 1, 32, 32, 32) bool, each token over its 8^3 patch."""
-    from medmae.tokens import token_volume
-
-    return token_volume(tokens, (8, 8, 8), (4, 4, 4)) > 0.5
 
 
 def test_it_learns_and_norm_pix_is_refused():

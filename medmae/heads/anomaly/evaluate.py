@@ -99,7 +99,9 @@ def evaluate_map(cases: list[ScoredCase], name: str, cfg: EvaluationConfig, thre
     point = _summary(everything, hists, counts, found, diseased, scores, healthy)
     res.metrics.update({k: v for k, v in point.items() if k not in ("voxel_auroc", "voxel_auprc")})
     curve = dice_curve(hists[diseased].sum(0)) if diseased.any() else np.zeros(len(edges))
-    res.metrics["oracle_threshold"] = float(edges[int(np.argmax(curve))])
+    best = int(np.argmax(curve))
+    calibrated_wins = threshold is not None and point.get("dice_at_fpr", -1.0) > curve[best]
+    res.metrics["oracle_threshold"] = float(threshold if calibrated_wins else edges[best])
     if threshold is not None:
         res.metrics["threshold"] = float(threshold)
         res.detection = detection_summary(found, cfg.size_bins_mm3)

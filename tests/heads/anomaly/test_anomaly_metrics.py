@@ -92,6 +92,7 @@ def test_oracle_dice_is_an_upper_bound_of_the_calibrated_rule(tmp_path):
     m = res.metrics
     assert m["dice_at_fpr"] == pytest.approx(1.0)
     assert m["oracle_dice"] == pytest.approx(1.0)
+    assert m["oracle_threshold"] == 0.7  # the rule that reached it
     # without the component removal no threshold gets near it: the specks outnumber half the lesion
     res_plain = evaluate_map([case], "model", EvaluationConfig(bootstrap=0), threshold=None, min_mm3=0.0)
     assert res_plain.metrics["oracle_dice"] < 0.9
