@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from medmae.config.base import load_config
     from medmae.preprocess.batch import CacheBusyError, preprocess_manifest
     from medmae.preprocess.config import PreprocessConfig
+    from medmae.preprocess.output import OutputError
     from medmae.preprocess.shard import merge_shards, parse_shard, preprocess_shard
 
     cfg = load_config(PreprocessConfig, args.config, args.overrides)
@@ -56,10 +57,19 @@ def run(args: argparse.Namespace) -> int:
             index, count = parse_shard(args.shard)
             report = preprocess_shard(args.manifest, args.out, cfg, index, count, progress=not args.no_progress)
             print(f"shard {index}/{count}: " + "\n".join(report.lines()))
+            if report.stopped is not None:
+                print(f"medmae preprocess: error: {report.stopped}", file=sys.stderr)
+                return 1
             return 0 if report.done or report.skipped or not report.bad else 1
         report = preprocess_manifest(args.manifest, args.out, cfg, progress=not args.no_progress)
     except (ValueError, CacheBusyError) as e:  # unreadable manifest, bad --shard, cache in use
         print(f"medmae preprocess: error: {e}", file=sys.stderr)
         return 2
+    except OutputError as e:  # read-only or full cache folder: one line, no traceback
+        print(f"medmae preprocess: error: {e}", file=sys.stderr)
+        return 1
     print("\n".join(report.lines()))
+    if report.stopped is not None:
+        print(f"medmae preprocess: error: {report.stopped}", file=sys.stderr)
+        return 1
     return 0 if report.done or report.skipped or not report.bad else 1

@@ -3,7 +3,10 @@
 ``medmae anomaly score`` and ``medmae segment`` take any mix of them. A scan file or a
 DICOM folder becomes one case per image (a folder holding several series gives one per
 series, as ``data scan`` finds them); a manifest (``.csv``) gives its rows. Inputs that
-cannot be read go to the bad list with the reason, so a batch goes on.
+cannot be read go to the bad list with the reason, so a batch goes on. Every case id obeys
+:mod:`medmae.io.case_id` (one path component, bounded length): a manifest row with another is
+refused with its reason, and ids built from file names are made safe, so no output folder
+named after a case escapes the command's output folder.
 """
 
 from __future__ import annotations
@@ -11,8 +14,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from medmae.io.case_id import MAX_CASE_ID, safe_case_id
 from medmae.io.errors import ScanError
-from medmae.io.manifest import Case, read_manifest
+from medmae.io.manifest import Case, read_manifest_rows
 from medmae.io.pairing import Candidate, stem
 from medmae.io.scan import build_case, scan_folder
 
@@ -20,7 +24,7 @@ Problem = tuple[str, str]
 
 
 def _safe_id(path: Path) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in stem(path)) or "scan"
+    return safe_case_id(stem(path), fallback="scan")
 
 
 def _from_path(path: Path) -> tuple[list[Case], list[Problem]]:
@@ -47,17 +51,21 @@ def cases_from_inputs(inputs: list[str | os.PathLike]) -> tuple[list[Case], list
             if not path.exists():
                 raise ScanError(path, "no such file or folder")
             if path.is_file() and path.suffix.lower() == ".csv":
-                found = read_manifest(path)
+                found, refused = read_manifest_rows(path)
+                bad.extend((str(path), f"manifest line {line} refused: {why}") for line, _, why in refused)
             else:
                 found, problems = _from_path(path.resolve())
                 bad.extend(problems)
             cases.extend(found)
         except ScanError as e:
             bad.append((str(e.path), e.problem))
+        except ValueError as e:  # a manifest that cannot be read at all: this input's problem
+            bad.append((str(path), str(e).removeprefix(f"{path}: ")))
     seen: dict[str, int] = {}
     for case in cases:
         n = seen.get(case.case_id, 0)
         seen[case.case_id] = n + 1
         if n:
-            case.case_id = f"{case.case_id}-{n + 1}"
+            suffix = f"-{n + 1}"
+            case.case_id = case.case_id[: MAX_CASE_ID - len(suffix)] + suffix
     return cases, bad

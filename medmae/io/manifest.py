@@ -9,6 +9,11 @@ read. ``sequence`` holds one MR sequence keyword per channel, comma-joined (``fl
 ``mask`` is an optional user-supplied body/brain mask (used instead of the computed body
 mask). Relative paths are relative to the manifest's folder. ``sha256`` is the digest
 over all source files of the case. No patient identity goes into any column.
+
+Every case id, from whatever manifest, obeys :mod:`medmae.io.case_id` (one path component,
+bounded length): :class:`Case` refuses any other. :func:`read_manifest_rows` refuses such a
+row with its reason and keeps the others; :func:`read_manifest` refuses the manifest. A
+manifest saved with a UTF-8 byte-order mark (Excel) is read as any other.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from pathlib import Path
 from typing import Iterable
 
 from medmae.atomic import atomic_write_text
+from medmae.io.case_id import case_id_problem
 from medmae.io.paths import split_series_path
 
 COLUMNS = ("case_id", "image", "modality", "sequence", "label", "anatomy", "mask", "split", "sha256")
@@ -42,6 +48,9 @@ class Case:
     sha256: str = ""
 
     def __post_init__(self):
+        problem = case_id_problem(self.case_id)
+        if problem:
+            raise ValueError(problem)
         if self.modality not in MODALITIES:
             raise ValueError(f"case {self.case_id}: modality must be one of {MODALITIES}, got {self.modality!r}")
         if not self.image:
@@ -111,11 +120,20 @@ def write_manifest(cases: Iterable[Case], path: str | os.PathLike) -> Path:
     return atomic_write_text(path, buf.getvalue())
 
 
-def read_manifest(path: str | os.PathLike, resolve: bool = True) -> list[Case]:
-    """Read a manifest; with ``resolve`` every path is made absolute against its folder."""
+Problem = tuple[int, str, str]
+"""A refused manifest row: (line number, case_id as written, reason)."""
+
+
+def read_manifest_rows(path: str | os.PathLike, resolve: bool = True) -> tuple[list[Case], list[Problem]]:
+    """Read a manifest keeping every valid row; a row that is not (bad case id, unknown
+    modality, no image, repeated case id) is refused with its reason, the rest go on.
+
+    Returns (cases, refused rows as (line, case_id, reason)). Raises ValueError naming the
+    file when the manifest itself cannot be read or lacks a required column.
+    """
     path = Path(path)
     try:
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
             missing = [c for c in ("case_id", "image", "modality") if c not in (reader.fieldnames or [])]
             if missing:
@@ -123,21 +141,34 @@ def read_manifest(path: str | os.PathLike, resolve: bool = True) -> list[Case]:
             rows = list(reader)
     except OSError as e:
         raise ValueError(f"{path}: cannot read manifest ({e.strerror})") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: manifest is not UTF-8 text (byte {e.start}: {e.reason})") from None
     known = {f.name for f in fields(Case)}
-    cases, seen = [], set()
+    cases, refused, seen = [], [], set()
     for i, row in enumerate(rows, start=2):
         data = {k: (v or "") for k, v in row.items() if k in known}
         try:
             data["image"] = decode_paths(data.get("image", ""))
-        except ValueError as e:
-            raise ValueError(f"{path}, line {i}: {e}") from None
-        data["split"] = data.get("split") or "train"
-        try:
+            data["split"] = data.get("split") or "train"
             case = Case(**data)
+            if case.case_id in seen:
+                raise ValueError(f"duplicate case_id {case.case_id!r}")
         except (TypeError, ValueError) as e:
-            raise ValueError(f"{path}, line {i}: {e}") from None
-        if case.case_id in seen:
-            raise ValueError(f"{path}, line {i}: duplicate case_id {case.case_id!r}")
+            refused.append((i, str(data.get("case_id", "")), str(e)))
+            continue
         seen.add(case.case_id)
         cases.append(case.resolved(path.parent) if resolve else case)
+    return cases, refused
+
+
+def read_manifest(path: str | os.PathLike, resolve: bool = True) -> list[Case]:
+    """Read a manifest; with ``resolve`` every path is made absolute against its folder.
+
+    Raises ValueError naming the file and line of the first refused row.
+    """
+    cases, refused = read_manifest_rows(path, resolve)
+    if refused:
+        line, _, reason = refused[0]
+        more = f" (and {len(refused) - 1} more refused row(s))" if len(refused) > 1 else ""
+        raise ValueError(f"{path}, line {line}: {reason}{more}")
     return cases

@@ -26,6 +26,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from medmae.io.case_id import MAX_CASE_ID, safe_case_id
 from medmae.io.channels import KEYWORDS, group_channels
 from medmae.io.dicom import DicomSeg, scan_dicom_folder, series_uid
 from medmae.io.errors import ScanError
@@ -211,7 +212,7 @@ def _add_dicom(root: Path, folder: Path, images: dict, problems: list[Problem], 
                                    f"matches none of the folder's other {len(found) - 1} series; move it out"))
             continue
         base = folder.name if len(found) == 1 else f"{folder.name}_s{s.index}"
-        cid = _case_id(root, folder) + f"_s{s.index}"
+        cid = safe_case_id(_case_id(root, folder) + f"_s{s.index}")
         uid, frame = series_uid(s)
         _put(images, (folder.parent, base), Candidate(cid, [path], names=_names(root, folder), series_uid=uid,
                                                       frame_uid=frame))
@@ -299,10 +300,10 @@ def _attach(kind: str, folder: Path, base: str, path: Path, images: dict, proble
 
 
 def _case_id(root: Path, path: Path) -> str:
-    """'sub/dir/name' relative to root -> 'sub__dir__name', filesystem-safe."""
+    """'sub/dir/name' relative to root -> 'sub__dir__name', a valid case id (:mod:`medmae.io.case_id`)."""
     rel = path.relative_to(root) if path != root else Path(root.name)
     parts = [re.sub(r"[^A-Za-z0-9._-]+", "_", p) for p in rel.parts] or ["case"]
-    return "__".join(parts)
+    return safe_case_id("__".join(parts))  # bounded length, no leading '.'; decided at scan time
 
 
 def _names(root: Path, path: Path) -> list[str]:
@@ -318,5 +319,5 @@ def _unique_ids(cands: list[Candidate]) -> list[Candidate]:
         n = seen.get(c.case_id, 0) + 1
         seen[c.case_id] = n
         if n > 1:
-            c.case_id = f"{c.case_id}-{n}"
+            c.case_id = f"{c.case_id[: MAX_CASE_ID - len(str(n)) - 1]}-{n}"
     return sorted(cands, key=lambda c: c.case_id)

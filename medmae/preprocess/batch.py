@@ -30,11 +30,13 @@ from medmae.atomic import atomic_write_text
 from medmae.config.base import save_config
 from medmae.data.cache import CASES, INDEX
 from medmae.io.errors import ScanError
-from medmae.io.manifest import Case, read_manifest, sha256_of
-from medmae.io.scan import source_files
+from medmae.io.case_id import inside
+from medmae.io.manifest import Case, read_manifest_rows
 from medmae.preprocess.case import add_midline, preprocess_case, summary_from_meta
 from medmae.preprocess.config import PreprocessConfig, config_hash
 from medmae.preprocess.fingerprint import build_fingerprint
+from medmae.preprocess.output import OutputError, write_failure
+from medmae.preprocess.sources import still_current
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,8 @@ class BatchReport:
     skipped: list[dict] = field(default_factory=list)
     bad: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    stopped: OutputError | None = None
+    """Set when writing the cache failed (full disk, read-only): the batch stopped there."""
 
     def lines(self) -> list[str]:
         """Human-readable summary: counts, then one line per bad case."""
@@ -64,30 +68,51 @@ class BatchReport:
         out = [f"done {len(self.done)}, skipped {len(self.skipped)} (unchanged), bad {len(self.bad)} "
                f"in {self.seconds:.1f} s{rate} -> {self.cache_dir}"]
         out += [f"  bad {b['case_id']}: {b['path']}: {b['problem']}" for b in self.bad]
+        if self.stopped is not None:
+            out.append(f"stopped: {self.stopped}; every later case would fail too. The cases done are "
+                       "kept and the previous index files left as they were: free space (or pick another "
+                       "--out) and re-run")
         return out
+
+
+def case_dir(cache_dir: Path, case_id: str) -> Path:
+    """``cache_dir/cases/<case_id>``, checked to resolve inside ``cache_dir/cases`` (a
+    symlinked case folder pointing elsewhere is refused); raises ValueError otherwise."""
+    return inside(cache_dir / CASES, cache_dir / CASES / case_id)
+
+
+def refused_rows(manifest_path: str | os.PathLike, refused: list[tuple[int, str, str]]) -> list[dict]:
+    """Report entries for manifest rows refused by :func:`read_manifest_rows`."""
+    return [{"case_id": cid, "path": str(manifest_path), "problem": f"manifest line {line} refused: {why}"}
+            for line, cid, why in refused]
 
 
 def cached_meta(cache_dir: Path, case_id: str) -> dict | None:
     """meta.json of a cached case, or None when absent/unreadable."""
     try:
-        return json.loads((cache_dir / CASES / case_id / "meta.json").read_text())
+        return json.loads((case_dir(cache_dir, case_id) / "meta.json").read_text())
     except (OSError, ValueError):
         return None
 
 
 def process_one(case: Case, cfg: PreprocessConfig, cache_dir: Path) -> tuple[str, dict]:
-    """Run one case; never raises an Exception (Ctrl-C still propagates).
+    """Run one case; never raises an Exception but OutputError (Ctrl-C still propagates).
 
-    Returns ("done" | "skipped", summary) or ("bad", {case_id, path, problem}).
+    Returns ("done" | "skipped", summary) or ("bad", {case_id, path, problem}). A case is
+    skipped only when its config hash matches and its sources are unchanged
+    (:func:`medmae.preprocess.sources.still_current`); a case whose source vanished is bad
+    and its stale cached folder is removed. OutputError (full disk, read-only cache)
+    stops the batch.
     """
     try:
-        sha = case.sha256 or sha256_of(source_files(case))
-        meta = cached_meta(cache_dir, case.case_id)
-        if meta and meta.get("source_sha256") == sha and meta.get("config_hash") == config_hash(cfg):
-            if "midline" not in meta:  # cached before planes were stored: add it (~1 s), keep the rest
-                meta = add_midline(cache_dir / CASES / case.case_id, meta)
-            return "skipped", summary_from_meta(meta, case)
-        return "done", preprocess_case(replace(case, sha256=sha), cfg, cache_dir)
+        target = case_dir(cache_dir, case.case_id)
+    except ValueError as e:
+        return "bad", {"case_id": case.case_id, "path": str(cache_dir / CASES / case.case_id),
+                       "problem": str(e).split(": ", 1)[-1]}
+    try:
+        return _process(case, cfg, cache_dir, target)
+    except OutputError:
+        raise
     except ScanError as e:
         return "bad", {"case_id": case.case_id, "path": e.path, "problem": e.problem}
     except OSError as e:
@@ -96,6 +121,27 @@ def process_one(case: Case, cfg: PreprocessConfig, cache_dir: Path) -> tuple[str
     except Exception as e:  # any failure is this case's problem; the batch goes on
         return "bad", {"case_id": case.case_id, "path": case.image[0],
                        "problem": f"{type(e).__name__}: {e}"}
+
+
+def _process(case: Case, cfg: PreprocessConfig, cache_dir: Path, target: Path) -> tuple[str, dict]:
+    meta = cached_meta(cache_dir, case.case_id)
+    try:
+        current, stats = still_current(meta, case) if meta else (False, [])
+    except ScanError:
+        if meta is not None:  # its source is gone: so goes the cached copy
+            shutil.rmtree(target, ignore_errors=True)
+        raise
+    if current and meta.get("config_hash") == config_hash(cfg):
+        if meta.get("source_files") != stats:  # touched, same bytes: remember the new stats
+            meta = {**meta, "source_files": stats}
+            try:
+                atomic_write_text(target / "meta.json", json.dumps(meta, indent=1))
+            except OSError as e:
+                raise write_failure(cache_dir, e, f"case {case.case_id}") from None
+        if "midline" not in meta:  # cached before planes were stored: add it (~1 s), keep the rest
+            meta = add_midline(target, meta)
+        return "skipped", summary_from_meta(meta, case)
+    return "done", preprocess_case(case, cfg, cache_dir)
 
 
 def _init_worker(threads: int) -> None:
@@ -128,16 +174,22 @@ def _run_parallel(cases: list[Case], cfg: PreprocessConfig, cache: Path,
 
 def run_cases(cases: list[Case], cfg: PreprocessConfig, cache: Path, workers: int,
               progress: bool = True) -> BatchReport:
-    """Process ``cases`` (in this process when ``workers`` is 0) with a progress bar."""
+    """Process ``cases`` (in this process when ``workers`` is 0) with a progress bar.
+
+    A failure to write the cache stops the batch: ``report.stopped`` holds it.
+    """
     report = BatchReport(cache)
     t0 = time.perf_counter()
     with tqdm(total=len(cases), desc="preprocess", unit="case", disable=not progress) as bar:
         results = (_run_parallel(cases, cfg, cache, min(workers, len(cases))) if workers > 0
                    else (process_one(c, cfg, cache) for c in cases))
-        for status, info in results:
-            getattr(report, status).append(info)
-            bar.update(1)
-            bar.set_postfix(done=len(report.done), skipped=len(report.skipped), bad=len(report.bad))
+        try:
+            for status, info in results:
+                getattr(report, status).append(info)
+                bar.update(1)
+                bar.set_postfix(done=len(report.done), skipped=len(report.skipped), bad=len(report.bad))
+        except OutputError as e:  # the generator (and its worker pool) is closed by now
+            report.stopped = e
     report.seconds = time.perf_counter() - t0
     return report
 
@@ -207,16 +259,24 @@ def preprocess_manifest(manifest_path: str | os.PathLike, cache_dir: str | os.Pa
                         progress: bool = True) -> BatchReport:
     """Preprocess every case of a manifest into ``cache_dir`` and write its index files.
 
-    ``workers`` overrides ``cfg.workers`` (0 = in this process). Raises ValueError for an
-    unreadable manifest, CacheBusyError when another run holds the cache.
+    ``workers`` overrides ``cfg.workers`` (0 = in this process). Manifest rows with an
+    invalid case id (or other row fault) are reported as bad, the rest go on. Raises
+    ValueError for an unreadable manifest, CacheBusyError when another run holds the cache,
+    OutputError when the cache folder cannot be written at all; a write failing during the
+    batch stops it (``report.stopped``).
     """
-    cases = read_manifest(manifest_path)
+    cases, refused = read_manifest_rows(manifest_path)
     cache = Path(cache_dir)
     workers = cfg.workers if workers is None else workers
-    with cache_lock(cache):
-        if n := clean_stale(cache):
-            log.info("removed %d temporary folder(s) left by an interrupted run", n)
-        report = run_cases(cases, cfg, cache, workers, progress)
-        write_outputs(report, cfg)
+    try:
+        with cache_lock(cache):
+            if n := clean_stale(cache):
+                log.info("removed %d temporary folder(s) left by an interrupted run", n)
+            report = run_cases(cases, cfg, cache, workers, progress)
+            report.bad += refused_rows(manifest_path, refused)
+            if report.stopped is None:  # a stopped batch keeps the previous index files
+                write_outputs(report, cfg)
+    except OSError as e:  # the lock, the index files: the cache folder cannot be written
+        raise write_failure(cache, e, "the cache") from None
     log.debug("preprocess: %s", report.lines()[0])
     return report

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -11,13 +12,14 @@ import numpy as np
 
 from medmae import __version__
 from medmae.atomic import atomic_write_text
-from medmae.data.cache import write_case
+from medmae.data.cache import CASES, write_case
+from medmae.io.case_id import inside
 from medmae.io.errors import ScanError
 from medmae.io.geometry import align_to
-from medmae.io.manifest import Case, sha256_of
+from medmae.io.manifest import Case
 from medmae.io.read import read_volume
 from medmae.io.sanity import check_intensities
-from medmae.io.scan import check_label, source_files
+from medmae.io.scan import check_label
 from medmae.io.volume import Volume
 from medmae.preprocess.body import body_mask
 from medmae.preprocess.config import PIPELINE_VERSION, PreprocessConfig, config_hash
@@ -25,10 +27,13 @@ from medmae.preprocess.fingerprint import intensity_stats
 from medmae.preprocess.intensity import normalise
 from medmae.preprocess.midline import midline_meta
 from medmae.preprocess.priors import supervoxels, tissue_classes
+from medmae.preprocess.output import write_failure
+from medmae.preprocess.sources import check_unchanged, source_digest, source_stats
 from medmae.preprocess.spatial import (crop_window, resample_to_grid, shift_affine,
                                        take_window, to_ras_spacing)
 
 INT16 = np.iinfo(np.int16)
+log = logging.getLogger(__name__)
 
 
 def read_channels(paths: list[str]) -> tuple[np.ndarray, Volume]:
@@ -109,10 +114,15 @@ def prepare_case(case: Case, cfg: PreprocessConfig, priors: bool = True
     Raises ScanError for an unusable input (naming the file), ValueError for data that
     cannot be processed (e.g. constant intensities).
     """
-    source_sha = case.sha256 or sha256_of(source_files(case))
+    before = source_stats(case)
     raw, ref = read_channels(case.image)
     label, anatomy = read_map(case.label, ref, "label"), read_map(case.anatomy, ref, "anatomy")
     mask = read_map(case.mask, ref, "mask")
+    source_sha = source_digest(case)  # the bytes just read: a change during reading is caught next
+    check_unchanged(case, before)
+    if case.sha256 and case.sha256 != source_sha:
+        log.warning("%s: source changed since `data scan` (sha256 differs from the manifest's); "
+                    "processed from its current bytes", case.image[0])
     resampled, res_affine, res_body = resample_and_mask(raw, ref, case.modality, cfg, mask)
     stats = intensity_stats(resampled, res_body)
     norm, norm_params = normalise(resampled, res_body, case.modality, cfg.ct, cfg.mr)
@@ -138,7 +148,7 @@ def prepare_case(case: Case, cfg: PreprocessConfig, priors: bool = True
         "body_voxels": int(body.sum()), "tissue_thresholds": thresholds,
         "supervoxel_count": int(sv.max()) if sv is not None else 0,
         "midline": midline_meta(image, body),  # every case: ~1 s; symmetric masking, anomaly head
-        "source_sha256": source_sha, "config_hash": config_hash(cfg),
+        "source_sha256": source_sha, "source_files": before, "config_hash": config_hash(cfg),
         "pipeline_version": PIPELINE_VERSION, "medmae_version": __version__,
     }
     return image, maps, meta
@@ -147,13 +157,23 @@ def prepare_case(case: Case, cfg: PreprocessConfig, priors: bool = True
 def preprocess_case(case: Case, cfg: PreprocessConfig, cache_dir: str | os.PathLike) -> dict:
     """Preprocess one manifest case into ``cache_dir/cases/<case_id>/``.
 
-    Raises ScanError for an unusable input (naming the file), ValueError for data that
-    cannot be processed (e.g. constant intensities). Returns the case summary (what
-    index.csv and fingerprint.json need, plus ``seconds``).
+    Raises ScanError for an unusable input (naming the file) or a case folder that would
+    resolve outside ``cache_dir/cases``, ValueError for data that cannot be processed (e.g.
+    constant intensities), OutputError when the cache cannot be written (full disk,
+    read-only). Returns the case summary (what index.csv and fingerprint.json need, plus
+    ``seconds``).
     """
     t0 = time.perf_counter()
     image, maps, meta = prepare_case(case, cfg)
-    write_case(cache_dir, case.case_id, image, maps, meta)
+    cases = Path(cache_dir) / CASES
+    try:
+        inside(cases, cases / case.case_id)
+    except ValueError as e:
+        raise ScanError(cases / case.case_id, str(e).split(": ", 1)[-1]) from None
+    try:
+        write_case(cache_dir, case.case_id, image, maps, meta)
+    except OSError as e:
+        raise write_failure(cache_dir, e, f"case {case.case_id}") from None
     return summary_from_meta(meta, case, seconds=time.perf_counter() - t0)
 
 

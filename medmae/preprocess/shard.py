@@ -24,8 +24,9 @@ import zlib
 from pathlib import Path
 
 from medmae.atomic import atomic_write_text
-from medmae.io.manifest import Case, read_manifest
-from medmae.preprocess.batch import BatchReport, cache_lock, cached_meta, clean_stale, run_cases, write_outputs
+from medmae.io.manifest import Case, read_manifest_rows
+from medmae.preprocess.batch import (BatchReport, cache_lock, cached_meta, clean_stale, refused_rows, run_cases,
+                                     write_outputs)
 from medmae.preprocess.case import summary_from_meta
 from medmae.preprocess.config import PreprocessConfig, config_hash
 
@@ -60,7 +61,7 @@ def _shard_file(cache: Path, index: int, count: int) -> Path:
 def preprocess_shard(manifest_path: str | os.PathLike, cache_dir: str | os.PathLike, cfg: PreprocessConfig,
                      index: int, count: int, workers: int | None = None, progress: bool = True) -> BatchReport:
     """Process share ``index`` of ``count`` of the manifest into ``cache_dir`` (no index files)."""
-    cases = shard_cases(read_manifest(manifest_path), index, count)
+    cases = shard_cases(read_manifest_rows(manifest_path)[0], index, count)  # merge reports refused rows
     cache = Path(cache_dir)
     (cache / SHARDS).mkdir(parents=True, exist_ok=True)
     report = run_cases(cases, cfg, cache, cfg.workers if workers is None else workers, progress)
@@ -86,7 +87,7 @@ def _shard_problems(cache: Path, cfg_hash: str) -> dict[str, dict]:
 def merge_shards(manifest_path: str | os.PathLike, cache_dir: str | os.PathLike,
                  cfg: PreprocessConfig) -> BatchReport:
     """Write the cache's index files from what the shards cached; see the module docstring."""
-    cases = read_manifest(manifest_path)
+    cases, refused = read_manifest_rows(manifest_path)
     cache = Path(cache_dir)
     wanted = config_hash(cfg)
     t0 = time.perf_counter()
@@ -104,6 +105,7 @@ def merge_shards(manifest_path: str | os.PathLike, cache_dir: str | os.PathLike,
                 why = ("cached with another preprocessing config" if meta is not None
                        else "not cached by any shard (did every shard finish?)")
                 report.bad.append({"case_id": case.case_id, "path": case.image[0], "problem": why})
+        report.bad += refused_rows(manifest_path, refused)
         write_outputs(report, cfg)
     report.seconds = time.perf_counter() - t0
     return report
