@@ -19,6 +19,7 @@ from medmae.io.errors import ScanError
 from medmae.io.manifest import Case, write_manifest
 from medmae.io.paths import SERIES_SEP, split_series_path
 from medmae.io.channels import parse_channels
+from medmae.io.limits import allow_outside_data, set_max_image_mb
 from medmae.io.roles import parse_role_overrides
 
 
@@ -50,6 +51,12 @@ def register(subparsers) -> None:
                       help="make multi-contrast cases: comma-separated channel patterns in channel order, e.g. "
                            "flair,t1,t2 (sequence keywords, whole words or globs of the file name, any case); "
                            "a case lacking a channel is reported. See docs/ingestion.md")
+    scan.add_argument("--max-image-mb", type=float, default=None, metavar="MB",
+                      help="largest image read, in MB of voxel data, checked from the header before reading "
+                           "(default: 2048 or an eighth of the memory; env MEDMAE_MAX_IMAGE_MB)")
+    scan.add_argument("--allow-outside-data", action="store_true",
+                      help="read .mhd/.nhdr headers whose data file lies outside the header's folder "
+                           "(refused by default)")
     scan.add_argument("--no-progress", action="store_true", help="no progress bar")
     scan.set_defaults(func=run_scan)
 
@@ -65,6 +72,8 @@ def run_scan(args: argparse.Namespace) -> int:
     try:
         roles = parse_role_overrides(args.roles)
         channels = parse_channels(args.channels)
+        set_max_image_mb(args.max_image_mb)
+        allow_outside_data(args.allow_outside_data)
     except ValueError as e:
         raise ScanError(root, str(e)) from None
     out = Path(args.out)

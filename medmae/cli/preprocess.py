@@ -20,6 +20,11 @@ def register(subparsers) -> None:
     p.add_argument("--workers", "-j", type=int, default=None,
                    help="worker processes (0 = in this process; default: config's workers)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--max-image-mb", type=float, default=None, metavar="MB",
+                   help="largest image read, in MB of voxel data, checked from the header before reading "
+                        "(default: 2048 or an eighth of the memory; env MEDMAE_MAX_IMAGE_MB)")
+    p.add_argument("--allow-outside-data", action="store_true",
+                   help="read .mhd/.nhdr headers whose data file lies outside the header's folder")
     p.add_argument("--shard", metavar="I/N", default=None,
                    help="process only share I of N (I = 1..N) of the manifest into a shared cache, "
                         "e.g. one SLURM array task each; finish with --merge")
@@ -44,6 +49,14 @@ def run(args: argparse.Namespace) -> int:
             print("medmae preprocess: error: --workers must be >= 0", file=sys.stderr)
             return 2
         cfg.workers = args.workers
+    from medmae.io.limits import allow_outside_data, set_max_image_mb
+
+    try:
+        set_max_image_mb(args.max_image_mb)
+    except ValueError as e:
+        print(f"medmae preprocess: error: {e}", file=sys.stderr)
+        return 2
+    allow_outside_data(args.allow_outside_data)
     if args.shard and args.merge:
         print("medmae preprocess: error: --shard and --merge are separate runs", file=sys.stderr)
         return 2

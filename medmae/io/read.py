@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import gzip
 import logging
 import os
 import re
@@ -23,6 +22,9 @@ import numpy as np
 import SimpleITK as sitk
 
 from medmae.io.errors import ScanError
+from medmae.io.header_checks import (check_detached_data, check_nifti_header, check_scaling, nifti_needs,
+                                     raw_nifti_header, read_gzip_capped)
+from medmae.io.limits import check_image_size
 from medmae.io.paths import split_series_path
 from medmae.io.volume import Volume
 
@@ -30,6 +32,8 @@ NIFTI_SUFFIXES = (".nii", ".nii.gz")
 ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 GZIP_MAGIC = b"\x1f\x8b"
+MIN_VOXEL_MM, MAX_VOXEL_MM = 1e-3, 100.0
+"""Voxel sizes outside this range are header faults (1e20 mm would pass as 'no body found')."""
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +121,12 @@ def validate(vol: Volume) -> Volume:
     affine = np.asarray(vol.affine, dtype=np.float64)
     if affine.shape != (4, 4) or not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
         raise ScanError(vol.path, "invalid geometry: voxel-to-world affine is missing, non-finite or singular")
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    odd = [i for i, s in enumerate(spacing) if not MIN_VOXEL_MM <= s <= MAX_VOXEL_MM]
+    if odd:
+        i = odd[0]
+        raise ScanError(vol.path, f"voxel size {spacing[i]:.3g} mm along axis {i}: no scanner makes voxels outside "
+                                  f"[{MIN_VOXEL_MM:g}, {MAX_VOXEL_MM:g}] mm (wrong units or a corrupt header)")
     return Volume(array=arr, affine=affine, path=vol.path, meta=dict(vol.meta))
 
 
@@ -146,17 +156,30 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray, dict]:
     A .nii.gz is decompressed whole first, so gzip's CRC and length checks see every byte
     (nibabel alone stops reading at the end of the voxel data and misses a corrupt stream).
     """
+    gz = path.name.lower().endswith(".gz")
     try:
-        img = _load_nifti_gz(path) if path.name.lower().endswith(".gz") else nib.load(str(path))
+        if gz:
+            _check_gzip_magic(path)
+        header = raw_nifti_header(path)
     except (ScanError, PermissionError):
         raise
     except Exception as e:  # nibabel raises a zoo of types for non-NIfTI bytes
+        why = f"corrupt or truncated gzip stream ({_reason(e)})" if gz and isinstance(e, (OSError, EOFError, zlib.error)) \
+            else f"not a readable NIfTI file ({_reason(e)})"
+        raise ScanError(path, why) from None
+    check_nifti_header(path, header)  # size limit, geometry: before any voxel is read
+    try:
+        img = _load_nifti_gz(path, nifti_needs(header)) if gz else nib.load(str(path))
+    except (ScanError, PermissionError):
+        raise
+    except Exception as e:
         raise ScanError(path, f"not a readable NIfTI file ({_reason(e)})") from None
     try:
         raw = np.asanyarray(img.dataobj.get_unscaled())
     except Exception as e:
         raise ScanError(path, f"corrupt or truncated NIfTI data ({_reason(e)})") from None
     slope, inter = img.dataobj.slope, img.dataobj.inter
+    check_scaling(path, raw, slope, inter)
     meta = {}
     if int(img.header["qform_code"]) == 0 and int(img.header["sform_code"]) == 0:
         log.warning("%s: NIfTI has neither qform nor sform: orientation unknown, read as RAS with the "
@@ -165,18 +188,23 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray, dict]:
     return rescale(np.asarray(raw), slope, inter), np.asarray(img.affine, dtype=np.float64), meta
 
 
-def _load_nifti_gz(path: Path) -> nib.Nifti1Image:
-    """Decompress whole. Only a file that lacks gzip's magic bytes is "not gzip-compressed";
-    any later failure (CRC, length, cut stream) is corruption of a real gzip file."""
+def _check_gzip_magic(path: Path) -> None:
+    """Only a file that lacks gzip's magic bytes is "not gzip-compressed"; any later failure
+    (CRC, length, cut stream) is corruption of a real gzip file."""
     with open(path, "rb") as f:
         magic = f.read(2)
     if magic != GZIP_MAGIC:
         raise ScanError(path, "not a readable NIfTI file (named .gz but not gzip-compressed: "
                               "no gzip magic bytes at its start)")
+
+
+def _load_nifti_gz(path: Path, needs: int) -> nib.Nifti1Image:
+    """Decompress whole (capped at what the header needs, see
+    :func:`medmae.io.header_checks.read_gzip_capped`) so gzip's CRC and length checks see
+    every byte (nibabel alone stops reading at the end of the voxel data)."""
     try:
-        with gzip.open(path, "rb") as f:
-            data = f.read()
-    except PermissionError:
+        data = read_gzip_capped(path, needs)
+    except (ScanError, PermissionError):
         raise
     except (OSError, EOFError, zlib.error) as e:
         raise ScanError(path, f"corrupt or truncated gzip stream ({_reason(e)})") from None
@@ -188,13 +216,21 @@ def _load_nifti_gz(path: Path) -> nib.Nifti1Image:
 def _read_itk(path: Path) -> tuple[np.ndarray, np.ndarray, dict]:
     """SimpleITK: (Z, Y, X) array transposed to (X, Y, Z); LPS geometry converted to RAS."""
     open(path, "rb").close()  # a PermissionError here is named as such, not as "corrupt"
+    check_detached_data(path)
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
     with captured_stderr() as noise:
         try:
-            img = sitk.ReadImage(str(path))
+            reader.ReadImageInformation()  # the header only: size checked before reading voxels
+            problem = check_image_size(reader.GetSize(), _itk_pixel_bytes(reader),
+                                       sitk.GetPixelIDValueAsString(reader.GetPixelID()))
+            img = None if problem else reader.Execute()
         except RuntimeError as e:
             err = e
         else:
             err = None
+    if err is None and problem:
+        raise ScanError(path, problem)
     if err is not None:
         raise ScanError(path, f"not a readable image, corrupt or truncated ({itk_reason(err, noise.text)})") from None
     if noise.text:
@@ -204,6 +240,12 @@ def _read_itk(path: Path) -> tuple[np.ndarray, np.ndarray, dict]:
     img = _squeeze_itk(img)
     array = sitk.GetArrayFromImage(img)
     return array.transpose(tuple(range(array.ndim))[::-1]), itk_affine(img), {}
+
+
+def _itk_pixel_bytes(reader: sitk.ImageFileReader) -> int:
+    """Bytes per voxel of the image ``reader`` describes (all components)."""
+    one = sitk.Image([1] * reader.GetDimension(), reader.GetPixelID(), reader.GetNumberOfComponents())
+    return one.GetSizeOfPixelComponent() * max(1, reader.GetNumberOfComponents())
 
 
 def _squeeze_itk(img: sitk.Image) -> sitk.Image:

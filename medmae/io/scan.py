@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import re
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +22,11 @@ from medmae.io.geometry import check_same_grid
 from medmae.io.hints import infer_modality, sequence_hint
 from medmae.io.manifest import Case, sha256_of
 from medmae.io.grid_pairing import Grid, pair_orphans
+from medmae.io.header_checks import detached_data
 from medmae.io.pairing import Candidate, Orphan, discover, stem
 from medmae.io.read import read_volume
 from medmae.io.roles import refine_kind, role_from_content
-from medmae.io.sanity import check_intensities
+from medmae.io.sanity import check_intensities, check_not_constant
 from medmae.io.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,7 @@ def scan_folder(root: str | os.PathLike, val_fraction: float = 0.0, seed: int = 
     for cand in tqdm(candidates, desc="scan", unit="case", disable=not progress or None, leave=False):
         try:
             first = read_volume(cand.images[0])
+            check_not_constant(first)  # before the content check: a blank image is no mask
             kind, why = content_role(cand, first) if content_check else ("", "")
             if kind:
                 orphans += _as_orphans(cand, kind, why)
@@ -174,12 +175,5 @@ def assign_splits(cases: list[Case], val_fraction: float, seed: int) -> None:
 
 def _detached_data(header: Path) -> list[Path]:
     """Data files named by an .mhd ('ElementDataFile = x.raw') or .nhdr ('data file: x.raw')."""
-    try:
-        text = header.read_text(errors="replace")
-    except OSError:
-        return []
-    m = re.search(r"^(?:ElementDataFile\s*=|data ?file\s*:)\s*(\S+)\s*$", text, flags=re.M | re.I)
-    if not m or m.group(1).upper() in ("LOCAL", "LIST"):
-        return []
-    data = header.parent / m.group(1)
-    return [data] if data.is_file() else []
+    data = detached_data(header)
+    return [data] if data is not None and data.is_file() else []

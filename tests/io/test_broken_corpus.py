@@ -79,7 +79,7 @@ def _preprocess_corpus(tmp_path) -> tuple[list[Case], dict[str, str]]:
              Case("huge", [str(SPINE)], "MR", anatomy=str(d / "huge_labels.nii.gz")),
              Case("shifted", [str(SPINE)], "MR", label=str(d / "shifted_seg.nii.gz"))]
     reasons = {"gone": (d / "gone.nii.gz", "no such file"), "cut": (d / "cut.nii.gz", "corrupt or truncated"),
-               "flat": (d / "flat.nii.gz", "constant intensity"), "zero": (d / "zero.nii.gz", "no body"),
+               "flat": (d / "flat.nii.gz", "constant intensity"), "zero": (d / "zero.nii.gz", "constant image"),
                "nomask": (d / "empty_mask.nii.gz", "mask is empty"),
                "overflow": (d / "overflow.nii.gz", "near the float limit"),
                "huge": (d / "huge_labels.nii.gz", "do not fit int16"),
