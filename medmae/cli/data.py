@@ -15,9 +15,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from medmae.atomic import atomic_write_text
-from medmae.io.errors import ScanError
+from medmae.io.errors import ScanError, write_problem
 from medmae.io.manifest import Case, write_manifest
-from medmae.io.paths import SERIES_SEP, split_series_path
+from medmae.io.paths import SERIES_SEP, printable_path, split_series_path
 from medmae.io.channels import parse_channels
 from medmae.io.limits import allow_outside_data, set_max_image_mb
 from medmae.io.roles import parse_role_overrides
@@ -80,11 +80,15 @@ def run_scan(args: argparse.Namespace) -> int:
     cases, bad = scan_folder(root, val_fraction=args.val_fraction, seed=args.seed, progress=not args.no_progress,
                              roles=roles, content_check=not args.no_content_check, channels=channels)
     bad_path = bad_list_path(out)
-    write_bad_list(bad, bad_path)
-    print(summary(cases, bad))
-    if not cases:
-        raise ScanError(root, f"no usable scans found ({len(bad)} bad, see {bad_path})")
-    write_manifest([relative_case(c, out.resolve().parent) for c in cases], out)
+    bad = [(printable_path(p), printable_path(q)) for p, q in bad]
+    try:
+        write_bad_list(bad, bad_path)
+        print(summary(cases, bad))
+        if not cases:
+            raise ScanError(root, f"no usable scans found ({len(bad)} bad, see {bad_path})")
+        write_manifest([relative_case(c, out.resolve().parent) for c in cases], out)
+    except OSError as e:  # full disk, read-only folder: one line naming the folder and the cause
+        raise ScanError(out.parent.resolve(), f"cannot write the manifest: {write_problem(out.parent, e)}") from None
     print(f"wrote {out} ({len(cases)} cases)" + (f" and {bad_path} ({len(bad)} bad)" if bad else ""))
     return 0
 

@@ -15,6 +15,9 @@ Rules (also in docs/ingestion.md):
 - Every folder holding DICOM image files gives one image per series.
 - Symlinked folders are followed; a link back to a folder already on the walk (a loop) and
   a folder that cannot be listed are reported, never skipped in silence.
+- A file or folder whose name is not valid UTF-8 is reported (shown with ``\\x`` escapes)
+  and left out: no manifest could hold its name. Case ids are bounded in length, so a
+  250-character file name is decided here, not in preprocessing.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from medmae.io.case_id import MAX_CASE_ID, safe_case_id
 from medmae.io.channels import KEYWORDS, group_channels
 from medmae.io.dicom import DicomSeg, scan_dicom_folder, series_uid
 from medmae.io.errors import ScanError
-from medmae.io.paths import series_path, split_series_path
+from medmae.io.paths import printable_path, series_path, split_series_path, utf8_problem
 from medmae.io.read import ITK_SUFFIXES, NIFTI_SUFFIXES, scan_format
 from medmae.io.roles import folder_role, overridden_role, role_from_name
 
@@ -149,6 +152,9 @@ def _walk(root: Path, problems: list[Problem]):
         keep = []
         for d in sorted(d for d in dirnames if not d.startswith(".")):
             full = os.path.join(dirpath, d)
+            if why := utf8_problem(d):
+                problems.append((printable_path(full), f"folder {why}; its scans were not searched"))
+                continue
             real = os.path.realpath(full)
             if real in seen:
                 if os.path.islink(full):
@@ -157,7 +163,13 @@ def _walk(root: Path, problems: list[Problem]):
             seen.add(real)
             keep.append(d)
         dirnames[:] = keep
-        yield Path(dirpath), [Path(dirpath) / f for f in sorted(filenames) if not f.startswith(".")]
+        files = []
+        for f in sorted(f for f in filenames if not f.startswith(".")):
+            if why := utf8_problem(f):
+                problems.append((printable_path(os.path.join(dirpath, f)), why))
+            else:
+                files.append(Path(dirpath) / f)
+        yield Path(dirpath), files
 
 
 def _put(images: dict, key: tuple[Path, str], cand: Candidate) -> None:

@@ -23,3 +23,19 @@ def split_series_path(path: str | os.PathLike) -> tuple[Path, str | None]:
         folder, key = str(p).rsplit(SERIES_SEP, 1)
         return Path(folder), key
     return p, None
+
+
+def printable_path(path: str | os.PathLike) -> str:
+    """``path`` as valid UTF-8 text: bytes of a file name that is not UTF-8 (read back by
+    Python as lone surrogates) are shown as ``\\xNN`` escapes, so it can be written anywhere."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def utf8_problem(name: str) -> str:
+    """'' when the file name ``name`` is valid UTF-8, else why the file cannot be used."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return ("file name is not valid UTF-8 (its bytes shown as \\x escapes); no manifest can hold it: "
+                "rename it (e.g. convmv -f latin1 -t utf8) to scan it")
+    return ""
