@@ -51,6 +51,9 @@ def register(subparsers) -> None:
                       help="make multi-contrast cases: comma-separated channel patterns in channel order, e.g. "
                            "flair,t1,t2 (sequence keywords, whole words or globs of the file name, any case); "
                            "a case lacking a channel is reported. See docs/ingestion.md")
+    scan.add_argument("--keep-other-images", action="store_true",
+                      help="with --channels: scan images that no channel names, beside a multi-channel case, as "
+                           "cases of their own (default: list them and leave them out)")
     scan.add_argument("--max-image-mb", type=float, default=None, metavar="MB",
                       help="largest image read, in MB of voxel data, checked from the header before reading "
                            "(default: 2048 or an eighth of the memory; env MEDMAE_MAX_IMAGE_MB)")
@@ -78,7 +81,8 @@ def run_scan(args: argparse.Namespace) -> int:
         raise ScanError(root, str(e)) from None
     out = Path(args.out)
     cases, bad = scan_folder(root, val_fraction=args.val_fraction, seed=args.seed, progress=not args.no_progress,
-                             roles=roles, content_check=not args.no_content_check, channels=channels)
+                             roles=roles, content_check=not args.no_content_check, channels=channels,
+                             keep_other_images=args.keep_other_images)
     bad_path = bad_list_path(out)
     bad = [(printable_path(p), printable_path(q)) for p, q in bad]
     try:

@@ -4,7 +4,8 @@ A map (found by its name, or a file named like an image whose content is a map) 
 with an image when that is unambiguous:
 1. the images on the same grid (any axis order, see :func:`medmae.io.geometry.same_grid`)
    that have no map of that kind yet, lying in the map's folder or a sibling folder;
-2. in the map's own folder one such image is enough; across folders (``images/`` beside
+2. in the map's own folder one such image is enough (several: the one whose name matches
+   the map's, else the one multi-channel case); across folders (``images/`` beside
    ``masks/``) the image's name must also match the map's base name.
 Anything else goes to the bad list with the reason and the rename or ``--roles`` option
 that fixes it. Every message about such a map starts with ``unpaired <kind> map``.
@@ -89,6 +90,9 @@ def _matches(orphan: Orphan, vol: Volume, grids: list[Grid]) -> list[Grid]:
     here = [g for g in free if g.folder == folder]
     if here:
         named = [g for g in here if _name_matches(g.name, orphan.base)]
+        if len(here) > 1 and not named:  # a lesion mask beside flair,t1,t2 and a kept T1POST
+            multi = [g for g in here if len(g.case.image) > 1]
+            return multi if len(multi) == 1 else here
         return named if len(here) > 1 and named else here
     return [g for g in free if g.folder.parent == folder.parent and _name_matches(g.name, orphan.base)]
 

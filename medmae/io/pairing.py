@@ -66,6 +66,7 @@ class Candidate:
     declared: str = ""
     channel_hints: list[str] = field(default_factory=list)
     forced: bool = False  # the user said (--roles) this is an image: no content check
+    left_out: str = ""  # why an image (not a map, once its content is read) is no case
     series_uid: str = ""  # DICOM only, to pair a SEG; never written or logged
     frame_uid: str = ""
 
@@ -94,12 +95,13 @@ def role(name_stem: str) -> tuple[str, str]:
     return role_from_name(name_stem)
 
 
-def discover(root: str | os.PathLike, overrides: list[tuple[str, str]] = (), channels: list[str] = ()
-             ) -> tuple[list[Candidate], list[Problem], list[Orphan]]:
+def discover(root: str | os.PathLike, overrides: list[tuple[str, str]] = (), channels: list[str] = (),
+             keep_other_images: bool = False) -> tuple[list[Candidate], list[Problem], list[Orphan]]:
     """Walk ``root`` and pair maps with images by the rules above.
 
     ``overrides``: [(file glob, role)] from ``--roles``; ``channels``: channel patterns
-    from ``--channels`` (see :mod:`medmae.io.channels`). Returns (candidates, problems,
+    from ``--channels`` (see :mod:`medmae.io.channels`); images beside a multi-channel case
+    that no channel names are listed and left out unless ``keep_other_images``. Returns (candidates, problems,
     orphans: maps no image claimed by name).
     """
     root = Path(root)
@@ -127,7 +129,7 @@ def discover(root: str | os.PathLike, overrides: list[tuple[str, str]] = (), cha
                     plain[f] = forced == "image"
                 else:
                     maps.append((forced or kind, folder, base if kind != "image" else stem(f), f))
-            _add_images(root, folder, plain, channels, images, problems)
+            _add_images(root, folder, plain, channels, images, problems, keep_other_images)
         if any(_maybe_dicom(f) for f in files):
             _add_dicom(root, folder, images, problems, segs)
     _attach_segs(segs, list(images.values()), problems)
@@ -180,10 +182,11 @@ def _put(images: dict, key: tuple[Path, str], cand: Candidate) -> None:
 
 
 def _add_images(root: Path, folder: Path, plain: dict[Path, bool], channels: list[str], images: dict,
-                problems: list[Problem]) -> None:
+                problems: list[Problem], keep_other: bool = False) -> None:
     """Image files of a folder (path -> forced by --roles): one candidate each, or grouped
     into multi-contrast candidates by ``channels``."""
     singles = list(plain)
+    groups: dict = {}
     if channels:
         groups, singles, found = group_channels({f: stem(f) for f in plain}, list(channels))
         problems += found
@@ -193,9 +196,13 @@ def _add_images(root: Path, folder: Path, plain: dict[Path, bool], channels: lis
                 cid, [str(p) for p in paths], names=_names(root, paths[0]),
                 channel_hints=[c if c in KEYWORDS else stem(p) for c, p in zip(channels, paths)],
                 forced=any(plain[p] for p in paths)))
+    left_out = ""
+    if channels and groups and not keep_other:  # T1POST beside flair,t1,t2: not a case of its own
+        left_out = (f"not named in --channels {','.join(channels)}: left out beside the multi-channel case(s) of "
+                    f"{folder.name}/ (add it to --channels, or pass --keep-other-images to scan it as its own case)")
     for f in singles:
         _put(images, (folder, stem(f)), Candidate(_case_id(root, folder / stem(f)), [str(f)],
-                                                  names=_names(root, f), forced=plain[f]))
+                                                  names=_names(root, f), forced=plain[f], left_out=left_out))
 
 
 def _maybe_dicom(f: Path) -> bool:

@@ -33,8 +33,8 @@ log = logging.getLogger(__name__)
 
 
 def scan_folder(root: str | os.PathLike, val_fraction: float = 0.0, seed: int = 0, progress: bool = True,
-                roles: list[tuple[str, str]] = (), content_check: bool = True, channels: list[str] = ()
-                ) -> tuple[list[Case], list[tuple[str, str]]]:
+                roles: list[tuple[str, str]] = (), content_check: bool = True, channels: list[str] = (),
+                keep_other_images: bool = False) -> tuple[list[Case], list[tuple[str, str]]]:
     """Find, read and check every scan under ``root``.
 
     Returns (cases sorted by case_id with absolute paths, bad list of (path, problem)).
@@ -43,14 +43,15 @@ def scan_folder(root: str | os.PathLike, val_fraction: float = 0.0, seed: int = 
     ``roles``: [(file glob, role)] forced by the user; ``content_check`` False trusts names
     alone (a file named like an image is an image even when its voxels are a label map).
     ``channels``: patterns that group a folder's images into multi-contrast cases
-    (:mod:`medmae.io.channels`).
+    (:mod:`medmae.io.channels`); ``keep_other_images``: scan the images beside a
+    multi-channel case that no channel names as cases of their own (else listed, left out).
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     root = Path(root).resolve()
     if not root.is_dir():
         raise ScanError(root, "not a folder")
-    candidates, bad, orphans = discover(root, list(roles), list(channels))
+    candidates, bad, orphans = discover(root, list(roles), list(channels), keep_other_images)
     cases, grids = [], []
     for cand in tqdm(candidates, desc="scan", unit="case", disable=not progress or None, leave=False):
         try:
@@ -59,6 +60,9 @@ def scan_folder(root: str | os.PathLike, val_fraction: float = 0.0, seed: int = 
             kind, why = content_role(cand, first) if content_check else ("", "")
             if kind:
                 orphans += _as_orphans(cand, kind, why)
+                continue
+            if cand.left_out:  # an image beside a multi-channel case that --channels does not name
+                bad.append((cand.images[0], cand.left_out))
                 continue
             case = build_case(cand, first)
         except ScanError as e:

@@ -32,7 +32,7 @@ from medmae.data.cache import CASES, INDEX
 from medmae.io.errors import ScanError
 from medmae.io.case_id import inside
 from medmae.io.manifest import Case, read_manifest_rows
-from medmae.preprocess.case import add_midline, preprocess_case, summary_from_meta
+from medmae.preprocess.case import add_midline, check_extent, preprocess_case, summary_from_meta
 from medmae.preprocess.config import PreprocessConfig, config_hash
 from medmae.preprocess.fingerprint import build_fingerprint
 from medmae.preprocess.output import OutputError, write_failure
@@ -132,6 +132,7 @@ def _process(case: Case, cfg: PreprocessConfig, cache_dir: Path, target: Path) -
             shutil.rmtree(target, ignore_errors=True)
         raise
     if current and meta.get("config_hash") == config_hash(cfg):
+        check_extent(case.image[0], meta["source_shape"], meta["source_spacing"], cfg.min_extent_mm)
         if meta.get("source_files") != stats:  # touched, same bytes: remember the new stats
             meta = {**meta, "source_files": stats}
             try:

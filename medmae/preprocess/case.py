@@ -61,6 +61,15 @@ def read_map(path: str, ref: Volume, kind: str) -> Volume | None:
     return align_to(ref, vol, f"{kind} map")
 
 
+def check_extent(path, shape, spacing, min_mm: float) -> None:
+    """Raise ScanError when the source extent (shape x spacing, mm) is below ``min_mm`` on an axis."""
+    for axis, (n, mm) in enumerate(zip(shape, spacing)):
+        if n * mm < min_mm:
+            raise ScanError(path, f"extent {n} voxel(s) x {mm:g} mm = {n * mm:g} mm along axis {axis}, below "
+                                  f"min_extent_mm={min_mm:g}: the cached volume would be mostly padding (a series "
+                                  "of a few slices?); lower preprocess min_extent_mm to keep it")
+
+
 def _map_on_grid(vol: Volume | None, ref_affine: np.ndarray, affine: np.ndarray,
                  shape: tuple[int, int, int]) -> np.ndarray | None:
     """A label/anatomy map resampled (nearest) onto the cached grid; 0 outside the source."""
@@ -116,6 +125,7 @@ def prepare_case(case: Case, cfg: PreprocessConfig, priors: bool = True
     """
     before = source_stats(case)
     raw, ref = read_channels(case.image)
+    check_extent(ref.path, ref.shape, ref.spacing, cfg.min_extent_mm)
     label, anatomy = read_map(case.label, ref, "label"), read_map(case.anatomy, ref, "anatomy")
     mask = read_map(case.mask, ref, "mask")
     source_sha = source_digest(case)  # the bytes just read: a change during reading is caught next

@@ -78,6 +78,10 @@ class PreprocessConfig(StrictModel):
     """Margin kept around the body's bounding box when cropping."""
     min_shape: tuple[int, int, int] = (32, 32, 32)
     """Volumes smaller than this after cropping are padded (constant background)."""
+    min_extent_mm: float = Field(10.0, ge=0)
+    """Smallest source extent (voxels x voxel size) along every axis; a scan thinner than this
+    (a 2-slice series) is refused instead of cached as a mostly-padding volume. Accepts or
+    refuses only: not part of the config hash."""
     workers: int = Field(2, ge=0)
     """Worker processes (0 = run in the main process). Does not change the output."""
 
@@ -97,10 +101,11 @@ class PreprocessConfig(StrictModel):
 
 
 def config_hash(cfg: PreprocessConfig) -> str:
-    """16 hex digits identifying what ``cfg`` makes of a case (``workers`` excluded).
+    """16 hex digits identifying what ``cfg`` makes of a case (``workers`` and
+    ``min_extent_mm``, which change no cached case, excluded).
 
     Two configs with the same hash give identical cached cases, so a re-run may skip them.
     """
-    data = cfg.model_dump(mode="json", exclude={"workers"})
+    data = cfg.model_dump(mode="json", exclude={"workers", "min_extent_mm"})
     text = json.dumps({"pipeline": PIPELINE_VERSION, "config": data}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -45,3 +45,22 @@ def test_channels_group_patient_folders_and_flat_datasets(tmp_path, capsys):
     assert int(index["p1"]["channels"]) == 3 and index["p1"]["sequence"] == "flair,t1,t2"
     with pytest.raises(ValueError, match="distinct"):
         parse_channels("t1,,t2")
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_images_no_channel_names_are_left_out_and_the_mask_pairs_with_the_case(tmp_path, capsys, keep):
+    """Issue 19, item 10: T1POST beside --channels flair,t1,t2 is no second case of the patient,
+    and the lesion map on the shared grid pairs with the multi-channel case."""
+    root = tmp_path / "raw"
+    for ch in ("FLAIR", "T1", "T2", "T1POST"):
+        _put("spine_t2.nii.gz", root / f"pat7/{ch}.nii.gz")
+    _put("spine_t2_cordseg.nii.gz", root / "pat7/lesion.nii.gz")
+    out = tmp_path / "m.csv"
+    args = ["data", "scan", str(root), "--out", str(out), "--no-progress", "--channels", "flair,t1,t2"]
+    assert main(args + (["--keep-other-images"] if keep else [])) == 0
+    printed = capsys.readouterr().out
+    cases = {c.case_id: c for c in read_manifest(out)}
+    assert sorted(cases) == (["pat7", "pat7__T1POST"] if keep else ["pat7"])
+    assert cases["pat7"].label.endswith("pat7/lesion.nii.gz") and len(cases["pat7"].image) == 3
+    left_out = "T1POST.nii.gz: not named in --channels flair,t1,t2: left out beside the multi-channel case(s) of pat7/"
+    assert (left_out in printed) != keep

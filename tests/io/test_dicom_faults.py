@@ -144,3 +144,25 @@ def test_unlistable_series_folder_read_directly_says_permission(tmp_path, monkey
     with pytest.raises(ScanError, match=r"cannot list this folder \(permission denied\)") as e:
         read_volume(series)
     assert e.value.path == str(series)
+
+
+def tilted(src, dst, degrees: float):
+    """A copy of a series whose slice positions step ``degrees`` off the slice normal (gantry tilt)."""
+    import math
+
+    copy_series(src, dst)
+    for f in dst.iterdir():
+        ds = pydicom.dcmread(f)
+        x, y, z = (float(v) for v in ds.ImagePositionPatient)
+        ds.ImagePositionPatient = [x, y + z * math.tan(math.radians(degrees)), z]
+        ds.save_as(f)
+    return dst
+
+
+def test_gantry_tilt_warns_naming_the_tilt(tmp_path, caplog):
+    """Issue 19, item 10: a tilted series is read (its sheared affine is right) with a warning."""
+    vol = read_volume(tilted(THREE, tmp_path / "tilt", 12.0))
+    assert vol.meta["gantry_tilt_deg"] == pytest.approx(12.0, abs=0.01)
+    assert "gantry tilt of 12.0 degrees" in caplog.text and str(tmp_path / "tilt") in caplog.text
+    caplog.clear()
+    assert "gantry_tilt_deg" not in read_volume(THREE).meta and "gantry tilt" not in caplog.text

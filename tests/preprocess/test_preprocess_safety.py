@@ -172,3 +172,25 @@ def test_read_only_output_folder_is_one_line(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1
     assert f"{tmp_path / 'ro'}: read-only file system" in err and "Traceback" not in err
+
+
+def test_two_slice_series_below_the_minimum_extent(tmp_path):
+    """Issue 19, item 10: a 2-slice series is refused, not cached as a mostly-padding volume."""
+    from pp_helpers import DATA
+
+    two = tmp_path / "two"
+    two.mkdir()
+    for name in ("01.dcm", "02.dcm"):
+        shutil.copy(DATA / "dicom" / "ct_3slice_series" / name, two / name)
+    manifest = write_manifest([Case("two", [str(two)], "CT"), Case("spine", [str(SPINE)], "MR")], tmp_path / "m.csv")
+    report = _run(manifest, tmp_path / "cache")
+    (bad,) = report.bad
+    assert bad["path"] == str(two) and "2 mm along axis 2, below min_extent_mm=10" in bad["problem"]
+    assert [d["case_id"] for d in report.done] == ["spine"]
+    cfg = small_config()
+    cfg.min_extent_mm = 1.0
+    report = preprocess_manifest(manifest, tmp_path / "cache", cfg, progress=False)
+    assert not report.bad and [d["case_id"] for d in report.skipped] == ["spine"]  # extent is no hash input
+    cfg.min_extent_mm = 53.0  # a cached case below a raised minimum is not skipped into the index
+    report = preprocess_manifest(manifest, tmp_path / "cache", cfg, progress=False)
+    assert sorted(b["case_id"] for b in report.bad) == ["spine", "two"]
