@@ -194,3 +194,15 @@ def test_two_slice_series_below_the_minimum_extent(tmp_path):
     cfg.min_extent_mm = 53.0  # a cached case below a raised minimum is not skipped into the index
     report = preprocess_manifest(manifest, tmp_path / "cache", cfg, progress=False)
     assert sorted(b["case_id"] for b in report.bad) == ["spine", "two"]
+
+
+def test_extent_counts_millimetres_not_voxels(tmp_path):
+    import nibabel as nib
+
+    from pp_helpers import save_nifti
+
+    img = nib.load(SPINE)
+    thin = save_nifti(np.asanyarray(img.dataobj)[:, :, :20], np.diag([1.0, 1.0, 0.4, 1.0]), tmp_path / "thin.nii.gz")
+    manifest = write_manifest([Case("thin", [str(thin)], "MR")], tmp_path / "m.csv")
+    (bad,) = _run(manifest, tmp_path / "cache").bad
+    assert "20 voxel(s) x 0.4 mm = 8 mm along axis 2" in bad["problem"]
