@@ -1,8 +1,8 @@
-"""A corpus of 40+ broken or awkward inputs generated on the fly (issue 6, item 9).
+"""A corpus of 80+ broken or awkward inputs generated on the fly (issue 6, item 9; issue 19).
 
 Every broken input is reported with its file and the reason, the batch goes on (the good
-cases come through), and preprocessing leaves no half-written cache entry behind.
-Run with -s to see the count of inputs tried.
+cases come through), and preprocessing leaves no half-written cache entry behind (nor
+touches anything outside the cache). Run with -s to see the count of inputs tried.
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ import nibabel as nib
 import numpy as np
 
 import medmae.io.dicom as dicom_mod
+import medmae.io.header_checks as header_mod
 import medmae.io.read as read_mod
 from broken_corpus import SPINE, SPINE_SEG, Expect, scan_corpus
+from broken_corpus19 import manifest_rows, scan_inputs
 from ingest_helpers import DATA, save_nifti
 from medmae.cli.main import main
 from medmae.cli.data import shown
@@ -89,7 +91,8 @@ def _preprocess_corpus(tmp_path) -> tuple[list[Case], dict[str, str]]:
 
 def test_broken_input_corpus(tmp_path, monkeypatch, capsys):
     root = tmp_path / "corpus"
-    expects = scan_corpus(root)
+    expects = scan_corpus(root) + scan_inputs(root, tmp_path / "outside")
+    monkeypatch.setattr(header_mod, "GZIP_SLACK", 1024)  # a 1 MB stream beyond its header is a bomb
     shutil.copy(SPINE, root / "good_t2.nii.gz")
     shutil.copy(DATA / "ct_abdomen_3mm.nii.gz", root / "good_ct.nii.gz")
     _deny(monkeypatch, root)
@@ -117,16 +120,23 @@ def test_broken_input_corpus(tmp_path, monkeypatch, capsys):
     pp_cases, reasons = _preprocess_corpus(tmp_path)
     manifest = write_manifest([c for c in cases if c.case_id in ("good_t2", "odd__noqform_t2")] + pp_cases,
                               tmp_path / "pp.csv")
+    cache = tmp_path / "cache"
+    rows, why19 = manifest_rows(tmp_path / "pp19", cache)
+    with open(manifest, "a", newline="") as f:  # rows no Case would hold: written as a hand would
+        csv.writer(f, lineterminator="\n").writerows([[cid, image, modality] + [""] * 6 for cid, image, modality in rows])
+    reasons.update({cid: (path or manifest, reason) for cid, (path, reason) in why19.items()})
     cfg = PreprocessConfig(spacing=(3.0, 3.0, 3.0), workers=0)
     cfg.priors.supervoxels = 16
-    report = preprocess_manifest(manifest, tmp_path / "cache", cfg, progress=False)
+    report = preprocess_manifest(manifest, cache, cfg, progress=False)
     got = {b["case_id"]: b for b in report.bad}
     for cid, (path, reason) in reasons.items():
         assert got[cid]["path"] == str(path) and reason.lower() in got[cid]["problem"].lower(), (cid, got.get(cid))
     done = sorted(s["case_id"] for s in report.done)
     assert done == ["good", "good_t2", "odd__noqform_t2"]
-    cache = tmp_path / "cache"
-    assert sorted(p.name for p in (cache / CASES).iterdir()) == done  # nothing of the bad cases
+    assert sorted(p.name for p in (cache / CASES).iterdir()) == sorted(done + ["linked"])  # nothing of the bad cases
+    assert os.listdir(tmp_path / "pp19" / "victim") == ["keep.txt"]  # the linked folder was not replaced
+    assert sorted(os.listdir(tmp_path)) == ["cache", "corpus", "manifest.bad.csv", "manifest.csv", "outside", "pp",
+                                            "pp.csv", "pp19"]  # hostile ids wrote nothing beside the cache
     assert not [p for p in cache.rglob("*") if p.name.startswith(".") and p.name != ".preprocess.lock"]
     assert all((cache / CASES / c / "meta.json").is_file() and (cache / CASES / c / "image.npy").is_file()
                for c in done)
@@ -134,4 +144,4 @@ def test_broken_input_corpus(tmp_path, monkeypatch, capsys):
     tried = len(expects) + len(reasons)
     print(f"broken-input corpus: {tried} inputs tried ({len(expects)} at scan, {len(reasons)} at preprocess; "
           f"{sum(e.ok for e in expects)} awkward but usable)")
-    assert tried >= 30
+    assert tried > 80
