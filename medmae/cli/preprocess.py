@@ -81,6 +81,11 @@ def run(args: argparse.Namespace) -> int:
     except OutputError as e:  # read-only or full cache folder: one line, no traceback
         print(f"medmae preprocess: error: {e}", file=sys.stderr)
         return 1
+    except OSError as e:  # the same from --shard / --merge bookkeeping
+        from medmae.io.errors import write_problem
+
+        print(f"medmae preprocess: error: {args.out}: {write_problem(args.out, e)}", file=sys.stderr)
+        return 1
     print("\n".join(report.lines()))
     if report.stopped is not None:
         print(f"medmae preprocess: error: {report.stopped}", file=sys.stderr)
