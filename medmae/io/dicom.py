@@ -26,6 +26,7 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from medmae.io.errors import ScanError
+from medmae.io.geometry import TILT_WARN_DEG, gantry_tilt
 from medmae.io.hints import sequence_hint
 from medmae.io.paths import series_path
 from medmae.io.read import LPS_TO_RAS, rescale, validate
@@ -204,27 +205,13 @@ def read_series(folder: str | os.PathLike, series: int | str | None = None) -> V
     array = _stack_rescaled(slices, headers)
     affine = series_affine(headers, step)
     meta = series_meta(s)
-    tilt = gantry_tilt(headers[0], step)
+    tilt = gantry_tilt(headers[0].ImageOrientationPatient, step)
     if tilt > TILT_WARN_DEG:
         log.warning("%s: gantry tilt of %.1f degrees (slice positions step %.1f degrees off the slice normal): the "
                     "affine is sheared; preprocessing resamples it onto an upright grid, but check the geometry",
                     s.where, tilt, tilt)
         meta["gantry_tilt_deg"] = round(tilt, 2)
     return validate(Volume(array=array, affine=affine, path=s.folder, meta=meta))
-
-
-TILT_WARN_DEG = 0.5
-"""A slice step further than this off the slice normal is a gantry tilt worth a warning."""
-
-
-def gantry_tilt(header: Dataset, step: np.ndarray) -> float:
-    """Degrees between the slice step and the normal of the slices (0 for an upright stack)."""
-    iop = np.array(header.ImageOrientationPatient, dtype=np.float64)
-    normal = np.cross(iop[:3], iop[3:])
-    norm = float(np.linalg.norm(step)) * float(np.linalg.norm(normal))
-    if norm == 0:
-        return 0.0
-    return float(np.degrees(np.arccos(min(1.0, abs(float(step @ normal)) / norm))))
 
 
 def slice_order(s: DicomSeries) -> tuple[list[int], np.ndarray]:

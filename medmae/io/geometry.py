@@ -91,3 +91,18 @@ def _corners(v: Volume) -> np.ndarray:
     ext = np.array(v.shape) - 1
     idx = np.array([[i, j, k, 1] for i in (0, ext[0]) for j in (0, ext[1]) for k in (0, ext[2])], dtype=np.float64)
     return (idx @ v.affine.T)[:, :3]
+
+
+TILT_WARN_DEG = 0.5
+"""A slice step further than this off the slice normal is a gantry tilt worth a warning."""
+
+
+def gantry_tilt(iop, step: np.ndarray) -> float:
+    """Degrees between a DICOM slice step (3,) and the normal of the slices' ImageOrientationPatient
+    (6 direction cosines); 0 for an upright stack."""
+    iop = np.asarray(iop, dtype=np.float64)
+    normal = np.cross(iop[:3], iop[3:])
+    norm = float(np.linalg.norm(step)) * float(np.linalg.norm(normal))
+    if norm == 0:
+        return 0.0
+    return float(np.degrees(np.arccos(min(1.0, abs(float(np.asarray(step) @ normal)) / norm))))
