@@ -91,7 +91,7 @@ def _crosshair(ax, x: float, y: float, size: float, label: str) -> None:
 
 
 def _panel(ax, preview: dict, p: tuple[int, int, int], plane: str, style: dict, label: str) -> tuple:
-    """Draw one view; returns the image extent in mm (width, height)."""
+    """Draw one view; returns the image extent in mm (width, height) and the crosshair's centre (mm)."""
     spacing = tuple(float(s) for s in preview.get("spacing", (1.0, 1.0, 1.0)))
     sc, sr = view_spacing(spacing, plane)
     img = view(preview["image"], p, plane)
@@ -108,7 +108,8 @@ def _panel(ax, preview: dict, p: tuple[int, int, int], plane: str, style: dict, 
                 xs, ys = (np.arange(w) + 0.5) * sc, (np.arange(h) + 0.5) * sr
                 ax.contour(xs, ys, sl, levels=[0.5], colors=colour, linewidths=1.6, linestyles=line)
     col, row = view_point(p, preview["image"].shape, plane)
-    _crosshair(ax, (col + 0.5) * sc, (row + 0.5) * sr, max(w * sc, h * sr) * 0.06, label)
+    cross = ((col + 0.5) * sc, (row + 0.5) * sr)
+    _crosshair(ax, *cross, max(w * sc, h * sr) * 0.06, label)
     _letters(ax, plane)
     _scale_bar(ax, w * sc, h * sr)
     ax.set_xlim(0, w * sc)
@@ -117,7 +118,7 @@ def _panel(ax, preview: dict, p: tuple[int, int, int], plane: str, style: dict, 
     ax.set_yticks([])
     ax.set_title(f"{plane} (slice {p[{'axial': 2, 'coronal': 1, 'sagittal': 0}[plane]]})", fontsize=10,
                  parse_math=False)
-    return w * sc, h * sr
+    return (w * sc, h * sr), cross
 
 
 def _style(preview: dict, threshold: float | None) -> dict:
@@ -145,12 +146,14 @@ def _colour_bar(fig, cax, style: dict, unit: str, threshold: float | None, thres
 
 
 def _layout(fig, axes: list, extents: list) -> list[dict]:
-    """Pixel box (left, top, right, bottom; PNG rows from the top) of each panel's image (after savefig)."""
+    """Pixel box (left, top, right, bottom; PNG rows from the top) of each panel's image and its
+    crosshair's centre (x, y) (after savefig)."""
     height = fig.get_size_inches()[1] * fig.dpi
     boxes = []
-    for (ax, plane, row), (w, h) in zip(axes, extents):
-        (x0, y0), (x1, y1) = ax.transData.transform([(0, 0), (w, h)])
-        boxes.append({"plane": plane, "row": row, "box": (float(x0), float(height - y0), float(x1), float(height - y1))})
+    for (ax, plane, row), ((w, h), cross) in zip(axes, extents):
+        (x0, y0), (x1, y1), (cx, cy) = ax.transData.transform([(0, 0), (w, h), cross])
+        boxes.append({"plane": plane, "row": row, "box": (float(x0), float(height - y0), float(x1), float(height - y1)),
+                      "cross": (float(cx), float(height - cy))})
     return boxes
 
 

@@ -51,6 +51,10 @@ def test_left_marker_lands_on_viewer_right(tmp_path):
         rows, cols = np.nonzero(diff[top:bottom, left:right])
         assert rows.size > 10, panel["plane"]
         seen[panel["plane"]] = (cols.mean() / (right - left), rows.mean() / (bottom - top))
+        # the crosshair of the listed region sits on the marker (within 5% of the view)
+        cx, cy = panel["cross"]
+        assert abs(cx - left - cols.mean()) < 0.05 * (right - left), panel
+        assert abs(cy - top - rows.mean()) < 0.05 * (bottom - top), panel
     # axial and coronal: patient's left on the viewer's right; anterior / superior at the top
     assert seen["axial"][0] > 0.55 and seen["axial"][1] < 0.45, seen
     assert seen["coronal"][0] > 0.55 and seen["coronal"][1] < 0.45, seen
