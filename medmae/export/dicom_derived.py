@@ -52,6 +52,12 @@ class DicomExportError(ValueError):
     """The source series cannot be referenced by a derived object (the message holds no header value)."""
 
 
+def export_failure(e: Exception) -> str:
+    """Why a DICOM export failed, in a line safe to log: our own messages hold no header value;
+    another library's might (a name it found malformed), so only its type is given."""
+    return str(e) if isinstance(e, DicomExportError) else f"{type(e).__name__} while building the DICOM object"
+
+
 def _reduced(h: Dataset) -> Dataset:
     out = Dataset()
     for key in KEEP + GEOMETRY:

@@ -20,7 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from medmae.atomic import atomic_write_text
+from medmae.export.dicom_derived import export_failure
 from medmae.heads.anomaly.case import CaseMaps
+from medmae.io.paths import split_series_path
 
 logger = logging.getLogger(__name__)
 
@@ -46,9 +48,8 @@ def acquisition(cm: CaseMaps) -> dict:
 
 
 def is_dicom_source(path: str) -> bool:
-    """True when the case's first image is a DICOM series folder (or a .dcm file of one)."""
-    p = Path(path.split("#")[0])
-    return p.is_dir() or p.suffix.lower() == ".dcm"
+    """True when the case's first image is a DICOM series folder."""
+    return split_series_path(path)[0].is_dir()
 
 
 def write_extras(cm: CaseMaps, folder: Path, binary: np.ndarray | None) -> dict:
@@ -60,7 +61,7 @@ def write_extras(cm: CaseMaps, folder: Path, binary: np.ndarray | None) -> dict:
         try:
             info["dicom_files"] = write_case_dicom(cm, folder / "dicom", binary)
         except Exception as e:  # noqa: BLE001 - the NIfTI outputs stand; say why DICOM is missing
-            info["dicom_error"] = f"{type(e).__name__}: {e}"
+            info["dicom_error"] = export_failure(e)
             logger.warning("case %s: DICOM outputs not written (%s)", cm.case.case_id, type(e).__name__)
     atomic_write_text(folder / "acquisition.json", json.dumps(info, indent=1) + "\n")
     return info
