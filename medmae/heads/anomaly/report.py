@@ -26,7 +26,10 @@ from medmae.heads.anomaly.montage import save_montage
 from medmae.heads.anomaly.report_case import (acquisition_lines, case_points, esc, findings_table, map_unit,
                                               percentile_text, protocol_flags, read_acquisition)
 from medmae.heads.anomaly.scored import read_settings
+from medmae.heads.anomaly.viewer import VIEWER_JS, case_data, case_viewer, write_script
 
+VIEWER_REGIONS = 10
+"""Listed regions the viewer has a button for."""
 MIN_HEALTHY = 10
 """Fewer healthy calibration scans than this: the healthy percentile is shown as insufficient."""
 STYLE = """body{font-family:sans-serif;margin:1.5em;max-width:1250px}table{border-collapse:collapse}
@@ -113,8 +116,15 @@ def _threshold(settings: dict) -> tuple[float | None, str]:
     return cal["thresholds"]["model"][f"{fpr:g}"], f"calibrated threshold (healthy voxel FPR {fpr:g})"
 
 
+def _viewer(rank: int, preview: dict, acq: dict | None, findings: list, thr: float | None) -> str:
+    if acq is None or "preview_affine" not in acq:
+        return "<p>No interactive viewer: this case was scored before acquisition.json was written.</p>"
+    data = case_data(preview, np.asarray(acq["preview_affine"], float), thr, [f.ras for f in findings[:VIEWER_REGIONS]])
+    return case_viewer(rank, data)
+
+
 def _case(rank: int, rec: dict, folder: Path, settings: dict, images: Path, reference: list[dict],
-          min_healthy: int) -> str:
+          min_healthy: int, viewer: bool) -> str:
     """One case's section (raises OSError/ValueError/KeyError when its files are missing or broken)."""
     acq = read_acquisition(folder)
     preview = dict(np.load(folder / "preview.npz"))
@@ -133,7 +143,8 @@ def _case(rank: int, rec: dict, folder: Path, settings: dict, images: Path, refe
     return (f'<div class="case" id="case-{rank}"><h3>#{rank} {esc(rec["case_id"])}</h3>{lines}'
             f"<p class='acq'>healthy percentile: {esc(percentile_text(rec, settings, min_healthy))}</p>"
             f'{_img(png, "montage " + rec["case_id"])}{where}<p>{LEGEND}</p>'
-            f"<h4>Findings (sorted by peak score)</h4>{findings_table(findings, total)}</div>")
+            f"<h4>Findings (sorted by peak score)</h4>{findings_table(findings, total)}"
+            f"{_viewer(rank, preview, acq, findings, thr) if viewer else ''}</div>")
 
 
 def _why(e: Exception) -> str:
@@ -163,10 +174,11 @@ def _stamp(run: Path, settings: dict) -> str:
 
 
 def write_report(run: str | Path, out: str | Path, eval_dir: str | Path | None = None,
-                 healthy_runs: list[str | Path] = (), min_healthy: int = MIN_HEALTHY) -> Path:
+                 healthy_runs: list[str | Path] = (), min_healthy: int = MIN_HEALTHY, viewer: bool = True) -> Path:
     """Report on a ``score`` output folder (plus an ``evaluate`` folder) -> ``out`` (HTML);
-    the montage PNGs are also kept in ``<out folder>/report_images/``. ``healthy_runs``: score
-    folders of healthy scans, the reference of the protocol check."""
+    the montage PNGs are also kept in ``<out folder>/report_images/``, and the viewer's script
+    is written beside ``out`` as niivue.js. ``healthy_runs``: score folders of healthy scans,
+    the reference of the protocol check."""
     run, out = Path(run), Path(out)
     settings = read_settings(run)
     recs, problems = _records(run)
@@ -175,9 +187,11 @@ def write_report(run: str | Path, out: str | Path, eval_dir: str | Path | None =
     cases = []
     for rank, (r, folder) in enumerate(recs, 1):
         try:
-            cases.append(_case(rank, r, folder, settings, out.parent / "report_images", reference, min_healthy))
+            cases.append(_case(rank, r, folder, settings, out.parent / "report_images", reference, min_healthy,
+                               viewer))
         except (OSError, ValueError, KeyError) as e:
             problems.append(f"case {r['case_id']} (#{rank}): its outputs cannot be shown ({_why(e)})")
+    scripts = f"<script src='{write_script(out.parent)}'></script>{VIEWER_JS}" if viewer and recs else ""
     warn = "".join(f'<p class="warn">{esc(w)}</p>' for w in settings.get("warnings", []))
     missing = "".join(f'<p class="missing">{esc(m)}</p>' for m in problems)
     shown = {k: settings.get(k) for k in ("model", "settings_digest", "score_statistic", "calibration", "config")}
@@ -189,5 +203,5 @@ def write_report(run: str | Path, out: str | Path, eval_dir: str | Path | None =
             f"{_worklist(recs, settings, min_healthy)}<h2>Evaluation</h2>"
             f"{_evaluation(Path(eval_dir) if eval_dir else None)}<h2>Cases</h2>{''.join(cases)}"
             f"<details id='settings'><summary>Settings (raw JSON)</summary><pre>{esc(json.dumps(shown, indent=1))}"
-            "</pre></details></body></html>")
+            f"</pre></details>{scripts}</body></html>")
     return atomic_write_text(out, page)
