@@ -22,7 +22,7 @@ def write_case_dicom(cm: CaseMaps, out: Path, binary: np.ndarray | None) -> list
     folder = out.parent
     amap = np.asarray(nib.load(folder / "anomaly.nii.gz").dataobj, np.float32)
     written = [parametric_map(headers, amap, out / PM_NAME, "anomaly",
-                              "medmae anomaly map: MAE reconstruction error").name]
+                              "MAE reconstruction error per voxel, normalised intensity units").name]
     if binary is not None:
         flagged = (np.asarray(nib.load(folder / "binary.nii.gz").dataobj) > 0).astype(np.uint8)
         written.append(segmentation(headers, flagged, ["anomaly (binary map)"], out / SEG_NAME,
