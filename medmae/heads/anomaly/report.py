@@ -1,13 +1,15 @@
-"""The clinician report: one self-contained HTML file that opens offline.
+"""The clinician report: one HTML file that opens offline.
 
-Every image is embedded (base64 PNG data URI); nothing is fetched. It holds a worklist of
-the cases ranked by case score (rows carry ``data-score`` and ``data-rank`` for checks), per
-case its acquisition and quality lines, a montage in radiological convention through each
-listed region, and the findings table; the ROC/PR curves and results table of an
-evaluation (model beside the baselines) when given; a version and date line; the raw
-settings in a collapsed section. It shows case ids and numbers only: no names, dates or
-header values (case ids come from the manifest, which must not hold patient identity).
-Every scored case either has its section or a line saying why not.
+Every image and viewer volume is embedded (base64 data URIs); the viewer's script (NiiVue)
+is written once beside the report as niivue.js; nothing is fetched from a network. It
+holds a worklist of the cases ranked by case score (rows carry ``data-score`` and
+``data-rank`` for checks); per case its acquisition and quality lines, a montage in
+radiological convention through each listed region, the findings table and an interactive
+viewer; the ROC/PR curves and results table of an evaluation (model beside the baselines)
+when given; a version and date line; the raw settings in a collapsed section. It shows case
+ids and numbers only: no names, dates or header values (case ids come from the manifest,
+which must not hold patient identity). Every scored case has its section or a line saying
+why not.
 """
 
 from __future__ import annotations
