@@ -77,7 +77,7 @@ def source_headers(series: str | os.PathLike) -> list[Dataset]:
     for name in REQUIRED:
         if any(not str(getattr(h, name, "") or "") for h in headers):
             raise DicomExportError(f"the source series lacks {name} in some slice: a derived DICOM object "
-                                   "cannot reference it (the NIfTI outputs stand)")
+                                   "cannot reference it")
     return [_reduced(h) for h in headers]
 
 

@@ -138,7 +138,7 @@ def _dicom_seg(seg: Segmenter, case: Case, nifti: Path, out: Path, report: Segme
     try:
         report.written.append(write_label_seg(case, nifti, seg.classes, out / f"{case.case_id}_seg.dcm"))
     except Exception as e:  # noqa: BLE001 - the NIfTI stands; the reason is reported, not the header
-        report.bad.append((case.image[0], f"DICOM SEG not written ({export_failure(e)}); the NIfTI was"))
+        report.bad.append((case.image[0], f"DICOM SEG not written: {export_failure(e)}; the NIfTI label map was"))
         logger.warning("segment: %s: DICOM SEG not written (%s)", case.case_id, type(e).__name__)
 
 

@@ -67,10 +67,11 @@ def test_objects_read_back_on_the_source_slices(case_dir):
 def test_data_scan_pairs_the_seg_with_its_series(case_dir, tmp_path):
     root = tmp_path / "study"
     shutil.copytree(SERIES, root / "series")
-    shutil.copy(case_dir / "dicom" / "binary_seg.dcm", root / "medmae_seg.dcm")
+    shutil.copytree(case_dir / "dicom", root / "medmae")  # the SEG and the Parametric Map
     assert main(["data", "scan", str(root), "--out", str(tmp_path / "m.csv"), "--no-progress"]) == 0
     (case,) = read_manifest(tmp_path / "m.csv")
-    assert case.label.endswith("medmae_seg.dcm") and case.image[0].endswith("series")
+    assert case.label.endswith("binary_seg.dcm") and case.image[0].endswith("series")
+    assert not (tmp_path / "m.bad.csv").is_file() or len((tmp_path / "m.bad.csv").read_text().splitlines()) <= 1
 
 
 def _values(ds: pydicom.Dataset):
