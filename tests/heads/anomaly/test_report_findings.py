@@ -93,3 +93,13 @@ def test_acquisition_protocol_version_and_settings(run, page):
     assert "<details id='settings'><summary>" in page and "radiological convention" in page
     acq = json.loads((out / "cases" / "brain1" / "acquisition.json").read_text())
     assert acq["field_of_view_mm"] == pytest.approx([200.0, 200.0, 162.5], abs=0.1) and not acq["dicom"]
+
+
+def test_uncalibrated_run_lists_the_hotspot(tmp_path):
+    run = scored_run(tmp_path / "scores", [brain_case()], calibrated=False)
+    page = write_report(run, tmp_path / "report.html").read_text(encoding="utf-8")
+    (row,) = _rows(page)
+    amap = np.asarray(nib.load(run / "cases" / "brain1" / "anomaly.nii.gz").dataobj, np.float32)
+    body = np.asarray(nib.load(run / "cases" / "brain1" / "body.nii.gz").dataobj) > 0
+    assert row[1] == "hotspot" and float(row[3]) == pytest.approx(amap[body].max(), rel=1e-3)
+    assert "<td>not calibrated</td>" in page
