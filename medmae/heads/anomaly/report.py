@@ -18,6 +18,7 @@ import base64
 import csv
 import datetime
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -57,9 +58,12 @@ def _records(run: Path) -> tuple[list[tuple[dict, Path]], list[str]]:
     recs, problems = [], []
     for path in sorted((run / "cases").rglob("case.json")):
         try:
-            recs.append((json.loads(path.read_text()), path.parent))
-        except (OSError, ValueError) as e:
-            problems.append(f"{path.parent.relative_to(run)}: case.json unreadable ({type(e).__name__}); not shown")
+            rec = json.loads(path.read_text())
+            float(rec["score"]), str(rec["case_id"]), float(rec["scores"]["baseline"])
+            recs.append((rec, path.parent))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            problems.append(f"{path.parent.relative_to(run)}: case.json unreadable or incomplete "
+                            f"({type(e).__name__}); not shown")
     return sorted(recs, key=lambda r: -r[0]["score"]), problems
 
 
@@ -191,7 +195,7 @@ def write_report(run: str | Path, out: str | Path, eval_dir: str | Path | None =
         try:
             cases.append(_case(rank, r, folder, settings, out.parent / "report_images", reference, min_healthy,
                                viewer))
-        except (OSError, ValueError, KeyError) as e:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
             problems.append(f"case {r['case_id']} (#{rank}): its outputs cannot be shown ({_why(e)})")
     scripts = f"<script src='{write_script(out.parent)}'></script>{VIEWER_JS}" if viewer and recs else ""
     warn = "".join(f'<p class="warn">{esc(w)}</p>' for w in settings.get("warnings", []))

@@ -76,9 +76,11 @@ def test_every_case_id_is_shown_or_explained(run, page, tmp_path):
     shutil.copytree(out, copy)
     shutil.rmtree(copy / "cases" / "nested")
     (copy / "cases" / "brain1" / "preview.npz").unlink()
+    (copy / "cases" / "odd $\\frac{x$ <b>id</b>" / "preview.npz").write_bytes(b"PK\x03\x04 truncated")
     page = write_report(copy, tmp_path / "r2.html").read_text(encoding="utf-8")
     assert "case nested/id: listed in scores.csv but its case folder is missing" in page
     assert "case brain1 (#" in page and "preview.npz" in page
+    assert "case odd $\\frac{x$ &lt;b&gt;id&lt;/b&gt; (#" in page and "BadZipFile" in page
     assert str(copy) not in page
 
 
