@@ -53,6 +53,10 @@ def register(subparsers) -> None:
     r.add_argument("run", metavar="SCORES")
     r.add_argument("--out", "-o", required=True, help="HTML file to write")
     r.add_argument("--evaluation", default=None, help="an `anomaly evaluate` output folder to include")
+    r.add_argument("--healthy", nargs="*", default=[], metavar="SCORES",
+                   help="score folders of healthy scans (ideally the calibration scans): the protocol check's reference")
+    r.add_argument("--min-healthy", type=int, default=None, metavar="N",
+                   help="fewer healthy calibration scans than N: healthy percentiles shown as insufficient (default 10)")
     r.set_defaults(func=run_report)
     p.set_defaults(func=lambda a: p.print_help() or 2)
 
@@ -121,7 +125,7 @@ def run_evaluate(args) -> int:
         print(f"medmae anomaly evaluate: error: {e}", file=sys.stderr)
         return 2
     data = write_results(results, settings, len(cases), skipped, out)
-    write_report(args.runs[0], out / "report.html", out)
+    write_report(args.runs[0], out / "report.html", out, healthy_runs=args.healthy)
     print(table(results, settings))
     print(f"wrote {out}/evaluation.json, evaluation.md, curves.png, report.html")
     if not args.no_mlflow and cfg.tracking.enabled:
@@ -133,6 +137,9 @@ def run_evaluate(args) -> int:
 def run_report(args) -> int:
     from medmae.heads.anomaly.report import write_report
 
-    path = write_report(args.run, args.out, args.evaluation)
+    from medmae.heads.anomaly.report import MIN_HEALTHY
+
+    path = write_report(args.run, args.out, args.evaluation, args.healthy,
+                        MIN_HEALTHY if args.min_healthy is None else args.min_healthy)
     print(f"wrote {path}")
     return 0

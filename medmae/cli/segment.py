@@ -12,7 +12,8 @@ def register(subparsers) -> None:
                     "finetune` (its out_dir or out_dir/model). Each scan is preprocessed as in training and "
                     "predicted by sliding window; OUT/<case>_seg.nii.gz holds the original label ids on the "
                     "scan's own grid and affine, OUT/volumes.csv each class's volume in mL, OUT/report.csv "
-                    "the inputs that failed. `medmae segment evaluate --help`: Dice/HD95 against references, "
+                    "the inputs that failed; OUT/labels.json, labels.ctbl (3D Slicer), labels_itksnap.txt "
+                    "(ITK-SNAP), structures.csv, and OUT/<case>_seg.dcm (DICOM SEG) for DICOM series. `medmae segment evaluate --help`: Dice/HD95 against references, "
                     "under corruptions, pretrained vs scratch.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     model, meta = load_bundle(args.model)
     seg = Segmenter(model.to(device), meta, device, resolve_precision("auto", device))
     report = segment_inputs(seg, args.inputs, args.out)
-    print(f"segmented {len(report.written)} scan(s) into {args.out} (volumes.csv, *_seg.nii.gz)")
+    print(f"segmented {len(report.written)} scan(s) into {args.out} (volumes.csv, structures.csv, labels.*, *_seg.nii.gz)")
     for path, problem in report.bad:
         print(f"  failed: {path}: {problem}")
     return 0 if report.written or not report.bad else 1

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 # Objects in a series folder that are not image slices (segmentations, structure sets...).
 NON_IMAGE_MODALITIES = {"SEG", "RTSTRUCT", "RTPLAN", "RTDOSE", "SR", "PR", "KO", "DOC", "REG"}
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
+PARAMETRIC_MAP_CLASS = "1.2.840.10008.5.1.4.1.1.30"  # a derived result (e.g. medmae's anomaly map), not a scan
 SPACING_RTOL = 0.05  # steps may differ from the median step by 5 % (plus 0.01 mm)
 
 
@@ -71,9 +72,11 @@ class DicomSeries:
 
 
 def is_dicom_image(header: Dataset) -> bool:
-    """True for an image slice; False for DICOMDIR, SEG, RTSTRUCT, SR and other non-images."""
+    """True for an image slice; False for DICOMDIR, SEG, RTSTRUCT, SR, Parametric Maps and other non-images."""
     sop_class = str(getattr(getattr(header, "file_meta", None), "MediaStorageSOPClassUID", "") or "")
-    if sop_class == DICOMDIR_CLASS or str(getattr(header, "Modality", "")).upper() in NON_IMAGE_MODALITIES:
+    if sop_class in (DICOMDIR_CLASS, PARAMETRIC_MAP_CLASS):
+        return False
+    if str(getattr(header, "Modality", "")).upper() in NON_IMAGE_MODALITIES:
         return False
     return "Rows" in header and "Columns" in header
 

@@ -39,7 +39,7 @@ def read_dicom_seg(path: str | os.PathLike) -> Volume:
     if measures is None or not getattr(measures, "PixelSpacing", None):
         raise ScanError(path, "SEG lacks PixelMeasuresSequence/PixelSpacing")
     positions = np.array([_frame_position(f, path) for f in frames])  # (F, 3) LPS
-    segments = np.array([_frame_segment(f, path) for f in frames])  # (F,)
+    segments = np.array([_frame_segment(shared, f, path) for f in frames])  # (F,)
     masks = _frame_masks(ds, path)  # (F, rows, cols) bool
     if masks.shape[0] != len(frames):
         raise ScanError(path, f"SEG has {masks.shape[0]} frames of pixels but {len(frames)} frame descriptions")
@@ -123,5 +123,6 @@ def _frame_position(frame: Dataset, path: Path) -> np.ndarray:
     return np.array(_functional(None, frame, "PlanePositionSequence", "ImagePositionPatient", path), dtype=float)
 
 
-def _frame_segment(frame: Dataset, path: Path) -> int:
-    return int(_functional(None, frame, "SegmentIdentificationSequence", "ReferencedSegmentNumber", path))
+def _frame_segment(shared: Dataset | None, frame: Dataset, path: Path) -> int:
+    """The frame's segment number: per frame, or shared when the SEG has one segment (as highdicom writes it)."""
+    return int(_functional(shared, frame, "SegmentIdentificationSequence", "ReferencedSegmentNumber", path))

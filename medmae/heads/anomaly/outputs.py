@@ -25,6 +25,7 @@ import numpy as np
 from medmae.atomic import atomic_write, atomic_write_text
 from medmae.heads.anomaly.calibration import Calibration, binary_map
 from medmae.heads.anomaly.case import CaseMaps
+from medmae.heads.anomaly.case_extras import write_extras
 from medmae.preprocess.inverse import save_on_source_grid
 
 
@@ -66,6 +67,7 @@ def write_case(cm: CaseMaps, folder: Path, record: dict, cal: Calibration | None
         save_on_source_grid(binary.astype(np.uint8), meta, folder / "binary.nii.gz", order=0, dtype=np.uint8)
         record["binary_fpr"] = fpr
         record["binary_voxels"] = int(binary.sum())
+    write_extras(cm, folder, binary)  # acquisition.json (+ DICOM objects for DICOM inputs): report, viewer
     _write_preview(cm, folder / "preview.npz", binary)
     atomic_write_text(folder / "case.json", json.dumps(record, indent=1) + "\n")
     return record

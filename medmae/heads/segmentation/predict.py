@@ -4,7 +4,10 @@ For each case: ``prepare_case`` (the cache's preprocessing, in memory) -> slidin
 argmax on the cached grid -> class indices turned into the ORIGINAL label ids -> nearest
 neighbour back onto the source scan's grid and affine (``OUT/<case_id>_seg.nii.gz``).
 ``OUT/volumes.csv`` has one row per case with each class's volume in mL (counted on the
-source grid) and ``OUT/report.csv`` the cases that failed, with why.
+source grid) and ``OUT/report.csv`` the cases that failed, with why. Beside them the label
+table, 3D Slicer and ITK-SNAP colour tables and ``structures.csv`` (see label_table.py); a
+case read from a DICOM series also gets ``OUT/<case_id>_seg.dcm``, a DICOM SEG with the class
+names that references the series (a failure there is listed in report.csv; the NIfTI stands).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from medmae.atomic import atomic_write_text
 from medmae.config.base import ConfigError
 from medmae.heads.inputs import cases_from_inputs
 from medmae.heads.segmentation.infer import predict_volume
+from medmae.heads.segmentation.label_table import STRUCTURE_COLUMNS, structure_rows, write_label_tables
 from medmae.io.errors import ScanError
 from medmae.io.manifest import Case
 from medmae.preprocess.case import prepare_case
@@ -72,15 +76,19 @@ class Segmenter:
 class SegmentReport:
     written: list[Path] = field(default_factory=list)
     volumes: list[dict] = field(default_factory=list)
+    structures: list[dict] = field(default_factory=list)
     bad: list[tuple[str, str]] = field(default_factory=list)
 
 
-def segment_case(seg: Segmenter, case: Case, out_dir: Path) -> tuple[Path, dict]:
-    """One case -> (label map path, volumes row)."""
+def segment_case(seg: Segmenter, case: Case, out_dir: Path) -> tuple[Path, dict, list[dict]]:
+    """One case -> (label map path, volumes row, structure rows)."""
     image, _, meta = prepare_case(case, seg.preprocess, priors=False)
     ids = seg.label_ids(seg.predict_cached_grid(image))
     path = save_on_source_grid(ids, meta, out_dir / f"{case.case_id}_seg.nii.gz", order=0, dtype=np.int16)
-    return path, volumes_row(case.case_id, to_source_grid(ids, meta, order=0), meta, seg.classes)
+    source = to_source_grid(ids, meta, order=0)
+    affine = np.asarray(meta["source_affine"], dtype=np.float64)
+    return path, volumes_row(case.case_id, source, meta, seg.classes), structure_rows(case.case_id, source, affine,
+                                                                                      seg.classes)
 
 
 def volumes_row(case_id: str, source_ids: np.ndarray, meta: dict, classes: dict[str, list[int]]) -> dict:
@@ -98,10 +106,11 @@ def segment_inputs(seg: Segmenter, inputs: Sequence[str], out_dir: str | Path) -
     out.mkdir(parents=True, exist_ok=True)
     cases, bad = cases_from_inputs(list(inputs))
     report = SegmentReport(bad=list(bad))
+    write_label_tables(seg.classes, out)
     t0 = time.perf_counter()
     for case in tqdm(cases, desc="segment", unit="scan", disable=len(cases) < 2):
         try:
-            path, row = segment_case(seg, case, out)
+            path, row, structures = segment_case(seg, case, out)
         except (ScanError, ValueError) as e:
             where = str(e.path) if isinstance(e, ScanError) else case.image[0]
             report.bad.append((where, e.problem if isinstance(e, ScanError) else str(e)))
@@ -109,11 +118,28 @@ def segment_inputs(seg: Segmenter, inputs: Sequence[str], out_dir: str | Path) -
             continue
         report.written.append(path)
         report.volumes.append(row)
+        report.structures += structures
+        _dicom_seg(seg, case, path, out, report)
     _write_csv(out / "volumes.csv", report.volumes, ["case_id"] + [f"{n}_ml" for n in seg.classes])
+    _write_csv(out / "structures.csv", report.structures, STRUCTURE_COLUMNS)
     _write_csv(out / "report.csv", [{"path": p, "problem": q} for p, q in report.bad], ["path", "problem"])
     logger.info("segment: %d scan(s) in %.1f s, %d failed", len(report.written), time.perf_counter() - t0,
                 len(report.bad))
     return report
+
+
+def _dicom_seg(seg: Segmenter, case: Case, nifti: Path, out: Path, report: SegmentReport) -> None:
+    """OUT/<case_id>_seg.dcm for a case read from a DICOM series; a failure goes to report.bad."""
+    from medmae.export.dicom_derived import export_failure
+    from medmae.heads.segmentation.dicom_seg_out import is_dicom_case, write_label_seg
+
+    if not is_dicom_case(case):
+        return
+    try:
+        report.written.append(write_label_seg(case, nifti, seg.classes, out / f"{case.case_id}_seg.dcm"))
+    except Exception as e:  # noqa: BLE001 - the NIfTI stands; the reason is reported, not the header
+        report.bad.append((case.image[0], f"DICOM SEG not written: {export_failure(e)}; the NIfTI label map was"))
+        logger.warning("segment: %s: DICOM SEG not written (%s)", case.case_id, type(e).__name__)
 
 
 def _write_csv(path: Path, rows: list[dict], columns: list[str]) -> Path:

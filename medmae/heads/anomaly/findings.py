@@ -1,0 +1,111 @@
+"""Per-case findings: each connected component of the binary map, measured on the source scan's grid.
+
+A finding is one 26-connected component of ``binary.nii.gz`` (calibrated runs). Its peak is
+the voxel of the highest anomaly-map value inside it; the location is given at that peak in
+world millimetres (RAS+ as NIfTI and nibabel, LPS+ as DICOM and ITK) and as the source
+scan's voxel indices (i, j, k; for a DICOM series i = column, j = row, k = slice in order
+along the slice normal). Findings are sorted by peak score, highest first. An uncalibrated
+run has no binary map: its single "hotspot" row is the map's maximum inside the body.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from scipy import ndimage
+
+LPS = np.diag([-1.0, -1.0, 1.0])
+
+
+@dataclass
+class Finding:
+    """One flagged region. ``voxel``: source (i, j, k); ``ras``/``lps``: world mm at the peak."""
+
+    rank: int
+    volume_ml: float
+    peak: float
+    mean: float
+    voxel: tuple[int, int, int]
+    ras: tuple[float, float, float]
+    lps: tuple[float, float, float]
+    slice_index: int
+    slices: int
+    kind: str = "component"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _world(affine: np.ndarray, ijk: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    ras = affine[:3, :3] @ np.asarray(ijk, float) + affine[:3, 3]
+    return ras, LPS @ ras
+
+
+def _finding(rank: int, map_: np.ndarray, region: np.ndarray, affine: np.ndarray, kind: str,
+             offset: tuple[int, int, int] = (0, 0, 0)) -> Finding:
+    """``region``: bool mask of ``map_`` (a sub-block of the scan starting at ``offset``)."""
+    values = np.where(region, map_, -np.inf)
+    local = np.unravel_index(int(np.argmax(values)), map_.shape)
+    ijk = tuple(int(i + o) for i, o in zip(local, offset))
+    ras, lps = _world(affine, ijk)
+    voxel_ml = float(abs(np.linalg.det(affine[:3, :3]))) / 1000.0
+    inside = map_[region]
+    return Finding(rank, float(region.sum()) * voxel_ml, float(map_[local]), float(inside.mean()), ijk,
+                   tuple(round(float(v), 1) for v in ras), tuple(round(float(v), 1) for v in lps),
+                   ijk[2], 0, kind)
+
+
+def find_regions(map_: np.ndarray, binary: np.ndarray | None, body: np.ndarray | None, affine: np.ndarray,
+                 most: int = 20) -> list[Finding]:
+    """(X, Y, Z) map and binary map on one grid with its (4, 4) RAS affine -> findings, highest peak first.
+
+    Without a binary map: one "hotspot" finding, the map's maximum inside ``body``.
+    """
+    if binary is None:
+        region = body if body is not None and body.any() else np.ones(map_.shape, bool)
+        found = [_finding(1, map_, region, affine, "hotspot")]
+    else:
+        lab, n = ndimage.label(binary > 0, structure=np.ones((3, 3, 3), bool))
+        peaks = np.full(n + 1, -np.inf)
+        inside = lab > 0
+        np.maximum.at(peaks, lab[inside], map_[inside])
+        peaks = peaks[1:]
+        boxes = ndimage.find_objects(lab)
+        found = []
+        for rank, i in enumerate(np.argsort(-np.asarray(peaks), kind="stable")[:most], 1):
+            box = boxes[int(i)]
+            found.append(_finding(rank, map_[box], lab[box] == int(i) + 1, affine, "component",
+                                  tuple(b.start for b in box)))
+    for f in found:
+        f.slices = int(map_.shape[2])
+    return found
+
+
+def case_findings(folder: Path, most: int = 20) -> tuple[list[Finding], int]:
+    """Findings of one ``score`` case folder (source-grid NIfTIs); returns (findings shown, components in all)."""
+    ref = nib.load(folder / "anomaly.nii.gz")
+    map_ = np.asarray(ref.dataobj, np.float32)
+    binary = np.asarray(nib.load(folder / "binary.nii.gz").dataobj) > 0 if (folder / "binary.nii.gz").is_file() else None
+    body = np.asarray(nib.load(folder / "body.nii.gz").dataobj) > 0 if (folder / "body.nii.gz").is_file() else None
+    total = 1 if binary is None else int(ndimage.label(binary, structure=np.ones((3, 3, 3), bool))[1])
+    return find_regions(map_, binary, body, np.asarray(ref.affine, float), most), total
+
+
+def preview_voxel(f: Finding, preview_affine: np.ndarray, shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """A finding's peak on the preview (preprocessed RAS) grid, clipped into it."""
+    ijk = np.linalg.solve(preview_affine[:3, :3], np.asarray(f.ras, float) - preview_affine[:3, 3])
+    return tuple(int(np.clip(np.rint(v), 0, s - 1)) for v, s in zip(ijk, shape[:3]))
+
+
+def healthy_rank(percentile: float | None, healthy: int, minimum: int) -> str:
+    """'above 3 of 3 healthy scans' from a percentile over ``healthy`` scans; 'insufficient' below ``minimum``."""
+    if percentile is None or healthy <= 0:
+        return "not calibrated"
+    below = int(round(percentile * healthy / 100.0))
+    scans = f"{healthy} healthy scan{'s' if healthy != 1 else ''}"
+    if healthy < minimum:
+        return f"insufficient: calibrated on {scans}, fewer than {minimum}"
+    return f"above {below} of {scans}"
