@@ -67,15 +67,25 @@ def test_case_auroc_score_and_robust_z():
     assert z[body].mean() == pytest.approx(0.0, abs=0.02) and z.flat[0] == pytest.approx(-49.5 / (1.4826 * 25))
 
 
-def test_oracle_dice_is_an_upper_bound_of_the_calibrated_rule(tmp_path):
+def same_grid_case(score, lesion, body=None, case_id="c", score_value=1.0, binary=None):
+    """A ScoredCase whose model grid is its source grid (1 mm voxels)."""
+    from pathlib import Path
+
+    from medmae.heads.anomaly.grid import GridArrays
+    from medmae.heads.anomaly.scored import ScoredCase
+
+    body = np.ones(score.shape, bool) if body is None else body
+    grid = GridArrays({"model": score}, body, binary, np.eye(4), (1.0, 1.0, 1.0), lesion)
+    return ScoredCase(case_id, {"model": score}, body, lesion, not lesion.any(), 1.0, {"model": score_value},
+                      Path(case_id), grid)
+
+
+def test_oracle_dice_is_an_upper_bound_of_the_calibrated_rule():
     """Scattered single-voxel false positives score above the lesion: a bare threshold cannot keep
     the lesion without them, the calibrated rule's small-component removal can. The oracle must
     count that rule among its candidates (it was 0.002 below Dice@FPR in the demo before)."""
-    from pathlib import Path
-
     from medmae.heads.anomaly.config import EvaluationConfig
     from medmae.heads.anomaly.evaluate import evaluate_map
-    from medmae.heads.anomaly.scored import ScoredCase
 
     rng = np.random.default_rng(0)
     score = rng.uniform(0.0, 0.5, (24, 24, 24))
@@ -86,13 +96,12 @@ def test_oracle_dice_is_an_upper_bound_of_the_calibrated_rule(tmp_path):
     specks[1::3, 1::3, 1::3] = True  # isolated voxels, none touching the lesion
     specks[6:16, 6:16, 6:16] = False
     score[specks] = 0.9
-    body = np.ones(score.shape, bool)
-    case = ScoredCase("c", {"model": score}, body, lesion, False, 1.0, {"model": 1.0}, Path(tmp_path))
-    res = evaluate_map([case], "model", EvaluationConfig(bootstrap=0), threshold=0.7, min_mm3=8.0)
+    case = same_grid_case(score, lesion)
+    res = evaluate_map([case], "model", EvaluationConfig(bootstrap=0), {"0.01": 0.7}, "0.01", min_mm3=8.0)
     m = res.metrics
     assert m["dice_at_fpr"] == pytest.approx(1.0)
     assert m["oracle_dice"] == pytest.approx(1.0)
     assert m["oracle_threshold"] == 0.7  # the rule that reached it
     # without the component removal no threshold gets near it: the specks outnumber half the lesion
-    res_plain = evaluate_map([case], "model", EvaluationConfig(bootstrap=0), threshold=None, min_mm3=0.0)
+    res_plain = evaluate_map([case], "model", EvaluationConfig(bootstrap=0), None, None, min_mm3=0.0)
     assert res_plain.metrics["oracle_dice"] < 0.9
