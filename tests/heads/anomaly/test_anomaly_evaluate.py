@@ -76,3 +76,28 @@ def test_evaluation_on_lesion_phantoms_is_exact(pretrained, tmp_path):
               f"oracle Dice {m['oracle_dice']:.3f} Dice@FPR {m['dice_at_fpr']:.3f} case AUROC {m['case_auroc']:.2f}")
     # the effect a user wants: lesions the model never saw rank above healthy brain
     assert model["voxel_auroc"] >= 0.8, (model["voxel_auroc"], base["voxel_auroc"])
+
+
+def test_runs_or_case_folders_scored_otherwise_are_not_mixed(tmp_path):
+    import json
+    import shutil
+
+    from medmae.io.errors import ScanError
+
+    def run(name: str, digest: str):
+        folder = tmp_path / name / "cases" / "c1"
+        folder.mkdir(parents=True)
+        (tmp_path / name / "settings.json").write_text(json.dumps({"model": {"digest": "m1"},
+                                                                   "settings_digest": digest}))
+        (folder / "case.json").write_text(json.dumps({"case_id": "c1", "model_digest": "m1",
+                                                      "settings_digest": digest}))
+        return tmp_path / name
+
+    a, b = run("a", "s1"), run("b", "s2")
+    with pytest.raises(ScanError, match=r"b/settings.json: scored by model m1 with settings s2.*one model and "
+                                        "setting at a time"):
+        read_runs([a], [b])
+    shutil.copytree(b / "cases" / "c1", a / "cases" / "c2")  # a case folder of run b inside run a
+    _, skipped, _ = read_runs([a], [])
+    reasons = dict(skipped)
+    assert "a case folder of another run" in reasons[str(a / "cases" / "c2" / "case.json")]
