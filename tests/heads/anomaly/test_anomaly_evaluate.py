@@ -74,6 +74,11 @@ def test_evaluation_on_lesion_phantoms_is_exact(pretrained, tmp_path):
         m = results[name].metrics
         print(f"{name}: voxel AUROC {m['voxel_auroc']:.3f} AUPRC {m['voxel_auprc']:.4f} "
               f"oracle Dice {m['oracle_dice']:.3f} Dice@FPR {m['dice_at_fpr']:.3f} case AUROC {m['case_auroc']:.2f}")
+    # unlabelled cases are skipped, unless declared healthy (a study's evaluation set)
+    _, skipped, _ = read_runs([tmp_path / "hea"], [])
+    assert len(skipped) == 3 and all("no lesion mask" in why for _, why in skipped)
+    unlabelled, skipped, _ = read_runs([tmp_path / "hea"], [], unlabelled_healthy=True)
+    assert not skipped and len(unlabelled) == 3 and all(c.healthy and not c.lesion.any() for c in unlabelled)
     # the effect a user wants: lesions the model never saw rank above healthy brain
     assert model["voxel_auroc"] >= 0.8, (model["voxel_auroc"], base["voxel_auroc"])
 

@@ -219,3 +219,36 @@ def test_settings_digest_ignores_what_does_not_change_a_map():
 
     same = {"score": {"device": "cpu", "sw_batch_size": 7}, "evaluation": {"bootstrap": 3}}
     assert settings_digest(AnomalyConfig.model_validate(same)) == settings_digest(AnomalyConfig())
+
+
+def test_every_metric_scores_the_same_voxels_inside_the_body():
+    """Half of a lesion lies outside the body mask: no metric counts it, and its share is reported."""
+    from medmae.heads.anomaly.config import EvaluationConfig
+
+    score = np.zeros((16, 16, 16), np.float32)
+    lesion = np.zeros(score.shape, bool)
+    lesion[4:8, 4:8, 4:12] = True
+    body = np.ones(score.shape, bool)
+    body[:, :, 8:] = False                     # the lesion's far half is outside the body
+    score[4:8, 4:8, 4:8] = 1.0                 # the map flags exactly the half inside
+    case = same_grid_case(score, lesion, body)
+    case.grid.binary = (score > 0.5) & body
+    settings = {"calibration": {"thresholds": {"model": {"0.01": 0.5}}, "binary_fpr": 0.01,
+                                "min_component_mm3": 0.0}}
+    import medmae.heads.anomaly.evaluate as ev
+
+    (res,) = evaluate_cases_for_model(ev, [case], settings, EvaluationConfig(bootstrap=0))
+    m = res.metrics
+    assert m["dice_at_fpr"] == 1.0 and m["oracle_dice"] == 1.0 and m["sensitivity"] == 1.0
+    assert m["voxel_auroc"] == 1.0 and m["lesion_outside_body"] == 0.5
+    assert res.cases[0]["lesion_outside_body"] == 0.5
+
+
+def evaluate_cases_for_model(ev, cases, settings, cfg):
+    """evaluate_cases restricted to the model map (the hand-made cases carry no other)."""
+    maps = ev.MAPS
+    try:
+        ev.MAPS = ("model",)
+        return ev.evaluate_cases(cases, settings, cfg)
+    finally:
+        ev.MAPS = maps
