@@ -132,6 +132,9 @@ def read_runs(runs: list[Path], healthy_runs: list[Path], unlabelled_healthy: bo
     inputs = set((settings.get("calibration") or {}).get("inputs") or [])
     cases, skipped = [], []
     for run, healthy in [(r, False) for r in runs] + [(r, True) for r in healthy_runs]:
+        if not (Path(run) / "cases").is_dir():
+            skipped.append((str(Path(run) / "cases"), "no scored case in this run (see its bad.csv)"))
+            continue
         for folder in sorted(p for p in (Path(run) / "cases").iterdir()
                              if not p.name.startswith(".") and (p / "case.json").is_file()):
             try:

@@ -106,3 +106,7 @@ def test_runs_or_case_folders_scored_otherwise_are_not_mixed(tmp_path):
     _, skipped, _ = read_runs([a], [])
     reasons = dict(skipped)
     assert "a case folder of another run" in reasons[str(a / "cases" / "c2" / "case.json")]
+    (tmp_path / "empty").mkdir()  # a run where no scan could be scored has no cases/ folder
+    (tmp_path / "empty" / "settings.json").write_text((a / "settings.json").read_text())
+    _, skipped, _ = read_runs([a, tmp_path / "empty"], [])
+    assert dict(skipped)[str(tmp_path / "empty" / "cases")].startswith("no scored case")
