@@ -182,12 +182,32 @@ def run_export(step: Step, folder: Path, deps: dict, ctx: StudyContext) -> dict:
     return {"metrics": {}, "paths": {"export": str(folder / "encoder")}}
 
 
-ANOMALY_METRICS = ("voxel_auroc", "voxel_auprc", "auprc_per_volume", "dice_at_fpr", "oracle_dice", "f1")
+ANOMALY_METRICS = ("voxel_auroc", "voxel_auprc", "auprc_per_volume", "dice_at_fpr", "oracle_dice", "f1",
+                   "fp_ml_healthy", "healthy_fpr", "case_auroc")
+
+
+def _csv_text(rows: list[tuple]) -> str:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    return buf.getvalue()
+
+
+def _bad_share(what: str, bad: list, good: int, limit: float, report: Path) -> None:
+    """Fail the step when more than ``limit`` of the scans could not be scored."""
+    total = len(bad) + good
+    if total and len(bad) / total > limit:
+        raise RuntimeError(f"anomaly: {len(bad)} of {total} {what} scans could not be scored, more than "
+                           f"evaluation.max_bad_share={limit:g} (see {report})")
 
 
 def run_anomaly(step: Step, folder: Path, deps: dict, ctx: StudyContext) -> dict:
-    """Calibrate the variant's model on the healthy set, score and evaluate the lesion set
-    (MAE map beside the intensity baseline and their combination), write the HTML report."""
+    """Calibrate the variant's model on the healthy set, score and evaluate the evaluation set
+    (and the held-out healthy set, if any; unlabelled evaluation scans count as healthy): MAE
+    map beside the intensity baseline and their combination; write the HTML report."""
+    from medmae.atomic import atomic_write_text
     from medmae.heads.anomaly.config import AnomalyConfig
     from medmae.heads.anomaly.evaluate import evaluate_cases
     from medmae.heads.anomaly.report import write_report
@@ -198,20 +218,33 @@ def run_anomaly(step: Step, folder: Path, deps: dict, ctx: StudyContext) -> dict
     cfg = AnomalyConfig.model_validate({**step.config, "tracking": {
         "experiment": ctx.experiment, "tracking_uri": ctx.tracking_uri, "run_name": f"anomaly-{step.name}",
         "system_metrics": False, "log_model": False, "log_checkpoint": False}})
+    limit = cfg.evaluation.max_bad_share
     model = deps[f"pretrain-{step.name}"]["paths"]["checkpoint"]
     healthy = deps["data-anomaly_healthy"]["paths"]["manifest"]
     lesions = deps["data-anomaly_eval"]["paths"]["manifest"]
-    _, cal_path, _ = calibrate_inputs([healthy], model, cfg, folder / "calibration.json", progress=False)
+    _, cal_path, cal = calibrate_inputs([healthy], model, cfg, folder / "calibration.json", progress=False)
+    cal_bad = atomic_write_text(folder / "calibration_bad.csv", _csv_text([("path", "problem"), *cal.bad]))
+    _bad_share("calibration", cal.bad, len(cal.records), limit, cal_bad)
     scored = score_inputs([lesions], model, folder / "scored", cfg, cal_path, progress=False)
     if not scored.records:
         raise RuntimeError(f"anomaly: no evaluation case could be scored (see {folder / 'scored' / 'bad.csv'})")
-    cases, skipped, settings = read_runs([folder / "scored"], [])
+    bad, good = list(scored.bad), len(scored.records)
+    healthy_runs = []
+    if "data-anomaly_healthy_test" in deps:
+        held = score_inputs([deps["data-anomaly_healthy_test"]["paths"]["manifest"]], model,
+                            folder / "scored_healthy", cfg, cal_path, progress=False)
+        bad, good = bad + held.bad, good + len(held.records)
+        healthy_runs.append(folder / "scored_healthy")
+    _bad_share("evaluation", bad, good, limit, folder / "scored" / "bad.csv")
+    cases, skipped, settings = read_runs([folder / "scored"], healthy_runs, unlabelled_healthy=True)
     results = evaluate_cases(cases, settings, cfg.evaluation)
     out = folder / "evaluation"
     data = write_results(results, settings, len(cases), skipped, out)
     report = write_report(folder / "scored", out / "report.html", out)
     log_to_mlflow(cfg.tracking, data, settings, out)
-    metrics = {}
+    metrics = {"bad_cases": float(len(bad)), "calibration_bad": float(len(cal.bad)),
+               "skipped_cases": float(len(skipped)), "in_sample_cases": results[0].metrics["in_sample_cases"],
+               "held_out_cases": results[0].metrics["held_out_cases"]}
     for name, m in data["maps"].items():  # model, baseline, combined
         for key in ANOMALY_METRICS:
             v = m["metrics"].get(key)

@@ -80,11 +80,15 @@ def head_steps(spec: StudySpec, root: Path, study_file: Path, variants: list[tup
     if spec.anomaly is not None:
         steps.append(data_step(spec, root, study_file, spec.anomaly.healthy, "anomaly_healthy", "anomaly.healthy"))
         steps.append(data_step(spec, root, study_file, spec.anomaly.evaluate, "anomaly_eval", "anomaly.evaluate"))
+        data_deps = ["data-anomaly_healthy", "data-anomaly_eval"]
+        if spec.anomaly.healthy_test is not None:
+            steps.append(data_step(spec, root, study_file, spec.anomaly.healthy_test, "anomaly_healthy_test",
+                                   "anomaly.healthy_test"))
+            data_deps.append("data-anomaly_healthy_test")
         cfg = load_stage(AnomalyConfig, spec.anomaly, root, [], study_file).model_dump(mode="json")
         cfg.pop("tracking", None)
         for name, labels in variants:
-            steps.append(Step("anomaly", name, cfg, labels=labels,
-                              deps=[f"pretrain-{name}", "data-anomaly_healthy", "data-anomaly_eval"]))
+            steps.append(Step("anomaly", name, cfg, labels=labels, deps=[f"pretrain-{name}", *data_deps]))
     if spec.segmentation is not None:
         seg = spec.segmentation
         cache = "preprocess-cache"

@@ -82,11 +82,17 @@ class PretrainSpec(StageSpec):
 class AnomalyStudySpec(StageSpec):
     """Anomaly evaluation of every pretrained variant: ``config``/``overrides`` make the
     AnomalyConfig (`medmae anomaly` keys); ``healthy`` are the calibration scans (healthy
-    only), ``evaluate`` the scans with lesion masks in their label column (healthy ones may
-    be mixed in: they give the false-positive volume and the case-level AUROC)."""
+    only), ``evaluate`` the scans with lesion masks in their label column. Healthy scans
+    may be mixed into ``evaluate``: a case without a label (or with an empty mask) counts
+    as healthy and gives the false-positive volume and the case-level AUROC, as do the
+    scans of ``healthy_test``. A scan that is also a calibration scan (same image bytes) is
+    in-sample and left out of the held-out figures. A step fails when more than
+    ``evaluation.max_bad_share`` of its calibration or evaluation scans cannot be scored."""
 
     healthy: DataSpec
     evaluate: DataSpec
+    healthy_test: DataSpec | None = None
+    """Held-out healthy scans (never the calibration ones), scored and evaluated as healthy."""
 
 
 class SegmentationStudySpec(StageSpec):

@@ -50,7 +50,7 @@ def _metrics(rows):
 def test_study_runs_every_step_in_order_and_compares_variants(first):
     assert first.ran == ["data-cases", "preprocess-cache", "pretrain-random-s0", "export-random-s0",
                          "pretrain-anatomy-s0", "export-anatomy-s0", "data-anomaly_healthy",
-                         "data-anomaly_eval", "anomaly-random-s0", "anomaly-anatomy-s0", "segmentation-random-s0",
+                         "data-anomaly_eval", "data-anomaly_healthy_test", "anomaly-random-s0", "anomaly-anatomy-s0", "segmentation-random-s0",
                          "segmentation-anatomy-s0"]
     assert [(r["variant"], r["strategy"], r["seed"]) for r in first.rows] == [("anatomy", "anatomy", 0),
                                                                                ("random", "random", 0)]
@@ -62,6 +62,9 @@ def test_study_runs_every_step_in_order_and_compares_variants(first):
         # calibrated on healthy phantoms, evaluated on lesion phantoms, the baseline beside the model
         for m in ("model", "baseline", "combined"):
             assert 0 <= r[f"anomaly.{m}_voxel_auroc"] <= 1 and 0 <= r[f"anomaly.{m}_voxel_auprc"] <= 1
+            # the held-out healthy phantom counts: false-positive volume and case-level AUROC
+            assert r[f"anomaly.{m}_fp_ml_healthy"] >= 0 and 0 <= r[f"anomaly.{m}_case_auroc"] <= 1
+        assert r["anomaly.bad_cases"] == 0 and r["anomaly.calibration_bad"] == 0 and r["anomaly.in_sample_cases"] == 0
         assert r["segmentation.dice_gain"] == pytest.approx(r["segmentation.dice"] - r["segmentation.dice_scratch_n1"])
     with open(first.out / "summary.csv", newline="") as f:
         assert [row["variant"] for row in csv.DictReader(f)] == ["anatomy", "random"]
@@ -75,7 +78,7 @@ def test_study_runs_every_step_in_order_and_compares_variants(first):
 
 def test_rerun_reuses_every_step_and_a_change_reruns_only_what_depends_on_it(first, store, tmp_path):
     again = run_study(TINY, first.out, store)
-    assert again.ran == [] and len(again.reused) == 12 and _metrics(again.rows) == _metrics(first.rows)
+    assert again.ran == [] and len(again.reused) == 13 and _metrics(again.rows) == _metrics(first.rows)
 
     changed = tmp_path / "tiny.yaml"
     changed.write_text(TINY.read_text().replace("masking.strategy=anatomy]", "masking.strategy=anatomy, masking.ratio=0.6]"))

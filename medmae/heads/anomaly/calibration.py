@@ -4,7 +4,9 @@ A calibration is computed from scans of healthy subjects only, never from the sc
 later used on. For each map (model, baseline, combined) and each FPR f, the threshold is
 the (1 - f) quantile of the map's values pooled over every body voxel of the healthy
 scans, so about a fraction f of healthy voxels lies above it. The healthy case scores are
-kept too: a scored case's percentile says where it falls among healthy subjects.
+kept too: a scored case's percentile says where it falls among healthy subjects, and the
+sha256 of every calibration scan's image bytes (``inputs``), so that ``evaluate`` can
+mark a calibration scan it is given as in-sample and keep it out of held-out figures.
 
 Stored as JSON beside the model (``anomaly_calibration_<weights digest>_<settings>.json``)
 with the model's weights digest and the scoring settings' digest: loading it for other
@@ -16,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +53,9 @@ class Calibration:
     voxels: int
     min_component_mm3: float
     settings: dict
+    inputs: list[str] = field(default_factory=list)
+    """sha256 of each calibration scan's images (identity.image_digest); [] in files older
+    than this field: then in-sample scans cannot be recognised."""
 
     def threshold(self, name: str, fpr: float) -> float:
         try:
@@ -70,8 +75,10 @@ def _key(fpr: float) -> str:
 
 
 def calibrate(healthy: list[tuple[dict[str, np.ndarray], np.ndarray, dict[str, float]]], model_digest: str,
-              cfg: AnomalyConfig) -> Calibration:
-    """``healthy``: per scan (maps by name, body mask, case scores by name) -> Calibration."""
+              cfg: AnomalyConfig, inputs: list[str] | None = None) -> Calibration:
+    """``healthy``: per scan (maps by name, body mask, case scores by name) -> Calibration.
+
+    ``inputs``: the sha256 of each scan's images, stored so that evaluations can find them."""
     if not healthy:
         raise CalibrationError("no healthy scan could be scored: nothing to calibrate on")
     names = list(healthy[0][0])
@@ -85,7 +92,7 @@ def calibrate(healthy: list[tuple[dict[str, np.ndarray], np.ndarray, dict[str, f
     return Calibration(model_digest, settings_digest(cfg), thresholds, scores, len(healthy), voxels,
                        cfg.calibration.min_component_mm3,
                        {"score": cfg.score.model_dump(mode="json"), "baseline": cfg.baseline.model_dump(mode="json"),
-                        "fprs": cfg.calibration.fprs})
+                        "fprs": cfg.calibration.fprs}, sorted(set(inputs or [])))
 
 
 def default_path(folder: str | os.PathLike, model_digest: str, cfg: AnomalyConfig) -> Path:

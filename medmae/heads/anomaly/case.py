@@ -9,6 +9,7 @@ import numpy as np
 
 from medmae.heads.anomaly.compat import check_case, check_spacing
 from medmae.heads.anomaly.config import AnomalyConfig
+from medmae.heads.anomaly.identity import image_digest
 from medmae.heads.anomaly.maps import anomaly_map, case_score, combined_map, intensity_baseline
 from medmae.heads.anomaly.model import PretrainedMAE
 from medmae.heads.anomaly.scorer import ErrorStats, score_volume
@@ -40,6 +41,8 @@ class CaseMaps:
     meta: dict
     midline: float | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    image_sha256: str = ""
+    """sha256 of the scan's image bytes (:func:`medmae.heads.anomaly.identity.image_digest`)."""
 
 
 def unit_map(kind: str, image: np.ndarray, body: np.ndarray, anatomy: np.ndarray | None, path: str
@@ -56,12 +59,26 @@ def unit_map(kind: str, image: np.ndarray, body: np.ndarray, anatomy: np.ndarray
     return anatomy.astype(np.int16), None
 
 
+def prepare(case: Case, model: PretrainedMAE) -> tuple[np.ndarray, dict, dict]:
+    """``prepare_case`` with the model's preprocessing; its data errors become ScanErrors.
+
+    prepare_case raises ScanError for an unusable input and, by its contract, ValueError only
+    for data that cannot be processed (e.g. constant intensities): both name the scan here.
+    """
+    try:
+        return prepare_case(case, model.preprocess, priors=False)
+    except ScanError:
+        raise
+    except ValueError as e:
+        raise ScanError(case.image[0], str(e)) from e
+
+
 def analyse_case(case: Case, model: PretrainedMAE, cfg: AnomalyConfig) -> CaseMaps:
     """Score one case. Raises ScanError (naming the file) for a scan the model cannot score."""
     s = cfg.score
     t0 = time.perf_counter()
     check_case(case, model, s.check_sequence)
-    image, maps, meta = prepare_case(case, model.preprocess, priors=False)
+    image, maps, meta = prepare(case, model)
     check_spacing(case.image[0], case.modality, meta["source_spacing"], model, s.max_spacing_ratio)
     body = maps["body"].astype(bool)
     units, midline = unit_map(s.mask, image, body, maps.get("anatomy"), case.image[0])
@@ -74,4 +91,5 @@ def analyse_case(case: Case, model: PretrainedMAE, cfg: AnomalyConfig) -> CaseMa
     out = {"model": mae, "baseline": base, "combined": combined_map(mae, base, body)}
     scores = {k: case_score(v, body, s.top_percent) for k, v in out.items()}
     return CaseMaps(case, image, body, maps.get("label"), out, stats, scores, meta, midline,
-                    {"preprocess": t1 - t0, "score": t2 - t1, "maps": time.perf_counter() - t2})
+                    {"preprocess": t1 - t0, "score": t2 - t1, "maps": time.perf_counter() - t2},
+                    image_digest(case))

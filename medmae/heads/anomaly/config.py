@@ -100,7 +100,12 @@ class EvaluationConfig(StrictModel):
     size_bins_mm3: list[float] = [100.0, 1000.0]
     """Lesion volume edges (mm^3) of the size strata of lesion-wise detection."""
     bins: int = Field(1024, ge=16)
-    """Score bins of the per-case histograms behind Dice curves and bootstrap intervals."""
+    """Score bins of the per-case histograms behind Dice curves and bootstrap intervals: this
+    many quantiles of all scores plus this many of the lesion voxels' scores (every lesion
+    score has its own bin while there are at most this many: the binned estimates are exact)."""
+    max_bad_share: float = Field(0.2, ge=0, le=1)
+    """Studies: an anomaly step fails when more than this share of its calibration scans, or
+    of its evaluation scans, cannot be scored (0: any bad scan fails it)."""
 
 
 class AnomalyTracking(TrackingConfig):

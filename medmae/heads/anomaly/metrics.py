@@ -33,9 +33,17 @@ def dice(pred: np.ndarray, truth: np.ndarray) -> float:
     return 1.0 if den == 0 else float(2.0 * (a & b).sum() / den)
 
 
-def bin_edges(scores: np.ndarray, bins: int) -> np.ndarray:
-    """Up to ``bins`` increasing thresholds at quantiles of the pooled scores."""
-    return np.unique(np.quantile(np.asarray(scores, np.float64), np.linspace(0, 1, bins), method="lower"))
+def bin_edges(scores: np.ndarray, bins: int, positives: np.ndarray | None = None) -> np.ndarray:
+    """Increasing thresholds: ``bins`` quantiles of the pooled scores and, given the positives'
+    scores, ``bins`` quantiles of those plus the next float above each. With at most ``bins``
+    distinct positive scores every one is an edge with a bin of its own, and the binned AUROC,
+    AUPRC and Dice curve equal the exact ones (ties within a bin are then true ties)."""
+    levels = np.linspace(0, 1, bins)
+    edges = [np.quantile(np.asarray(scores, np.float64), levels, method="lower")]
+    if positives is not None and np.size(positives):
+        pos = np.quantile(np.asarray(positives, np.float64), levels, method="lower")
+        edges += [pos, np.nextafter(pos, np.inf)]
+    return np.unique(np.concatenate(edges))
 
 
 def histograms(labels: np.ndarray, scores: np.ndarray, edges: np.ndarray) -> np.ndarray:

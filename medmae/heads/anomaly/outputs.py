@@ -8,10 +8,14 @@
       baseline.nii.gz        the intensity baseline (robust z-score), combined.nii.gz the mix
       body.nii.gz            the body/brain mask the maps are restricted to (uint8)
       binary.nii.gz          once calibrated: map > healthy threshold, small components removed
+                             (thresholded on the model grid, mapped here by nearest neighbour)
+      grid.npz               the maps, body and binary on the model grid, as thresholded
+                             (what ``evaluate`` scores; :mod:`medmae.heads.anomaly.grid`)
       case.json              case score(s), healthy percentiles, settings digest, model digest
       preview.npz            the preprocessed scan, maps, body and label (float16/uint8) for the report
 
-Each file is written atomically (temporary name, then rename).
+The folder is written whole under a temporary name, then renamed (a killed run leaves
+no half-written case folder, only a hidden ``.<case_id>.*.tmp`` that the next run removes).
 """
 
 from __future__ import annotations
@@ -22,10 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from medmae.atomic import atomic_write, atomic_write_text
+from medmae.atomic import atomic_dir, atomic_write, atomic_write_text
 from medmae.heads.anomaly.calibration import Calibration, binary_map
 from medmae.heads.anomaly.case import CaseMaps
 from medmae.heads.anomaly.case_extras import write_extras
+from medmae.heads.anomaly.grid import GRID_FILE, save_grid
 from medmae.preprocess.inverse import save_on_source_grid
 
 
@@ -50,7 +55,12 @@ def binary_for(cm: CaseMaps, cal: Calibration, fpr: float, name: str = "model") 
 
 
 def write_case(cm: CaseMaps, folder: Path, record: dict, cal: Calibration | None, fpr: float) -> dict:
-    """Write every output of one case under ``folder``; returns the case record written to case.json."""
+    """Write every output of one case under ``folder`` (whole, then renamed); returns the case record."""
+    with atomic_dir(folder) as tmp:
+        return _write_files(cm, tmp, record, cal, fpr)
+
+
+def _write_files(cm: CaseMaps, folder: Path, record: dict, cal: Calibration | None, fpr: float) -> dict:
     meta = cm.meta
     save_on_source_grid(cm.maps["model"], meta, folder / "anomaly.nii.gz")
     save_on_source_grid(cm.stats.spread.mean(0) * cm.body, meta, folder / "spread.nii.gz")
@@ -68,6 +78,7 @@ def write_case(cm: CaseMaps, folder: Path, record: dict, cal: Calibration | None
         record["binary_fpr"] = fpr
         record["binary_voxels"] = int(binary.sum())
     write_extras(cm, folder, binary)  # acquisition.json (+ DICOM objects for DICOM inputs): report, viewer
+    save_grid(folder / GRID_FILE, cm.maps, cm.body, binary, meta)
     _write_preview(cm, folder / "preview.npz", binary)
     atomic_write_text(folder / "case.json", json.dumps(record, indent=1) + "\n")
     return record

@@ -52,11 +52,18 @@ def _img(path: Path, alt: str) -> str:
     return f'<img alt="{esc(alt)}" src="data:image/png;base64,{data}">'
 
 
+def _unfinished(path: Path, cases: Path) -> bool:
+    """A file inside a hidden folder under cases/: a case folder still being written (or left by a kill)."""
+    return any(part.startswith(".") for part in path.relative_to(cases).parts[:-1])
+
+
 def _records(run: Path) -> tuple[list[tuple[dict, Path]], list[str]]:
     """(record, case folder) of every readable case.json under cases/ (nested folders too), highest score
     first; and a line for each case.json that cannot be read."""
     recs, problems = [], []
     for path in sorted((run / "cases").rglob("case.json")):
+        if _unfinished(path, run / "cases"):
+            continue
         try:
             rec = json.loads(path.read_text())
             float(rec["score"]), str(rec["case_id"]), float(rec["scores"]["baseline"])
@@ -165,6 +172,8 @@ def _reference(healthy_runs: list[Path]) -> list[dict]:
     found = []
     for run in healthy_runs:
         for path in sorted((Path(run) / "cases").rglob("acquisition.json")):
+            if _unfinished(path, Path(run) / "cases"):
+                continue
             acq = read_acquisition(path.parent)
             if acq is not None:
                 found.append(acq)

@@ -12,11 +12,16 @@ from medmae.atomic import atomic_write, atomic_write_text
 from medmae.heads.anomaly.evaluate import MapResult
 
 LABELS = {"model": "MAE map", "baseline": "intensity baseline (robust z)", "combined": "MAE + baseline"}
-ROWS = [("voxel_auroc", "voxel AUROC"), ("voxel_auprc", "voxel AUPRC (pooled)"),
-        ("auprc_per_volume", "AUPRC per volume (mean)"), ("oracle_dice", "Dice, ORACLE threshold (tuned on this set)"),
-        ("dice_at_fpr", "Dice at calibrated healthy FPR"), ("sensitivity", "lesion sensitivity"),
-        ("fp_per_scan", "FP components per scan"), ("f1", "lesion F1"),
-        ("fp_ml_healthy", "FP volume on healthy scans (ml)"), ("case_auroc", "case-level AUROC")]
+ROWS = [("voxel_auroc", "voxel AUROC (source grid)"), ("voxel_auprc", "voxel AUPRC, pooled (source grid)"),
+        ("auprc_per_volume", "AUPRC per volume, mean (source grid)"),
+        ("oracle_dice", "Dice, ORACLE threshold tuned on this set (source grid)"),
+        ("dice_at_fpr", "Dice at calibrated healthy FPR (model grid)"),
+        ("sensitivity", "lesion sensitivity (model grid)"), ("fp_per_scan", "FP components per scan (model grid)"),
+        ("f1", "lesion F1 (model grid)"), ("fp_ml_healthy", "FP volume on held-out healthy scans, ml (model grid)"),
+        ("healthy_fpr", "voxel FPR on held-out healthy scans (model grid)"), ("case_auroc", "case-level AUROC"),
+        ("lesion_outside_body", "share of lesion voxels outside the body mask (not scored)"),
+        ("in_sample_fp_ml_healthy", "IN-SAMPLE: FP volume on calibration scans, ml (model grid)"),
+        ("in_sample_healthy_fpr", "IN-SAMPLE: voxel FPR on calibration scans (model grid)")]
 
 
 def _fmt(v: float | None) -> str:
@@ -31,14 +36,40 @@ def table(results: list[MapResult], settings: dict) -> str:
         cells = []
         for r in results:
             v, ci = r.metrics.get(key), r.ci.get(key)
-            cells.append(_fmt(v) + (f" [{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else ""))
+            used = r.ci_resamples.get(key, r.bootstrap)
+            cells.append(_fmt(v) + (f" [{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else "")
+                         + (f" ({used}/{r.bootstrap} resamples)" if ci and used < r.bootstrap else ""))
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n\n" + " ".join(_notes(results, settings)) + "\n"
+
+
+def _notes(results: list[MapResult], settings: dict) -> list[str]:
     cal = settings.get("calibration")
-    note = (f"Calibrated on {cal['cases']} healthy scans at voxel FPR {cal['binary_fpr']:g}."
-            if cal else "Not calibrated: no threshold-based metrics (run `medmae anomaly calibrate`).")
-    return ("\n".join(lines) + f"\n\n{note} Brackets: bootstrap 95% intervals over cases. The oracle Dice uses the "
-            "threshold that is best on the evaluated scans themselves (the calibrated rule among the candidates): "
-            "an upper bound, not a result.\n")
+    m = results[0].metrics if results else {}
+    spacing = " x ".join(f"{s:g}" for s in settings["model"].get("spacing") or []) or "?"
+    notes = [f"Held out: {int(m.get('held_out_cases', 0))} case(s); every figure is inside each body mask."
+             f" Source grid: the scans' own voxels (the NIfTI maps). Model grid: the preprocessed grid "
+             f"({spacing} mm) where the thresholds were calibrated; the binary map scored there is binary.nii.gz."]
+    if cal:
+        notes.append(f"Calibrated on {cal['cases']} healthy scans at voxel FPR {cal['binary_fpr']:g}.")
+        if not cal.get("inputs"):
+            notes.append("The calibration stores no scan identity (made by an older medmae): calibration scans "
+                         "among these cases cannot be recognised.")
+    else:
+        notes.append("Not calibrated: no threshold-based metrics (run `medmae anomaly calibrate`).")
+    if m.get("in_sample_cases"):
+        notes.append(f"{int(m['in_sample_cases'])} case(s) are calibration scans (IN-SAMPLE): left out of every "
+                     "figure above except the IN-SAMPLE rows.")
+    b = results[0].bootstrap if results else 0
+    notes.append(f"Brackets: bootstrap 95% intervals over held-out cases ({b} resamples; a count is shown where "
+                 "fewer gave a value)." if b else "No bootstrap intervals (evaluation.bootstrap=0).")
+    gaps = {r.name: max(r.binning_gap.values()) for r in results if r.binning_gap}
+    if gaps and max(gaps.values()) > 0.001:
+        notes.append(f"The intervals of voxel AUROC/AUPRC come from binned estimates that differ from the point "
+                     f"estimates by up to {max(gaps.values()):.4f}: raise evaluation.bins.")
+    notes.append("The oracle Dice uses the threshold that is best on the evaluated scans themselves (the calibrated "
+                 "rule among the candidates): an upper bound, not a result.")
+    return notes
 
 
 def curves_png(results: list[MapResult], path: Path) -> Path | None:
@@ -80,7 +111,11 @@ def write_results(results: list[MapResult], settings: dict, cases: int, skipped:
     """OUT/evaluation.json, OUT/evaluation.md, OUT/curves.png; returns the JSON dict."""
     data = _plain({"cases": cases, "skipped": skipped, "model_digest": settings["model"]["digest"],
                    "settings_digest": settings["settings_digest"],
-                   "maps": {r.name: {"metrics": r.metrics, "ci95": r.ci, "detection": r.detection} for r in results}})
+                   "bootstrap": results[0].bootstrap if results else 0,
+                   "case_detail": results[0].cases if results else [], "notes": _notes(results, settings),
+                   "maps": {r.name: {"metrics": r.metrics, "ci95": r.ci, "ci95_resamples": r.ci_resamples,
+                                     "detection": r.detection, "fpr_check": r.fpr_check,
+                                     "binning_gap": r.binning_gap} for r in results}})
     atomic_write_text(out / "evaluation.json", json.dumps(data, indent=1) + "\n")
     atomic_write_text(out / "evaluation.md", table(results, settings))
     curves_png(results, out / "curves.png")

@@ -9,14 +9,18 @@ scored case, highest score first) and OUT/bad.csv besides the per-case folders (
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 import logging
 import os
+import shutil
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from nibabel.filebasedimages import ImageFileError
 from tqdm import tqdm
 
 from medmae import __version__
@@ -37,6 +41,9 @@ NORM_PIX_WARNING = ("model was pretrained with norm_pix_loss (per-patch normalis
                     "an intensity anomaly, since each patch's own mean and variance are normalised away; "
                     "pretrain anomaly models with model.norm_pix_loss=false (configs/anomaly_pretrain_cpu.yaml)")
 SCORE_STATISTIC = "mean of the top {q:g}% of the map's voxels inside the body mask"
+READ_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, EOFError,
+               zlib.error, gzip.BadGzipFile, ImageFileError)
+"""I/O errors of reading one scan: a bad case. Anything else (a bug, a full disk) stops the batch."""
 
 
 @dataclass
@@ -57,18 +64,32 @@ def open_model(model: str | os.PathLike) -> tuple[PretrainedMAE, list[str]]:
 
 def scored_cases(cases: list[Case], model: PretrainedMAE, cfg: AnomalyConfig, bad: list, what: str,
                  progress: bool = True) -> Iterator[CaseMaps]:
-    """Analyse each case in turn (tqdm progress); failures go to ``bad`` as (file, problem)."""
+    """Analyse each case in turn (tqdm progress); bad scans go to ``bad`` as (file, problem).
+
+    Only the tool's scan errors and the I/O errors of reading a scan (READ_ERRORS) make a
+    bad case; any other exception is a bug or a fault of the machine and propagates."""
     for case in tqdm(cases, desc=what, unit="scan", disable=not progress):
         try:
             cm = analyse_case(case, model, cfg)
         except ScanError as e:
             bad.append((e.path, e.problem))
-        except (ValueError, OSError) as e:
-            bad.append((case.image[0], f"{type(e).__name__}: {e}"))
+        except READ_ERRORS as e:
+            bad.append((getattr(e, "filename", None) or case.image[0], f"{type(e).__name__}: {e}"))
         else:
             yield cm
             continue
         logger.warning("skipped %s: %s", *bad[-1])
+
+
+def clean_stale(cases_dir: Path) -> int:
+    """Remove the hidden ``.*.tmp`` / ``.*.old`` folders a killed ``score`` left in cases/."""
+    n = 0
+    for p in [*cases_dir.glob(".*.tmp"), *cases_dir.glob(".*.old")] if cases_dir.is_dir() else []:
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+        n += 1
+    if n:
+        logger.info("removed %d temporary case folder(s) left by an interrupted run in %s", n, cases_dir)
+    return n
 
 
 def find_calibration(model: PretrainedMAE, cfg: AnomalyConfig, path: str | os.PathLike | None) -> Calibration | None:
@@ -87,7 +108,7 @@ def _record(cm: CaseMaps, cal: Calibration | None, model: PretrainedMAE, cfg: An
         "label": cm.case.label, "has_label": bool(cm.case.label),
         "body_voxels": int(cm.body.sum()), "covered_fraction": float(cm.stats.covered[cm.body].mean()),
         "midline_voxel": cm.midline, "model_digest": model.digest, "settings_digest": settings_digest(cfg),
-        "seconds": cm.seconds,
+        "seconds": cm.seconds, "image_sha256": cm.image_sha256,
     }
     if cal is not None:
         rec["percentiles"] = {k: cal.percentile(k, v) for k, v in cm.scores.items()}
@@ -112,7 +133,8 @@ def _settings(model: PretrainedMAE, cfg: AnomalyConfig, cal: Calibration | None,
         "score_statistic": SCORE_STATISTIC.format(q=cfg.score.top_percent),
         "calibration": None if cal is None else {"thresholds": cal.thresholds, "cases": cal.cases,
                                                  "binary_fpr": cfg.calibration.binary_fpr,
-                                                 "min_component_mm3": cal.min_component_mm3},
+                                                 "min_component_mm3": cal.min_component_mm3,
+                                                 "inputs": cal.inputs},
         "warnings": warnings,
     }
 
@@ -125,6 +147,7 @@ def score_inputs(inputs: list[str], model_path: str | os.PathLike, out: str | os
     out = Path(out)
     result = BatchResult(warnings=warnings)
     cases, result.bad = cases_from_inputs(inputs)
+    clean_stale(out / "cases")
     for cm in scored_cases(cases, model, cfg, result.bad, "scoring", progress):
         rec = write_case(cm, out / "cases" / cm.case.case_id, _record(cm, cal, model, cfg), cal,
                          cfg.calibration.binary_fpr)
@@ -147,11 +170,12 @@ def calibrate_inputs(inputs: list[str], model_path: str | os.PathLike, cfg: Anom
     model, warnings = open_model(model_path)
     result = BatchResult(warnings=warnings)
     cases, result.bad = cases_from_inputs(inputs)
-    healthy = []
+    healthy, digests = [], []
     for cm in scored_cases(cases, model, cfg, result.bad, "calibrating", progress):
         healthy.append(({k: cm.maps[k] for k in MAPS}, cm.body, cm.scores))
+        digests.append(cm.image_sha256)
         result.records.append({"case_id": cm.case.case_id, "scores": cm.scores})
-    cal = calibrate(healthy, model.digest, cfg)
+    cal = calibrate(healthy, model.digest, cfg, digests)
     path = Path(out) if out is not None else default_path(model.folder, model.digest, cfg)
     save_calibration(cal, path)
     return cal, path, result

@@ -1,8 +1,14 @@
-"""Read back what ``score`` wrote: the run's settings and each case's maps on the source grid.
+"""Read back what ``score`` wrote: the run's settings and each case on both of its grids.
 
-Lesion masks come from the case's manifest ``label`` (recorded in case.json); they must
-lie on the scan's own grid (any axis order), else a ScanError names the mask file. Cases
-of a run passed as healthy get an empty mask.
+The source-grid NIfTI maps give the voxel metrics (AUROC, AUPRC, oracle Dice); the
+model-grid arrays of ``grid.npz`` (what ``score`` thresholded) give every threshold metric,
+with the lesion mask brought onto that grid by nearest neighbour. Lesion masks come from
+the case's manifest ``label`` (recorded in case.json); they must lie on the scan's own
+grid (any axis order), else a ScanError names the mask file and the case is skipped with
+that reason. Cases of a run passed as healthy get an empty mask; so do unlabelled cases
+when ``unlabelled_healthy`` is set (a study's evaluation set, whose unlabelled scans are
+healthy by its definition). A case whose image sha256 is among the calibration's inputs
+is marked in-sample.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from medmae.heads.anomaly.case import MAPS
+from medmae.heads.anomaly.grid import GRID_FILE, GridArrays, lesion_on_grid, load_grid
 from medmae.io.errors import ScanError
 from medmae.io.geometry import align_to
 from medmae.io.read import read_volume
@@ -25,7 +32,8 @@ FILES = {"model": "anomaly.nii.gz", "baseline": "baseline.nii.gz", "combined": "
 
 @dataclass
 class ScoredCase:
-    """One case on its source grid: maps by name (X, Y, Z), body and lesion masks (bool)."""
+    """One case: maps by name (X0, Y0, Z0), body and lesion masks (bool) on its source grid,
+    and ``grid``: the model-grid arrays score thresholded (lesion brought there too)."""
 
     case_id: str
     maps: dict[str, np.ndarray]
@@ -35,6 +43,19 @@ class ScoredCase:
     voxel_mm3: float
     scores: dict[str, float]
     folder: Path
+    grid: GridArrays
+    image_sha256: str = ""
+    in_sample: bool = False
+    """A calibration scan (its image sha256 is among the calibration's inputs)."""
+
+    @property
+    def diseased(self) -> bool:
+        return bool(self.lesion.any())
+
+    @property
+    def lesion_outside(self) -> int:
+        """Lesion voxels outside the body mask (source grid): no metric scores them."""
+        return int((self.lesion & ~self.body).sum())
 
 
 def read_settings(run: str | os.PathLike) -> dict:
@@ -57,8 +78,8 @@ def check_same_model(runs: list[Path]) -> dict:
     return first
 
 
-def _lesion(record: dict, ref, healthy: bool) -> np.ndarray | None:
-    if healthy:
+def _lesion(record: dict, ref, healthy: bool, unlabelled_healthy: bool) -> np.ndarray | None:
+    if healthy or (unlabelled_healthy and not record.get("label")):
         return np.zeros(ref.array.shape, bool)
     if not record.get("label"):
         return None
@@ -67,30 +88,63 @@ def _lesion(record: dict, ref, healthy: bool) -> np.ndarray | None:
     return np.asarray(align_to(ref, vol, "lesion mask").array) > 0
 
 
-def read_case(folder: Path, healthy: bool) -> ScoredCase | None:
-    """One case folder -> ScoredCase (None when it has no lesion mask and is not healthy)."""
-    record = json.loads((folder / "case.json").read_text())
+def _record(folder: Path, settings: dict) -> dict:
+    path = folder / "case.json"
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ScanError(path, f"unreadable case record ({e})") from None
+    ours = (settings["model"]["digest"], settings["settings_digest"])
+    if (record.get("model_digest"), record.get("settings_digest")) != ours:
+        raise ScanError(path, f"scored by model {record.get('model_digest')} with settings "
+                              f"{record.get('settings_digest')}, not the run's {ours[0]} / {ours[1]}: a case "
+                              "folder of another run; evaluate one model and setting at a time")
+    return record
+
+
+def read_case(folder: Path, healthy: bool, settings: dict, unlabelled_healthy: bool = False) -> ScoredCase | None:
+    """One case folder -> ScoredCase (None when it has no lesion mask and is not healthy).
+
+    ``healthy``: the case is in a --healthy run (an empty mask, whatever its label)."""
+    record = _record(folder, settings)
     ref = read_volume(folder / FILES["model"])
-    lesion = _lesion(record, ref, healthy)
+    lesion = _lesion(record, ref, healthy, unlabelled_healthy)
     if lesion is None:
         return None
+    grid = load_grid(folder / GRID_FILE, MAPS)
+    grid.lesion = lesion_on_grid(lesion, ref.affine, grid)
     maps = {"model": np.asarray(ref.array, np.float32)}
     for name in MAPS[1:]:
         maps[name] = np.asarray(read_volume(folder / FILES[name]).array, np.float32)
     body = np.asarray(read_volume(folder / "body.nii.gz").array) > 0
     voxel = float(abs(np.linalg.det(ref.affine[:3, :3])))
-    return ScoredCase(record["case_id"], maps, body, lesion, healthy, voxel, record["scores"], folder)
+    return ScoredCase(record["case_id"], maps, body, lesion, not lesion.any(), voxel, record["scores"],
+                      folder, grid, record.get("image_sha256", ""))
 
 
-def read_runs(runs: list[Path], healthy_runs: list[Path]) -> tuple[list[ScoredCase], list[tuple[str, str]], dict]:
-    """Every case of the runs; returns (cases, skipped (folder, reason), settings)."""
+def read_runs(runs: list[Path], healthy_runs: list[Path], unlabelled_healthy: bool = False
+              ) -> tuple[list[ScoredCase], list[tuple[str, str]], dict]:
+    """Every case of the runs; returns (cases, skipped (folder or file, reason), settings).
+
+    A case that cannot be read (a bad lesion mask, a case folder of another run, a run of
+    an older medmae) is skipped with the reason; the rest is evaluated."""
     settings = check_same_model([*runs, *healthy_runs])
+    inputs = set((settings.get("calibration") or {}).get("inputs") or [])
     cases, skipped = [], []
     for run, healthy in [(r, False) for r in runs] + [(r, True) for r in healthy_runs]:
-        for folder in sorted(p for p in (Path(run) / "cases").iterdir() if (p / "case.json").is_file()):
-            case = read_case(folder, healthy)
+        if not (Path(run) / "cases").is_dir():
+            skipped.append((str(Path(run) / "cases"), "no scored case in this run (see its bad.csv)"))
+            continue
+        for folder in sorted(p for p in (Path(run) / "cases").iterdir()
+                             if not p.name.startswith(".") and (p / "case.json").is_file()):
+            try:
+                case = read_case(folder, healthy, settings, unlabelled_healthy)
+            except ScanError as e:
+                skipped.append((e.path, e.problem))
+                continue
             if case is None:
                 skipped.append((str(folder), "no lesion mask (manifest label) and not in a --healthy run"))
-            else:
-                cases.append(case)
+                continue
+            case.in_sample = bool(case.image_sha256) and case.image_sha256 in inputs
+            cases.append(case)
     return cases, skipped, settings

@@ -66,12 +66,14 @@ def test_real_tumour_scan_end_to_end(pretrained, tmp_path, monkeypatch):
                  "tracking.tracking_uri=sqlite:///" + str(tmp_path / "mlflow.db"), *OVERRIDES]) == 0
     result = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
     assert result["cases"] == 2 and set(result["maps"]) == {"model", "baseline", "combined"}
+    # the healthy scan is the calibration scan itself: in-sample, out of every held-out figure
+    assert [c["in_sample"] for c in result["case_detail"]] == [False, True]
     for name, m in result["maps"].items():
         assert 0 <= m["metrics"]["voxel_auroc"] <= 1 and m["detection"]["lesions"] >= 1
-        assert m["metrics"]["fp_ml_healthy"] is not None
+        assert m["metrics"]["fp_ml_healthy"] is None and m["metrics"]["in_sample_fp_ml_healthy"] is not None
         print(name, {k: round(v, 3) for k, v in m["metrics"].items() if isinstance(v, float)})
     table = (tmp_path / "eval" / "evaluation.md").read_text(encoding="utf-8")
-    assert "ORACLE" in table and "intensity baseline" in table
+    assert "ORACLE" in table and "intensity baseline" in table and "calibration scans (IN-SAMPLE)" in table
     assert (tmp_path / "eval" / "curves.png").stat().st_size > 1000
     from mlflow.tracking import MlflowClient
 

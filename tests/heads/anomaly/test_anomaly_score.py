@@ -138,3 +138,61 @@ def test_hemisphere_masks_reconstruct_each_half_from_the_other(pretrained):
     assert abs(cm.midline - (xs.min() + xs.max()) / 2) < 3  # phantom brains are near-symmetric
     assert cm.stats.covered[cm.body].mean() > 0.95
     assert cm.maps["model"].min() >= 0 and cm.maps["model"][~cm.body].max() == 0
+
+
+def test_brighter_and_darker_maps_see_only_their_side(pretrained, tmp_path):
+    """A bright and a dark ball in white matter: the brighter map lights up the bright one only,
+    the darker map (same error statistics) the dark one only."""
+    from scipy import ndimage
+
+    from medmae.heads.anomaly.case import analyse_case
+    from medmae.heads.anomaly.maps import anomaly_map
+    from medmae.io.manifest import Case
+
+    model = load_model(pretrained.run)
+    case = read_manifest(pretrained.healthy_test)[0]
+    img = nib.load(case.image[0])
+    data = img.get_fdata().astype(np.float32)
+    white = nib.load(case.anatomy).get_fdata() == 3
+    depth = ndimage.distance_transform_edt(white)
+    half = np.arange(data.shape[0])[:, None, None] < np.argwhere(white)[:, 0].mean()
+    grid = np.indices(data.shape)
+    label = np.zeros(data.shape, np.uint8)
+    for value, side, gain in ((1, half, 1.6), (2, ~half, 0.3)):
+        centre = np.unravel_index(np.argmax(np.where(side, depth, 0)), data.shape)
+        ball = sum((g - c) ** 2 for g, c in zip(grid, centre)) <= 2.5 ** 2
+        data[ball] *= gain
+        label[ball] = value
+    nib.save(nib.Nifti1Image(data, img.affine), tmp_path / "two_lesions_t1.nii.gz")
+    nib.save(nib.Nifti1Image(label, img.affine), tmp_path / "two_lesions_label.nii.gz")
+    two = Case("two", [str(tmp_path / "two_lesions_t1.nii.gz")], "MR", sequence="t1",
+               label=str(tmp_path / "two_lesions_label.nii.gz"), mask=case.mask)
+    cm = analyse_case(two, model, AnomalyConfig.model_validate({"score": {"map": "brighter"}}))
+    bright, dark = cm.label == 1, cm.label == 2
+    brighter, darker = cm.maps["model"], anomaly_map(cm.stats, "darker", cm.body)
+    print(f"brighter map: bright ball {brighter[bright].mean():.3f}, dark ball {brighter[dark].mean():.3f}; "
+          f"darker map: bright {darker[bright].mean():.3f}, dark {darker[dark].mean():.3f}")
+    assert bright.sum() > 20 and dark.sum() > 20
+    assert brighter[bright].mean() > 5 * brighter[dark].mean()
+    assert darker[dark].mean() > 5 * darker[bright].mean()
+
+
+def test_only_hidden_voxels_count_as_scored(pretrained):
+    """The count channel of a window is, voxel by voxel, the number of draws that hid its token."""
+    from medmae.heads.anomaly.window import DrawPlan, WindowScorer
+    from medmae.tokens import token_volume
+
+    model = load_model(pretrained.run)
+    net = model.build(model.crop)
+    image, maps, _ = prepare_case(read_manifest(pretrained.healthy_test)[0], model.preprocess, priors=False)
+    crop = tuple(model.crop)
+    start = [(s - c) // 2 for s, c in zip(image.shape[1:], crop)]
+    sl = tuple(slice(a, a + c) for a, c in zip(start, crop))
+    body = torch.from_numpy(maps["body"][sl].astype(np.float32))
+    window = torch.cat([torch.from_numpy(image[(slice(None), *sl)]), body[None], torch.zeros(1, *crop)])[None]
+    plan = DrawPlan(structured=False, draws=4, ratio=0.5, min_fraction=0.5, seed=0)
+    valid, masks = WindowScorer(net, plan).masks_for(body > 0.5, torch.zeros(crop, dtype=torch.long))
+    counts = WindowScorer(net, plan)(window)[0, -1]
+    expected = token_volume((masks & valid).sum(0)[None], net.patch_size, net.grid)[0, 0]
+    assert valid.any() and (~valid).any()
+    assert torch.equal(counts, expected) and counts.max() < 4
