@@ -117,8 +117,10 @@ def _evaluation(eval_dir: Path | None) -> str:
             cells += f"<td>{txt}</td>"
         body += f"<tr><td>{esc(label)}</td>{cells}</tr>"
     curves = _img(eval_dir / "curves.png", "ROC and PR curves") if (eval_dir / "curves.png").is_file() else ""
-    return (f"<p>{data['cases']} cases. Brackets: bootstrap 95% intervals over cases. The ORACLE Dice is tuned on "
-            f"these very scans: an upper bound, not a result.</p><table id='results'>{head}{body}</table>{curves}")
+    notes = data.get("notes") or ["Brackets: bootstrap 95% intervals over cases. The ORACLE Dice is tuned on "
+                                  "these very scans: an upper bound, not a result."]
+    notes_html = "".join(f"<p class='note'>{esc(n)}</p>" for n in notes)
+    return (f"<p>{data['cases']} cases.</p>{notes_html}<table id='results'>{head}{body}</table>{curves}")
 
 
 def _threshold(settings: dict) -> tuple[float | None, str]:
