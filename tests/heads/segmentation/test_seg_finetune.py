@@ -251,9 +251,10 @@ def test_sigterm_checkpoints_the_step_marks_killed_and_a_changed_resume_is_refus
     assert run.info.status == "KILLED"
 
     monkeypatch.setattr(engine._Run, "step", real_step)
-    assert main([*args, "train.steps=8", "train.lr=1e-3"]) == 2
+    assert main([*args, "train.steps=8", "train.lr=1e-3", "data.classes={liver: [5]}"]) == 2
     err = capsys.readouterr().err
     assert "train.steps: checkpoint 5, config 8" in err and "train.lr: checkpoint 0.002, config 0.001" in err, err
+    assert "data.classes.spleen: checkpoint [1], config '(unset)'" in err, err
     assert "train.resume=false" in err and "another train.out_dir" in err
     assert load_checkpoint(out / "checkpoints" / "latest.pt")["step"] == 2  # nothing was touched
 
@@ -281,7 +282,7 @@ def test_second_finetune_on_the_same_out_dir_stops_with_a_clear_message(phantoms
         (out / LOCK).write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname(),
                                             "started": psutil.Process(holder.pid).create_time()}))
         assert main(["finetune", *TINY, *ORGANS, f"data.cache_dir={cache}", f"train.out_dir={out}",
-                     "tracking.enabled=false"]) == 2
+                     "train.steps=1", "data.val_split=null", "tracking.enabled=false"]) == 2
         err = capsys.readouterr().err
         assert f"pid {holder.pid}" in err and "fine-tuning run" in err and "train.out_dir" in err, err
         assert sorted(p.name for p in out.iterdir()) == [LOCK]  # nothing written
