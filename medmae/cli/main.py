@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"medmae {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="compute threads (default: the cores this process may use, from its CPU affinity "
+                             "and cgroup quota; $OMP_NUM_THREADS when set)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name, _help in COMMANDS:
         try:
@@ -85,6 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from medmae.training.threads import configure_process_threads
+
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be at least 1 (got {args.threads})")
+    configure_process_threads(args.threads)  # before PyTorch loads (medmae/training/threads.py)
     from medmae.config.base import ConfigError
     from medmae.interrupts import exit_code, sigterm_interrupts
     from medmae.io.errors import ScanError
