@@ -20,6 +20,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+import torch
 
 from medmae.cli.main import main
 from medmae.interrupts import Interrupted, sigterm_interrupts
@@ -50,6 +51,22 @@ def test_sigterm_interrupts_raises_in_the_main_thread_and_restores_the_handler(f
     assert err.value.exit_code == 143 and str(err.value) == "stopped by SIGTERM"
     assert isinstance(err.value, KeyboardInterrupt)  # every `except KeyboardInterrupt` cleanup runs
     assert signal.getsignal(signal.SIGTERM) is before and not fallback_handler
+
+
+def test_a_second_sigterm_during_a_graceful_stop_still_exits_143(fallback_handler):
+    from medmae.training.distributed import DistInfo
+    from medmae.training.signals import GracefulStop
+
+    with sigterm_interrupts():
+        outer = signal.getsignal(signal.SIGTERM)
+        with GracefulStop() as stop:
+            _sigterm_self()  # the first: a flag, the step in progress goes on
+            assert stop.requested(DistInfo(0, 1, 0, torch.device("cpu"))) == signal.SIGTERM
+            with pytest.raises(Interrupted) as err:
+                _sigterm_self()  # the second: at once
+        assert err.value.exit_code == 143 and "second SIGTERM" in str(err.value)
+        assert signal.getsignal(signal.SIGTERM) is outer  # the command's handler is back
+    assert not fallback_handler
 
 
 BATCH = {
