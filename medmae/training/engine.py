@@ -310,7 +310,8 @@ def _start_tracking(tracker: Tracker, cfg: PretrainConfig, info: DistInfo, out_d
     config_path = save_config(cfg, out_dir / "config.yaml")
     params: dict[str, Any] = flatten(cfg)
     params.update({"derived.effective_batch": crops_per_step, "derived.peak_lr": schedule.peak_lr,
-                   "derived.world_size": info.world_size, "derived.precision": precision})
+                   "derived.world_size": info.world_size, "derived.precision": precision,
+                   "derived.threads": torch.get_num_threads()})
     tags = run_tags(cfg.data.cache_dir, info.device, info.world_size,
                     {"masking.strategy": cfg.masking.strategy, "out_dir": str(out_dir)})
     if start:

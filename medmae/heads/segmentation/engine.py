@@ -328,7 +328,7 @@ def _start_tracking(tracker: Tracker, cfg: FinetuneConfig, run: _Run, info: Dist
     r = run.init.report
     params.update({"init.kind": run.init.kind, "init.loaded_fraction": run.init.loaded_fraction,
                    "data.train_cases": len(run.cases), "derived.precision": run.precision,
-                   "derived.world_size": info.world_size})
+                   "derived.world_size": info.world_size, "derived.threads": torch.get_num_threads()})
     if r is not None:
         params.update({"init.loaded": len(r.loaded), "init.missing": len(r.missing),
                        "init.unexpected": len(r.unexpected), "init.mismatched": len(r.mismatched)})

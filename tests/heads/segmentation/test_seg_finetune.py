@@ -248,7 +248,7 @@ def test_sigterm_checkpoints_the_step_marks_killed_and_a_changed_resume_is_refus
     assert not (out / LOCK).exists()
     client = MlflowClient(uri)
     (run,) = client.search_runs([client.get_experiment_by_name("ft-sigterm").experiment_id])
-    assert run.info.status == "KILLED"
+    assert run.info.status == "KILLED" and run.data.params["derived.threads"] == "1"  # the fixture's one thread
 
     monkeypatch.setattr(engine._Run, "step", real_step)
     assert main([*args, "train.steps=8", "train.lr=1e-3", "data.classes={liver: [5]}"]) == 2
