@@ -46,8 +46,10 @@ def sigterm_interrupts() -> Iterator[None]:
     pid = os.getpid()
 
     def handle(signum: int, frame) -> None:
-        if os.getpid() != pid:
-            return  # a forked child (a loader worker) before it set its own handlers
+        if os.getpid() != pid:  # a forked child (a pool worker) that kept this handler: dies as by default
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
         raise Interrupted(signum)
 
     previous = signal.signal(signal.SIGTERM, handle)

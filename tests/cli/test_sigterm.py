@@ -53,6 +53,25 @@ def test_sigterm_interrupts_raises_in_the_main_thread_and_restores_the_handler(f
     assert signal.getsignal(signal.SIGTERM) is before and not fallback_handler
 
 
+def _child_terminates_itself():
+    import time
+
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(10)  # reached only if the child survived its SIGTERM
+
+
+def test_a_forked_child_still_dies_of_sigterm(fallback_handler):
+    """A worker forked while the command's handler is set dies of SIGTERM as it would have
+    without medmae (it does not raise the command's Interrupted, nor ignore the signal)."""
+    import multiprocessing
+
+    with sigterm_interrupts():
+        child = multiprocessing.get_context("fork").Process(target=_child_terminates_itself)
+        child.start()
+        child.join(30)
+    assert child.exitcode == -signal.SIGTERM and not fallback_handler
+
+
 def test_a_second_sigterm_during_a_graceful_stop_still_exits_143(fallback_handler):
     from medmae.training.distributed import DistInfo
     from medmae.training.signals import GracefulStop
