@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import nn
 
 from medmae.config.base import flatten, save_config
@@ -40,27 +39,23 @@ from medmae.masking.context import build_context
 from medmae.models import build_mae
 from medmae.preprocess.signature import cache_signature
 from medmae.tracking.figures import save_reconstruction_figure
-from medmae.tracking.metrics_log import MetricsLog
-from medmae.tracking.mlflow_run import MlflowTracker, Tracker, read_run_file
+from medmae.tracking.mlflow_run import Tracker
 from medmae.tracking.provenance import run_tags
 from medmae.training.baseline import mean_baseline
-from medmae.training.checkpoint import CheckpointDir, load_checkpoint
 from medmae.training.correlation import hidden_correlation
-from medmae.training.distributed import DistInfo, init_distributed, shutdown, wrap_ddp
-from medmae.training.lock import out_dir_lock
+from medmae.training.distributed import DistInfo, wrap_ddp
+from medmae.training.loop import RunState, run_task
 from medmae.training.optim import build_optimizer
 from medmae.training.precision import autocast, grad_scaler, resolve_precision
-from medmae.training.preflight import preflight
-from medmae.training.progress import Progress
+from medmae.training.preflight import RESUME_KEYS, preflight
 from medmae.training.rng import seed_everything
 from medmae.training.schedule import WarmupCosine, scaled_lr
-from medmae.training.signals import GracefulStop, StopRequested, protect_workers
+from medmae.training.signals import protect_workers
 from medmae.training.state import TrainParts
-from medmae.training.steplog import StepLog, StepNumbers
+from medmae.training.steplog import StepNumbers
 
 logger = logging.getLogger(__name__)
 
-RUN_FILE = "mlflow_run.json"
 
 
 @dataclass
@@ -95,124 +90,98 @@ def pretrain(cfg: PretrainConfig, tracker: Tracker | None = None) -> PretrainRes
     environment (and destroyed at the end if created here). ``tracker`` replaces the
     MLflow tracker rank 0 would make from ``cfg.tracking``.
 
-    One run at a time per ``train.out_dir`` (see medmae.training.lock); SIGTERM / Ctrl-C
-    stop after the step in progress with a checkpoint (see medmae.training.signals).
+    The run loop (resume check, ``train.out_dir`` lock, SIGTERM / Ctrl-C checkpoint, cadence,
+    MLflow) is medmae.training.loop's, shared with fine-tuning; this module supplies the
+    MAE's build, step, checkpoint, figures and final encoder.
     """
-    info = init_distributed(cfg.train.device)
-    try:
-        with out_dir_lock(Path(cfg.train.out_dir).resolve(), info), GracefulStop() as stop:
-            return _pretrain(cfg, info, tracker, stop)
-    finally:
-        shutdown(info)
+    result = PretrainResult(out_dir=Path(cfg.train.out_dir).resolve(), steps=0, start_step=0)
 
+    def build(run: RunState) -> tuple[PretrainTask, int]:
+        preflight(cfg)  # the resume check is the loop's; these are the data checks
+        task = PretrainTask(cfg, run)
+        result.model, result.masking, result.figures = task.parts.model, task.parts.strategy, task.figures
+        return task, task.start
 
-def _pretrain(cfg: PretrainConfig, info: DistInfo, tracker: Tracker | None, stop: GracefulStop) -> PretrainResult:
-    t, device = cfg.train, info.device
-    out_dir = Path(t.out_dir).resolve()
-    ckpts = CheckpointDir(out_dir / "checkpoints", t.keep_last)
-    state = load_checkpoint(ckpts.latest) if t.resume and ckpts.latest.exists() else None
-    preflight(cfg, state)
-
-    # ---- build: identical model init on every rank, then each rank's own random stream
-    seed_everything(t.seed)
-    model = build_mae(cfg.model, cfg.data.crop_size).to(device)
-    strategy = build_masking(cfg.masking, patch_size=cfg.model.patch_size, in_channels=cfg.model.in_channels,
-                             total_steps=t.steps).to(device)
-    precision = resolve_precision(t.precision, device)
-    crops_per_step = cfg.data.batch_size * t.grad_accum * info.world_size
-    if t.warmup_steps > t.steps and info.is_main:
-        logger.warning("train.warmup_steps=%d exceeds train.steps=%d: warming up over all %d steps",
-                       t.warmup_steps, t.steps, t.steps)
-    schedule = WarmupCosine(scaled_lr(t.base_lr, crops_per_step), t.steps, min(t.warmup_steps, t.steps), t.min_lr)
-    mask_rng = torch.Generator(device=device)
-    mask_rng.manual_seed(t.seed + info.rank)
-    seed_everything(t.seed + info.rank)
-    parts = TrainParts(
-        model=model, strategy=strategy, schedule=schedule,
-        optimizer=build_optimizer(model, schedule.peak_lr, t.weight_decay, t.betas),
-        scaler=grad_scaler(precision, device),
-        loader=build_loader(_data_read(cfg, info), seed=t.seed, rank=info.rank, world_size=info.world_size,
-                            device=device),
-        mask_rng=mask_rng,
-    )
-    protect_workers(parts.loader)  # a SIGTERM to the process group leaves the workers running
-    start = parts.restore(state, info) if state is not None else 0
-    if start >= t.steps:
-        logger.info("checkpoint %s is at step %d >= train.steps=%d: nothing to do", ckpts.latest, start, t.steps)
-    elif start and info.is_main:
-        logger.info("resuming from step %d of %d (checkpoint %s)", start, t.steps, ckpts.latest)
-    train_model = wrap_ddp(model, info)
-    if t.compile:
-        train_model = torch.compile(train_model)
-
-    # ---- outputs and tracking (rank 0 only)
-    preprocess = _cache_preprocess_config(cfg.data.cache_dir)
-    data_signature = cache_signature(cfg.data.cache_dir)
-    log = MetricsLog(out_dir / "metrics.jsonl") if info.is_main else None
-    if tracker is None:
-        tracker = _make_tracker(cfg, info, state, out_dir)
-    tracker.local_log, tracker.run_file = out_dir / "metrics.jsonl", out_dir / RUN_FILE
-    if info.is_main:
-        log.truncate_after(start)
-        _start_tracking(tracker, cfg, info, out_dir, precision, schedule, crops_per_step, start)
-    result = PretrainResult(out_dir=out_dir, steps=start, start_step=start, tracking_uri=tracker.uri, model=model,
-                            masking=strategy)
-
-    steplog = StepLog(info, log, tracker, Progress(t.steps, start, crops_per_step))
-    status = "FAILED"
-    try:
-        train_model.train()
-        for step in range(start, t.steps):
-            lr = schedule.apply(parts.optimizer, step)
-            loss, baseline, corr, grad_norm, masking, last = _train_step(cfg, parts, train_model, info, precision, step)
-            done = step + 1
-            steplog.add(StepNumbers(done, lr, loss, baseline, grad_norm, masking, corr))
-            checkpoint_now = done % t.checkpoint_every == 0 or done == t.steps
-            if done % t.log_every == 0 or done == t.steps:
-                steplog.report()
-            if info.is_main and (done % t.figure_every == 0 or done == t.steps):
-                result.figures.append(_figure(out_dir, done, model, last, t.figure_samples, cfg))
-                tracker.log_artifact(result.figures[-1], "figures")
-            if checkpoint_now:
-                steplog.sync()  # the local log reaches the checkpoint's step before it is written
-                ck = parts.checkpoint(done, info, cfg.model_dump(mode="json"), preprocess, tracker.run_id)
-                if ck is not None:
-                    ck["data"] = data_signature
-                    result.checkpoint = ckpts.save(done, ck)
-            result.steps = done
-            if done < t.steps and (signum := stop.requested(info)):
-                _stop_now(signum, done, checkpoint_now, steplog, parts, info, cfg, preprocess, tracker, ckpts,
-                          result)
-        if start >= t.steps and ckpts.latest.exists():
-            result.checkpoint = ckpts.latest
-        if info.is_main:
-            _log_final(tracker, cfg, model, result)
-        status = "FINISHED"
-    except KeyboardInterrupt:
-        status = "KILLED"
-        raise
-    finally:
-        result.losses, result.baselines, result.correlations = steplog.losses, steplog.baselines, steplog.correlations
-        if log is not None:
-            log.close()
-        result.tracking_ok = tracker.finish(status)
-        result.run_id, result.experiment_id = tracker.run_id, tracker.experiment_id
+    run_task(cfg, RESUME_KEYS, "pretraining run", tracker, build, lambda run: _fill_result(result, run))
     return result
 
 
-def _stop_now(signum: int, done: int, checkpointed: bool, steplog: StepLog, parts: TrainParts, info: DistInfo,
-              cfg: PretrainConfig, preprocess: dict | None, tracker: Tracker, ckpts: CheckpointDir,
-              result: PretrainResult) -> None:
-    """A signal arrived: report and checkpoint the steps done, then raise StopRequested (every rank)."""
-    steplog.report()
-    if not checkpointed:
-        ck = parts.checkpoint(done, info, cfg.model_dump(mode="json"), preprocess, tracker.run_id)
+def _fill_result(result: PretrainResult, run: RunState) -> None:
+    """Copy what the loop knows into the result (however the run ended)."""
+    result.steps, result.start_step, result.checkpoint = run.steps, run.start, run.checkpoint
+    result.tracking_uri, result.tracking_ok = run.tracker.uri, run.tracking_ok
+    result.run_id, result.experiment_id = run.tracker.run_id, run.tracker.experiment_id
+    if run.steplog is not None:
+        log = run.steplog
+        result.losses, result.baselines, result.correlations = log.losses, log.baselines, log.correlations
+
+
+class PretrainTask:
+    """The MAE's part of the run loop (a medmae.training.loop.Task): build and restore, step,
+    checkpoint dict, figures, tracking params, final encoder."""
+
+    def __init__(self, cfg: PretrainConfig, run: RunState):
+        t, info, device = cfg.train, run.info, run.info.device
+        self.cfg, self.info, self.out_dir, self.preprocess = cfg, info, run.out_dir, run.preprocess
+        self.tracker, self.steps = run.tracker, t.steps
+        # identical model init on every rank, then each rank's own random stream
+        seed_everything(t.seed)
+        model = build_mae(cfg.model, cfg.data.crop_size).to(device)
+        strategy = build_masking(cfg.masking, patch_size=cfg.model.patch_size, in_channels=cfg.model.in_channels,
+                                 total_steps=t.steps).to(device)
+        self.precision = resolve_precision(t.precision, device)
+        self.crops_per_step = cfg.data.batch_size * t.grad_accum * info.world_size
+        if t.warmup_steps > t.steps and info.is_main:
+            logger.warning("train.warmup_steps=%d exceeds train.steps=%d: warming up over all %d steps",
+                           t.warmup_steps, t.steps, t.steps)
+        self.schedule = WarmupCosine(scaled_lr(t.base_lr, self.crops_per_step), t.steps,
+                                     min(t.warmup_steps, t.steps), t.min_lr)
+        mask_rng = torch.Generator(device=device)
+        mask_rng.manual_seed(t.seed + info.rank)
+        seed_everything(t.seed + info.rank)
+        self.parts = TrainParts(
+            model=model, strategy=strategy, schedule=self.schedule,
+            optimizer=build_optimizer(model, self.schedule.peak_lr, t.weight_decay, t.betas),
+            scaler=grad_scaler(self.precision, device),
+            loader=build_loader(_data_read(cfg, info), seed=t.seed, rank=info.rank, world_size=info.world_size,
+                                device=device),
+            mask_rng=mask_rng,
+        )
+        protect_workers(self.parts.loader)  # a SIGTERM to the process group leaves the workers running
+        self.start = self.parts.restore(run.state, info) if run.state is not None else 0
+        self.train_model = wrap_ddp(model, info)
+        if t.compile:
+            self.train_model = torch.compile(self.train_model)
+        self.train_model.train()
+        self.data_signature = cache_signature(cfg.data.cache_dir)
+        self.figures: list[Path] = []
+        self._last = None
+
+    def step(self, step: int) -> StepNumbers:
+        lr = self.schedule.apply(self.parts.optimizer, step)
+        loss, baseline, corr, grad_norm, masking, self._last = _train_step(self.cfg, self.parts, self.train_model,
+                                                                           self.info, self.precision, step)
+        return StepNumbers(step + 1, lr, loss, baseline, grad_norm, masking, corr)
+
+    def after_step(self, done: int, last: bool) -> None:
+        t = self.cfg.train
+        if self.info.is_main and (done % t.figure_every == 0 or last):
+            self.figures.append(_figure(self.out_dir, done, self.parts.model, self._last, t.figure_samples, self.cfg))
+            self.tracker.log_artifact(self.figures[-1], "figures")
+
+    def checkpoint(self, done: int, run_id: str | None) -> dict | None:
+        ck = self.parts.checkpoint(done, self.info, self.cfg.model_dump(mode="json"), self.preprocess, run_id)
         if ck is not None:
-            result.checkpoint = ckpts.save(done, ck)
-    if info.is_main:
-        logger.warning("stopped after step %d of %d; checkpoint %s (run the same command to resume)", done,
-                       cfg.train.steps, result.checkpoint)
-    raise StopRequested(signum, done, result.checkpoint)
+            ck["data"] = self.data_signature
+        return ck
+
+    def start_tracking(self, tracker: Tracker, start: int) -> None:
+        _start_tracking(tracker, self.cfg, self.info, self.out_dir, self.precision, self.schedule,
+                        self.crops_per_step, start)
+
+    def finish(self, tracker: Tracker, run: RunState) -> None:
+        done = PretrainResult(out_dir=run.out_dir, steps=run.steps, start_step=run.start, checkpoint=run.checkpoint)
+        _log_final(tracker, self.cfg, self.parts.model, done)
 
 
 def _train_step(cfg: PretrainConfig, parts: TrainParts, train_model: nn.Module, info: DistInfo,
@@ -286,22 +255,6 @@ def _figure(out_dir: Path, step: int, model: nn.Module, last, samples: int, cfg:
         out_dir / "figures" / f"step_{step:07d}.png", ctx.image, recon, mask, ctx.valid,
         cfg.model.patch_size, titles=list(ids) if ids is not None else None, max_samples=samples,
         suptitle=f"step {step}  masking: {cfg.masking.strategy} ({cfg.masking.ratio:.0%})")
-
-
-def _cache_preprocess_config(cache_dir: str) -> dict | None:
-    p = Path(cache_dir) / "config.yaml"
-    return yaml.safe_load(p.read_text()) if p.is_file() else None
-
-
-def _make_tracker(cfg: PretrainConfig, info: DistInfo, state: dict | None, out_dir: Path) -> Tracker:
-    """Rank 0's MLflow tracker; a resumed run continues its MLflow run (named by the checkpoint,
-    or by OUT/mlflow_run.json when the checkpoint was written before the run was created)."""
-    if not (info.is_main and cfg.tracking.enabled):
-        return Tracker()
-    tracker = MlflowTracker(cfg.tracking)
-    if state is not None:
-        tracker.resume_run_id = state.get("mlflow_run_id") or read_run_file(out_dir / RUN_FILE, tracker.uri)
-    return tracker
 
 
 def _start_tracking(tracker: Tracker, cfg: PretrainConfig, info: DistInfo, out_dir: Path, precision: str,

@@ -36,8 +36,9 @@ RESUME_KEYS = ("model.", "masking.", "data.crop_size")
 """Config keys a checkpoint's weights and masking state depend on."""
 
 
-def preflight(cfg: PretrainConfig, state: dict[str, Any] | None) -> None:
-    """All checks; raises ConfigError on the first problem found."""
+def preflight(cfg: PretrainConfig, state: dict[str, Any] | None = None) -> None:
+    """All checks (the resume check only with a checkpoint ``state``; the run loop makes it
+    itself); raises ConfigError on the first problem found."""
     if state is not None:
         check_resume_config(cfg, state.get("config") or {}, int(state.get("step", 0)))
     split = cfg.data.split

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -32,9 +32,10 @@ class StepNumbers:
     step: int
     lr: float
     loss: torch.Tensor
-    baseline: torch.Tensor
-    grad_norm: torch.Tensor | None
-    masking: dict[str, float]
+    baseline: torch.Tensor | None = None
+    """Loss of predicting the mean (pretraining; None: not measured)."""
+    grad_norm: torch.Tensor | float | None = None
+    masking: dict[str, float] = field(default_factory=dict)
     correlation: torch.Tensor | None = None
     """Pearson r of reconstruction and truth on hidden valid voxels (None: not measured)."""
 
@@ -42,8 +43,11 @@ class StepNumbers:
 class StepLog:
     """See the module docstring; ``log`` is None on ranks other than 0."""
 
-    def __init__(self, info: DistInfo, log: MetricsLog | None, tracker: Tracker, progress: Progress):
+    def __init__(self, info: DistInfo, log: MetricsLog | None, tracker: Tracker, progress: Progress,
+                 lr_key: str = "base_lr"):
         self.info, self.log, self.tracker, self.progress = info, log, tracker, progress
+        self.lr_key = lr_key
+        """The learning-rate key a diverged run is told to lower (train.base_lr or train.lr)."""
         self._window: list[StepNumbers] = []
         self._unreported: list[dict[str, Any]] = []
         self.losses: list[float] = []
@@ -61,7 +65,9 @@ class StepLog:
         rows = mean_across_ranks(rows, self.info).cpu().tolist()
         records = []
         for s, (loss, base, corr) in zip(self._window, rows):
-            rec = {"step": s.step, "loss": loss, "baseline": base, "lr": s.lr}
+            rec = {"step": s.step, "loss": loss, "lr": s.lr}
+            if s.baseline is not None:
+                rec["baseline"] = base
             if s.correlation is not None:
                 rec["hidden_corr"] = corr
             if s.grad_norm is not None:
@@ -70,7 +76,7 @@ class StepLog:
             records.append(rec)
         self._window = []
         self.losses += [r["loss"] for r in records]
-        self.baselines += [r["baseline"] for r in records]
+        self.baselines += [r["baseline"] for r in records if "baseline" in r]
         self.correlations += [r["hidden_corr"] for r in records if "hidden_corr" in r]
         if self.log is not None:
             self.log.write(records)
@@ -78,7 +84,7 @@ class StepLog:
         for r in records:
             if not math.isfinite(r["loss"]):
                 raise FloatingPointError(f"training diverged: loss is {r['loss']} at step {r['step']} "
-                                         "(lower train.base_lr, or keep train.grad_clip on)")
+                                         f"(lower train.{self.lr_key}, or keep train.grad_clip on)")
 
     def report(self) -> None:
         """Progress line and tracker metrics: means over the steps since the last report (rank 0)."""
@@ -88,14 +94,18 @@ class StepLog:
             return
         last = records[-1]
         mean = {k: sum(r[k] for r in records if k in r) / sum(k in r for r in records) for k in last if k != "step"}
-        logger.info(self.progress.line(last["step"], mean["loss"], last["lr"], mean["baseline"], mean.get("hidden_corr")))
+        logger.info(self.progress.line(last["step"], mean["loss"], last["lr"], mean.get("baseline"),
+                                       mean.get("hidden_corr")))
         mean["lr"] = last["lr"]
-        mean["loss_over_baseline"] = mean["loss"] / mean["baseline"] if mean["baseline"] > 0 else float("nan")
+        if "baseline" in mean:
+            mean["loss_over_baseline"] = mean["loss"] / mean["baseline"] if mean["baseline"] > 0 else float("nan")
         mean["crops_per_s"] = self.progress.crops_per_s
         self.tracker.log_metrics({k: v for k, v in mean.items() if math.isfinite(v)}, last["step"])
 
 
 def _row(s: StepNumbers) -> torch.Tensor:
     """(3,) float32 on the loss's device: loss, baseline, correlation (nan when not measured)."""
-    corr = s.correlation if s.correlation is not None else torch.full_like(s.loss, float("nan"))
-    return torch.stack([s.loss.float(), s.baseline.float(), corr.float()])
+    nan = torch.full_like(s.loss, float("nan"))
+    corr = s.correlation if s.correlation is not None else nan
+    base = s.baseline if s.baseline is not None else nan
+    return torch.stack([s.loss.float(), base.float(), corr.float()])

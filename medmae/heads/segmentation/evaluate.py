@@ -7,7 +7,9 @@ every arm), then evaluated on ``split`` (cases never trained on), clean and unde
 configured corruption strength, by sliding window: Dice and HD95 per class. Existing models
 can be evaluated instead (``models``).
 
-    OUT/<arm>/n<N>_s<seed>/     each fine-tuning run (resumable)
+    OUT/<arm>/n<N>_s<seed>/     each fine-tuning run (resumed or reused when re-run with the
+                                same settings, trained again when a ``finetune:`` or arm
+                                override changed what it trains)
     OUT/results.csv             arm, label_cases, seed, corruption, strength, class, dice, hd95, ...
     OUT/summary.csv             the same averaged over seeds
     OUT/comparison.csv          mean Dice per arm side by side, and the gain pretrained - scratch
@@ -77,7 +79,7 @@ def _base(cfg: EvaluateConfig, extra: list[str]) -> FinetuneConfig:
 
 def train_arms(cfg: EvaluateConfig) -> list[tuple[dict, Path]]:
     """Fine-tune every (arm, label count, seed); returns ({arm, label_cases, seed}, model dir)."""
-    from medmae.heads.segmentation.engine import finetune
+    from medmae.heads.segmentation.engine import changed_settings, finetune
 
     out = []
     for arm, overrides in cfg.arms.items():
@@ -88,6 +90,10 @@ def train_arms(cfg: EvaluateConfig) -> list[tuple[dict, Path]]:
                                  f"data.label_seed={seed}", f"train.seed={seed}", f"train.out_dir={run_dir}",
                                  f"tracking.run_name={arm}-n{n}-s{seed}"])
                 ft.tracking.enabled = ft.tracking.enabled and cfg.tracking.enabled
+                if changed := changed_settings(ft):  # never resume or reuse a model trained otherwise
+                    logger.warning("evaluate: %s was trained with other settings (%s): training it again",
+                                   run_dir, "; ".join(changed))
+                    ft.train.resume = False
                 logger.info("evaluate: fine-tuning %s with %s labelled case(s), seed %d", arm, n or "all", seed)
                 result = finetune(ft)
                 out.append(({"arm": arm, "label_cases": n if n is not None else len(result.train_cases),

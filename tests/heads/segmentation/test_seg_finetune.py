@@ -232,14 +232,14 @@ def test_sigterm_checkpoints_the_step_marks_killed_and_a_changed_resume_is_refus
     args = ["finetune", *TINY, *ORGANS, f"data.cache_dir={cache}", f"train.out_dir={out}", "data.val_split=null",
             "data.crop_size=[16,16,16]", "train.steps=5", "train.log_every=1", f"tracking.tracking_uri={uri}",
             "tracking.experiment=ft-sigterm"]
-    real_step = engine._Run.step
+    real_step = engine.FinetuneTask.step
 
     def terminated_during_step_2(self, step):
         if step == 1:
             os.kill(os.getpid(), signal.SIGTERM)  # arrives while the step runs
         return real_step(self, step)
 
-    monkeypatch.setattr(engine._Run, "step", terminated_during_step_2)
+    monkeypatch.setattr(engine.FinetuneTask, "step", terminated_during_step_2)
     assert main(args) == 143
     err = capsys.readouterr().err
     assert "stopped by SIGTERM after step 2" in err and "Run the same command to resume" in err, err
@@ -250,7 +250,7 @@ def test_sigterm_checkpoints_the_step_marks_killed_and_a_changed_resume_is_refus
     (run,) = client.search_runs([client.get_experiment_by_name("ft-sigterm").experiment_id])
     assert run.info.status == "KILLED" and run.data.params["derived.threads"] == "1"  # the fixture's one thread
 
-    monkeypatch.setattr(engine._Run, "step", real_step)
+    monkeypatch.setattr(engine.FinetuneTask, "step", real_step)
     assert main([*args, "train.steps=8", "train.lr=1e-3", "data.classes={liver: [5]}"]) == 2
     err = capsys.readouterr().err
     assert "train.steps: checkpoint 5, config 8" in err and "train.lr: checkpoint 0.002, config 0.001" in err, err
@@ -289,3 +289,38 @@ def test_second_finetune_on_the_same_out_dir_stops_with_a_clear_message(phantoms
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_evaluate_rerun_after_a_finetune_override_change_retrains_the_changed_arm(phantoms, tmp_path, caplog):
+    """A second `segment evaluate` with another `finetune:` override trains that arm again (fresh
+    log, the new settings in its checkpoint) instead of resuming or reusing the old model; a third
+    with the same settings reuses it."""
+    import logging
+
+    from medmae.heads.segmentation.bundle import WEIGHTS
+    from medmae.tracking.metrics_log import read_metrics
+    from medmae.training.checkpoint import load_checkpoint
+
+    _, cache, _ = phantoms
+    out = tmp_path / "eval"
+    base = [*TINY_EVAL, f"data.cache_dir={cache}", "train.steps=3"]
+    run = out / "scratch" / "n1_s0"
+
+    def evaluate(*extra: str) -> None:
+        config = tmp_path / "evaluate.yaml"
+        config.write_text(yaml.safe_dump({"finetune": [*base, *extra], "arms": {"scratch": []}}))
+        assert main(["segment", "evaluate", "--config", str(config), "label_counts=[1]", "split=val",
+                     f"out_dir={out}", "tracking.enabled=false"]) == 0
+
+    evaluate()
+    first = (run / "model" / WEIGHTS).read_bytes()
+    with caplog.at_level(logging.WARNING, logger="medmae.heads.segmentation.evaluate"):
+        evaluate("train.lr=1e-3")
+    assert "trained with other settings (train.lr: was 0.002, now 0.001)" in caplog.text, caplog.text
+    assert [r["step"] for r in read_metrics(run / "metrics.jsonl")] == [1, 2, 3]  # trained again from step 0
+    assert load_checkpoint(run / "checkpoints" / "latest.pt")["config"]["train"]["lr"] == 1e-3
+    assert (run / "model" / WEIGHTS).read_bytes() != first
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="medmae.heads.segmentation.evaluate"):
+        evaluate("train.lr=1e-3")
+    assert "other settings" not in caplog.text
