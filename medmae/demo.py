@@ -34,7 +34,7 @@ DEMO_PRETRAIN = [
     "data.crop_size=[32,32,32]", "data.batch_size=4", "data.crops_per_volume=2", "data.workers=1",
     "data.priors=[body,anatomy,tissue,supervoxels]",
     "masking.strategy=random", "masking.ratio=0.6",
-    "train.base_lr=0.25", "train.min_lr=1e-5", "train.warmup_steps=20",
+    "train.lr_per_256=0.25", "train.min_lr=1e-5", "train.warmup_steps=20",
     "train.checkpoint_every=1000", "train.figure_every=1000", "train.log_every=50",
     "tracking.experiment=medmae-demo",
 ]

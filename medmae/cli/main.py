@@ -56,7 +56,7 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", "-c", default=None, help="YAML config file (defaults when omitted)")
     parser.add_argument(
         "overrides", nargs="*", default=[], metavar="KEY=VALUE",
-        help="dotted overrides, e.g. train.base_lr=1e-4 model.patch_size=[8,8,8]",
+        help="dotted overrides, e.g. train.lr_per_256=1e-4 model.patch_size=[8,8,8]",
     )
 
 

@@ -48,7 +48,7 @@ def apply_overrides(data: dict, overrides: Sequence[str]) -> dict:
     """Apply ``a.b.c=value`` overrides to a nested dict (in place) and return it."""
     for item in overrides:
         if "=" not in item:
-            raise ConfigError(f"override {item!r} is not of the form key=value (e.g. train.base_lr=1e-4)")
+            raise ConfigError(f"override {item!r} is not of the form key=value (e.g. train.lr_per_256=1e-4)")
         key, text = item.split("=", 1)
         parts = key.strip().split(".")
         if not all(parts):

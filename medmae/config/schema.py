@@ -21,9 +21,12 @@ class PretrainConfig(StrictModel):
     tracking: TrackingConfig = TrackingConfig()
 
     @model_validator(mode="after")
-    def _symmetry_survives_augmentation(self):
-        """Quarter turns in axes (0, 1) move the left-right axis off axis 0, where symmetric
+    def _check(self):
+        """Fill tracking.experiment (default ``medmae-pretrain``).
+
+        Quarter turns in axes (0, 1) move the left-right axis off axis 0, where symmetric
         masking mirrors (flips are fine: the loader moves each crop's midline with them)."""
+        self.tracking.default_experiment("medmae-pretrain")
         keys = self.masking.symmetric_keys
         if keys and self.data.augment.rotate90_prob > 0:
             raise ValueError(f"data.augment.rotate90_prob = {self.data.augment.rotate90_prob} turns crops so "

@@ -11,7 +11,9 @@ class TrackingConfig(StrictModel):
     enabled: bool = True
     tracking_uri: str | None = None
     """None: $MLFLOW_TRACKING_URI if set, else sqlite:///<cwd>/mlruns/mlflow.db."""
-    experiment: str = "medmae-pretrain"
+    experiment: str | None = None
+    """MLflow experiment; None: the command's own (medmae-pretrain, medmae-finetune,
+    medmae-segment-evaluate, ...), filled in when the config is read."""
     run_name: str | None = None
     """Run name prefix (None: the masking strategy); the start time is appended, e.g. ``random-20260101-120000``."""
     system_metrics: bool = True
@@ -32,3 +34,8 @@ class TrackingConfig(StrictModel):
     """Default for $MLFLOW_HTTP_REQUEST_TIMEOUT."""
     max_backlog: int = Field(20000, ge=1)
     """Queued calls kept while the server is down; past it, metrics stay only in metrics.jsonl."""
+
+    def default_experiment(self, name: str) -> None:
+        """Fill ``experiment`` with the command's default ``name`` when the config left it unset."""
+        if self.experiment is None:
+            self.experiment = name

@@ -308,7 +308,7 @@ class MlflowTracker(Tracker):
         run = self._find_resumable(client)
         system_step = 0
         if run is None:
-            run = client.create_run(experiment_id(client, self.uri, self.cfg.experiment), run_name=run_name)
+            run = client.create_run(experiment_id(client, self.uri, self.cfg.experiment or "medmae"), run_name=run_name)
             existing = {}
         else:
             client.update_run(run.info.run_id, status="RUNNING")

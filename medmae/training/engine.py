@@ -134,7 +134,7 @@ class PretrainTask:
         if t.warmup_steps > t.steps and info.is_main:
             logger.warning("train.warmup_steps=%d exceeds train.steps=%d: warming up over all %d steps",
                            t.warmup_steps, t.steps, t.steps)
-        self.schedule = WarmupCosine(scaled_lr(t.base_lr, self.crops_per_step), t.steps,
+        self.schedule = WarmupCosine(scaled_lr(t.lr_per_256, self.crops_per_step), t.steps,
                                      min(t.warmup_steps, t.steps), t.min_lr)
         mask_rng = torch.Generator(device=device)
         mask_rng.manual_seed(t.seed + info.rank)

@@ -191,7 +191,7 @@ def _stop_now(run: RunState, task: Task, signum: int, done: int, checkpointed: b
 
 def _lr_key(train: StrictModel) -> str:
     """The learning-rate key a diverged run is told to lower."""
-    return next(k for k in ("base_lr", "lr") if k in type(train).model_fields)
+    return next(k for k in ("lr_per_256", "peak_lr") if k in type(train).model_fields)
 
 
 def _cache_preprocess(cache_dir: str) -> dict | None:

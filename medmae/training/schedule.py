@@ -1,7 +1,7 @@
 """Learning-rate schedule: linear warm-up, then cosine decay to a floor.
 
 As in MAE (He et al. 2022): the base rate is given for a batch of 256 and scaled linearly
-by the effective batch, ``lr = base_lr * effective_batch / 256``.
+by the effective batch, ``lr = lr_per_256 * effective_batch / 256``.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from dataclasses import asdict, dataclass
 import torch
 
 
-def scaled_lr(base_lr: float, effective_batch: int) -> float:
-    """Linear scaling rule: ``base_lr * effective_batch / 256``."""
+def scaled_lr(lr_per_256: float, effective_batch: int) -> float:
+    """Linear scaling rule: ``lr_per_256 * effective_batch / 256``."""
     if effective_batch < 1:
         raise ValueError(f"effective batch must be >= 1, got {effective_batch}")
-    return base_lr * effective_batch / 256
+    return lr_per_256 * effective_batch / 256
 
 
 @dataclass(frozen=True)

@@ -44,10 +44,10 @@ class StepLog:
     """See the module docstring; ``log`` is None on ranks other than 0."""
 
     def __init__(self, info: DistInfo, log: MetricsLog | None, tracker: Tracker, progress: Progress,
-                 lr_key: str = "base_lr"):
+                 lr_key: str = "lr_per_256"):
         self.info, self.log, self.tracker, self.progress = info, log, tracker, progress
         self.lr_key = lr_key
-        """The learning-rate key a diverged run is told to lower (train.base_lr or train.lr)."""
+        """The learning-rate key a diverged run is told to lower (train.lr_per_256 or train.peak_lr)."""
         self._window: list[StepNumbers] = []
         self._unreported: list[dict[str, Any]] = []
         self.losses: list[float] = []

@@ -81,7 +81,7 @@ def cache(tmp_path_factory):
 
 def _cfg(cache, out, uri, *extra):
     return tiny_config(cache, out, "train.steps=6", "train.warmup_steps=1", "train.log_every=2",
-                       "train.figure_every=3", "train.checkpoint_every=3", "train.base_lr=0.05", "data.batch_size=2",
+                       "train.figure_every=3", "train.checkpoint_every=3", "train.lr_per_256=0.05", "data.batch_size=2",
                        f"tracking.tracking_uri={uri}", "tracking.experiment=server-test",
                        "tracking.system_metrics=true", "tracking.system_metrics_interval_s=3600", *extra)
 

@@ -38,7 +38,7 @@ def test_bf16_engine_run_on_cpu_learns(cache, tmp_path, monkeypatch, strategy):
 
     monkeypatch.setattr(engine, "build_mae", build_and_watch)
     cfg = tiny_config(cache, tmp_path / "run", "train.precision=bf16", "train.device=cpu", f"train.steps={STEPS}",
-                      "train.base_lr=0.25", "train.warmup_steps=3", "train.min_lr=0", "data.batch_size=4",
+                      "train.lr_per_256=0.25", "train.warmup_steps=3", "train.min_lr=0", "data.batch_size=4",
                       "train.checkpoint_every=1000", "train.figure_every=1000", "data.priors=[body]",
                       "model.norm_pix_loss=false", f"masking.strategy={strategy}", "tracking.enabled=false")
     result = pretrain(cfg)

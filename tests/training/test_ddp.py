@@ -62,7 +62,7 @@ def _engine_run(rank: int, root: str, cache: str, pretrain) -> None:
     generator learns) and loss-guided masking with a loss predictor (it learns at the exact
     refreshes, steps 0 and 2); parameters, losses and masking state saved."""
     cfg = tiny_config(cache, "run", f"train.steps={STEPS}", "train.warmup_steps=1", "train.checkpoint_every=2",
-                      "train.log_every=2", "train.figure_every=4", "train.base_lr=0.05",
+                      "train.log_every=2", "train.figure_every=4", "train.lr_per_256=0.05",
                       f"data.batch_size={BATCH}", f"train.grad_accum={ACCUM}", "masking.strategy=mixture",
                       "masking.mixture=[{strategy: adversarial, adversarial: {warmup_steps: 0}}, {strategy: loss_guided, "
                       "loss_guided: {score_every: 2, alpha_start: 0.5}}]", "tracking.log_model=false")

@@ -29,7 +29,7 @@ def test_pretrain_cli_learns_well_below_the_mean_baseline(tmp_path, monkeypatch,
     # Raw-intensity targets: the baseline predicts each crop's visible mean, so beating it
     # means predicting where tissue boundaries and intensities lie.
     code = main(["pretrain", "--config", str(CONFIGS / "pretrain_demo_cpu.yaml"), *TINY,
-                 f"data.cache_dir={cache}", "train.out_dir=run", f"train.steps={STEPS}", "train.base_lr=0.25",
+                 f"data.cache_dir={cache}", "train.out_dir=run", f"train.steps={STEPS}", "train.lr_per_256=0.25",
                  "train.warmup_steps=10", "train.min_lr=0", "train.log_every=10", "train.figure_every=50",
                  "train.checkpoint_every=50", "data.priors=[body]", "model.norm_pix_loss=false",
                  "tracking.log_model=false", "tracking.log_checkpoint=false"])

@@ -33,7 +33,7 @@ def test_learns_on_real_scans(tmp_path, monkeypatch):
     assert len(report.done) == 2 and not report.bad
 
     monkeypatch.chdir(tmp_path)
-    cfg = tiny_config(tmp_path / "cache", tmp_path / "run", f"train.steps={STEPS}", "train.base_lr=0.25",
+    cfg = tiny_config(tmp_path / "cache", tmp_path / "run", f"train.steps={STEPS}", "train.lr_per_256=0.25",
                       "train.warmup_steps=10", "train.min_lr=0", "train.log_every=20",
                       "train.figure_every=120", "train.checkpoint_every=120", "data.priors=[body]",
                       "model.norm_pix_loss=false", "tracking.enabled=false")

@@ -45,7 +45,7 @@ def test_resume_with_another_model_or_masking_is_refused_before_step_1(cache, tm
     assert "train.resume=false" in msg and "train.out_dir" in msg
     # a changed step count or learning rate is a legitimate resume
     monkeypatch.undo()
-    again = pretrain(_cfg(cache, tmp_path / "run", "train.steps=2", "masking.ratio=0.75", "train.base_lr=0.01"))
+    again = pretrain(_cfg(cache, tmp_path / "run", "train.steps=2", "masking.ratio=0.75", "train.lr_per_256=0.01"))
     assert again.start_step == 1 and again.steps == 2
 
 

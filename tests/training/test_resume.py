@@ -20,7 +20,7 @@ def cache(tmp_path_factory):
 def _cfg(cache, out, strategy, *extra):
     return tiny_config(cache, out, f"masking.strategy={strategy}", f"train.steps={STEPS}", "train.warmup_steps=2",
                        f"train.checkpoint_every={CHECKPOINT_EVERY}", "train.log_every=2", "train.figure_every=100",
-                       "train.base_lr=0.05", "data.batch_size=4", "tracking.enabled=false", *extra)
+                       "train.lr_per_256=0.05", "data.batch_size=4", "tracking.enabled=false", *extra)
 
 
 @pytest.mark.parametrize("strategy,extra", [

@@ -17,6 +17,7 @@ from medmae.data.config import LoaderConfig
 from medmae.heads.segmentation.classmap import check_class_map
 from medmae.models.config import ModelConfig
 from medmae.tracking.config import TrackingConfig
+from medmae.training.config import RunConfig
 
 
 class SegDataConfig(LoaderConfig):
@@ -68,32 +69,26 @@ class InitConfig(StrictModel):
     fixed code this encoder uses) or trilinear resampling."""
 
 
-class FinetuneTrainConfig(StrictModel):
+class FinetuneTrainConfig(RunConfig):
+    """Fine-tuning's ``train`` section: the shared run keys (other defaults for steps, betas,
+    min_lr, keep_last, out_dir) plus the encoder's schedule."""
+
     steps: int = Field(2000, ge=1)
-    lr: float = Field(1e-4, gt=0)
-    """Peak learning rate (decoder and last encoder block; absolute, not per 256 crops)."""
+    peak_lr: float = Field(1e-4, gt=0)
+    """Peak learning rate of the decoder and the last encoder block: absolute, not per 256
+    crops (pretraining's ``train.lr_per_256`` is scaled by the batch; this one is not)."""
     encoder: Literal["full", "frozen"] = "full"
     """full: fine-tune every encoder weight (with ``layer_decay``); frozen: decoder only."""
     layer_decay: float = Field(0.75, gt=0, le=1)
-    """Encoder block i of L trains at lr * layer_decay ** (L - i); patch embedding at ** (L + 1)."""
+    """Encoder block i of L trains at peak_lr * layer_decay ** (L - i); patch embedding at ** (L + 1)."""
     decoder_only_steps: int = Field(100, ge=0)
     """First steps in which only the decoder trains (encoder run without gradients)."""
-    warmup_steps: int = Field(100, ge=0)
     min_lr: float = Field(1e-6, ge=0)
-    weight_decay: float = Field(0.05, ge=0)
     betas: tuple[float, float] = (0.9, 0.999)
-    grad_clip: float | None = Field(1.0, gt=0)
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    compile: bool = False
-    seed: int = 0
-    checkpoint_every: int = Field(200, ge=1)
     keep_last: int = Field(2, ge=1)
-    log_every: int = Field(10, ge=1)
     val_every: int = Field(500, ge=1)
     """Validate every this many steps (and at the end)."""
     out_dir: str = "runs/finetune"
-    resume: bool = True
 
 
 class LossConfig(StrictModel):
@@ -110,10 +105,6 @@ class ValConfig(StrictModel):
     """Validate on only the first N cases of the split (None = all)."""
 
 
-class FinetuneTracking(TrackingConfig):
-    experiment: str = "medmae-finetune"
-
-
 class FinetuneConfig(StrictModel):
     data: SegDataConfig = SegDataConfig()
     model: SegModelConfig = SegModelConfig()
@@ -121,10 +112,12 @@ class FinetuneConfig(StrictModel):
     train: FinetuneTrainConfig = FinetuneTrainConfig()
     loss: LossConfig = LossConfig()
     val: ValConfig = ValConfig()
-    tracking: FinetuneTracking = FinetuneTracking()
+    tracking: TrackingConfig = TrackingConfig()
+    """``tracking.experiment`` defaults to ``medmae-finetune``."""
 
     @model_validator(mode="after")
     def _check(self) -> "FinetuneConfig":
+        self.tracking.default_experiment("medmae-finetune")
         if self.loss.lambda_dice == 0 and self.loss.lambda_ce == 0:
             raise ValueError("loss.lambda_dice and loss.lambda_ce are both 0")
         return self

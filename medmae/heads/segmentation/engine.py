@@ -54,7 +54,7 @@ from medmae.training.steplog import StepNumbers
 
 logger = logging.getLogger(__name__)
 
-RESUME_KEYS = ("train.steps", "train.lr", "train.seed", "train.encoder", "train.layer_decay",
+RESUME_KEYS = ("train.steps", "train.peak_lr", "train.seed", "train.encoder", "train.layer_decay",
                "train.decoder_only_steps", "train.warmup_steps", "model.", "data.classes", "data.label_map",
                "data.crop_size", "data.label_cases", "data.label_seed", "init.", "loss.")
 """Config keys a fine-tuning checkpoint's schedule, crops and weights depend on: a resume with
@@ -113,7 +113,7 @@ class FinetuneTask:
                                      cfg.model.norm, cfg.model.res_block).to(info.device)
         self.optimizer = build_finetune_optimizer(self.model, self.model.encoder.depth, t.weight_decay,
                                                   t.layer_decay, t.encoder == "frozen", t.betas)
-        self.schedule = WarmupCosine(t.lr, t.steps, min(t.warmup_steps, t.steps), t.min_lr)
+        self.schedule = WarmupCosine(t.peak_lr, t.steps, min(t.warmup_steps, t.steps), t.min_lr)
         self.precision = resolve_precision(t.precision, info.device)
         self.scaler = grad_scaler(self.precision, info.device)
         seed_everything(t.seed + info.rank)

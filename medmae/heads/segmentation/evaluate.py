@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from medmae.atomic import atomic_write_text
 from medmae.config.base import StrictModel, load_config, save_config
@@ -43,10 +43,6 @@ from medmae.tracking.mlflow_run import MlflowTracker, Tracker
 from medmae.training.distributed import pick_device
 
 logger = logging.getLogger(__name__)
-
-
-class EvaluateTracking(TrackingConfig):
-    experiment: str = "medmae-segment-evaluate"
 
 
 class EvaluateConfig(StrictModel):
@@ -69,8 +65,14 @@ class EvaluateConfig(StrictModel):
     max_cases: int | None = Field(None, ge=1)
     device: str = "auto"
     out_dir: str = "runs/segment_evaluate"
-    tracking: EvaluateTracking = EvaluateTracking()
-    """The evaluation's own MLflow run (each fine-tuning run is tracked as its config says)."""
+    tracking: TrackingConfig = TrackingConfig()
+    """The evaluation's own MLflow run, in experiment ``medmae-segment-evaluate`` unless set
+    (each fine-tuning run is tracked as its config says)."""
+
+    @model_validator(mode="after")
+    def _experiment(self) -> "EvaluateConfig":
+        self.tracking.default_experiment("medmae-segment-evaluate")
+        return self
 
 
 def _base(cfg: EvaluateConfig, extra: list[str]) -> FinetuneConfig:

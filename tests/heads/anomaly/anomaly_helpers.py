@@ -28,7 +28,7 @@ TINY = [
     "data.priors=[body]", "model.size=custom", "model.patch_size=[8,8,8]", "model.embed_dim=48",
     "model.depth=2", "model.num_heads=3", "model.decoder_embed_dim=32", "model.decoder_depth=1",
     "model.decoder_num_heads=2", "model.norm_pix_loss=false", "model.interp_residual=true", "masking.ratio=0.5",
-    f"train.steps={STEPS}", "train.base_lr=0.3", "train.warmup_steps=10", "train.min_lr=0",
+    f"train.steps={STEPS}", "train.lr_per_256=0.3", "train.warmup_steps=10", "train.min_lr=0",
     f"train.log_every={STEPS}", f"train.figure_every={STEPS}", f"train.checkpoint_every={STEPS}",
     "tracking.enabled=false",
 ]

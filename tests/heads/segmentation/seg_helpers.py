@@ -23,7 +23,7 @@ TINY = [
     "data.crop_size=[32,32,32]", "data.crops_per_volume=2", "data.batch_size=2", "data.workers=0",
     "data.foreground_prob=1.0", "model.encoder.size=custom", "model.encoder.patch_size=[8,8,8]",
     "model.encoder.embed_dim=48", "model.encoder.depth=2", "model.encoder.num_heads=3", "model.feature_size=8",
-    "train.warmup_steps=5", "train.decoder_only_steps=0", "train.lr=2e-3", "train.log_every=5",
+    "train.warmup_steps=5", "train.decoder_only_steps=0", "train.peak_lr=2e-3", "train.log_every=5",
     "train.checkpoint_every=1000", "tracking.system_metrics=false", "val.overlap=0.0", "val.sw_batch_size=4",
 ]
 
@@ -66,7 +66,7 @@ def pretrained_export(cache: Path, root: Path, crop=(24, 24, 24), steps: int = 3
         f"data.cache_dir={cache}", f"data.crop_size={list(crop)}", "data.workers=0", "data.batch_size=4",
         "model.size=custom", "model.patch_size=[8,8,8]", "model.embed_dim=48", "model.depth=2",
         "model.num_heads=3", "model.decoder_embed_dim=32", "model.decoder_depth=1", "model.decoder_num_heads=2",
-        f"train.steps={steps}", "train.warmup_steps=5", "train.base_lr=0.5", f"train.out_dir={root / 'pretrain'}",
+        f"train.steps={steps}", "train.warmup_steps=5", "train.lr_per_256=0.5", f"train.out_dir={root / 'pretrain'}",
         "train.figure_every=1000", "train.checkpoint_every=1000", "tracking.enabled=false"])
     result = pretrain(cfg, Tracker())
     export_encoder(result.checkpoint, root / "export")

@@ -24,7 +24,7 @@ from medmae.tracking.mlflow_run import Tracker
 
 from seg_helpers import ORGANS, TINY, phantom_cache, pretrained_export, tiny_finetune
 
-LEARN = ["data.crop_size=[24,24,24]", "data.classes={liver: [5]}", "data.label_cases=2", "train.lr=5e-3",
+LEARN = ["data.crop_size=[24,24,24]", "data.classes={liver: [5]}", "data.label_cases=2", "train.peak_lr=5e-3",
          "data.augment.flip_prob=0", "train.steps=50", "train.val_every=50", "train.decoder_only_steps=5"]
 
 TINY_EVAL = [t for t in TINY if not t.startswith("data.crop_size")] + [
@@ -251,9 +251,9 @@ def test_sigterm_checkpoints_the_step_marks_killed_and_a_changed_resume_is_refus
     assert run.info.status == "KILLED" and run.data.params["derived.threads"] == "1"  # the fixture's one thread
 
     monkeypatch.setattr(engine.FinetuneTask, "step", real_step)
-    assert main([*args, "train.steps=8", "train.lr=1e-3", "data.classes={liver: [5]}"]) == 2
+    assert main([*args, "train.steps=8", "train.peak_lr=1e-3", "data.classes={liver: [5]}"]) == 2
     err = capsys.readouterr().err
-    assert "train.steps: checkpoint 5, config 8" in err and "train.lr: checkpoint 0.002, config 0.001" in err, err
+    assert "train.steps: checkpoint 5, config 8" in err and "train.peak_lr: checkpoint 0.002, config 0.001" in err, err
     assert "data.classes.spleen: checkpoint [1], config '(unset)'" in err, err
     assert "train.resume=false" in err and "another train.out_dir" in err
     assert load_checkpoint(out / "checkpoints" / "latest.pt")["step"] == 2  # nothing was touched
@@ -315,12 +315,12 @@ def test_evaluate_rerun_after_a_finetune_override_change_retrains_the_changed_ar
     evaluate()
     first = (run / "model" / WEIGHTS).read_bytes()
     with caplog.at_level(logging.WARNING, logger="medmae.heads.segmentation.evaluate"):
-        evaluate("train.lr=1e-3")
-    assert "trained with other settings (train.lr: was 0.002, now 0.001)" in caplog.text, caplog.text
+        evaluate("train.peak_lr=1e-3")
+    assert "trained with other settings (train.peak_lr: was 0.002, now 0.001)" in caplog.text, caplog.text
     assert [r["step"] for r in read_metrics(run / "metrics.jsonl")] == [1, 2, 3]  # trained again from step 0
-    assert load_checkpoint(run / "checkpoints" / "latest.pt")["config"]["train"]["lr"] == 1e-3
+    assert load_checkpoint(run / "checkpoints" / "latest.pt")["config"]["train"]["peak_lr"] == 1e-3
     assert (run / "model" / WEIGHTS).read_bytes() != first
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="medmae.heads.segmentation.evaluate"):
-        evaluate("train.lr=1e-3")
+        evaluate("train.peak_lr=1e-3")
     assert "other settings" not in caplog.text

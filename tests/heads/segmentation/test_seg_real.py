@@ -38,7 +38,7 @@ def real_run(tmp_path_factory):
                  "data.crop_size=[32,32,32]", "data.batch_size=2", "data.workers=0", "model.encoder.size=custom",
                  "model.encoder.patch_size=[16,16,16]", "model.encoder.embed_dim=48", "model.encoder.depth=2",
                  "model.encoder.num_heads=3", "model.feature_size=8", "train.steps=8", "train.warmup_steps=2",
-                 "train.decoder_only_steps=2", "train.lr=3e-3", "train.log_every=4", "val.overlap=0",
+                 "train.decoder_only_steps=2", "train.peak_lr=3e-3", "train.log_every=4", "val.overlap=0",
                  "tracking.enabled=false"])
     assert code == 0
     return root

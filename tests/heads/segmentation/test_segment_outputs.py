@@ -88,7 +88,7 @@ def model(tmp_path_factory):
                  "data.crop_size=[32,32,32]", "data.batch_size=2", "data.workers=0", "model.encoder.size=custom",
                  "model.encoder.patch_size=[16,16,16]", "model.encoder.embed_dim=32", "model.encoder.depth=1",
                  "model.encoder.num_heads=2", "model.feature_size=8", "train.steps=4", "train.warmup_steps=1",
-                 "train.decoder_only_steps=0", "train.lr=3e-3", "train.log_every=2", "val.overlap=0",
+                 "train.decoder_only_steps=0", "train.peak_lr=3e-3", "train.log_every=2", "val.overlap=0",
                  "tracking.enabled=false"]) == 0
     return root / "run"
 
