@@ -34,7 +34,8 @@ def demo_checkpoint(folder: Path, ckpt_overrides: list[str] = (), preprocess: li
     import torch
 
     from medmae.config.base import load_config
-    from medmae.config.schema import PreprocessConfig, PretrainConfig
+    from medmae.preprocess.config import PreprocessConfig
+    from medmae.training.pretrain_config import PretrainConfig
     from medmae.models import build_mae
 
     root = Path(__file__).resolve().parents[1]

@@ -28,7 +28,8 @@ from unittest import mock
 import torch
 
 from medmae.config.base import load_config
-from medmae.config.schema import PreprocessConfig, PretrainConfig
+from medmae.preprocess.config import PreprocessConfig
+from medmae.training.pretrain_config import PretrainConfig
 from medmae.demo import DEMO_PREPROCESS, DEMO_PRETRAIN
 from medmae.preprocess.batch import preprocess_manifest
 from medmae.synth.write import finish, generate

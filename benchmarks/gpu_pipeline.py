@@ -50,7 +50,7 @@ import numpy as np
 import torch
 
 from medmae.config.base import load_config
-from medmae.config.schema import PretrainConfig
+from medmae.training.pretrain_config import PretrainConfig
 from medmae.data.cache import INDEX, write_case
 from medmae.data.loader import build_loader
 from medmae.masking.build import build_masking

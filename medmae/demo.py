@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Sequence
 
 from medmae.config.base import load_config, save_config
-from medmae.config.schema import PretrainConfig, PreprocessConfig
+from medmae.preprocess.config import PreprocessConfig
+from medmae.training.pretrain_config import PretrainConfig
 from medmae.io.manifest import Case, write_manifest
 from medmae.training.summary import Window, report_windows
 

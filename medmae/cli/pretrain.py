@@ -28,7 +28,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from medmae.config.base import load_config
-    from medmae.config.schema import PretrainConfig
+    from medmae.training.pretrain_config import PretrainConfig
     from medmae.tracking.mlflow_run import ui_command
     from medmae.training.engine import pretrain
     from medmae.training.signals import StopRequested

@@ -19,7 +19,7 @@ from pydantic_core import PydanticUndefined
 # (command, module, class): the top-level config of each configurable command.
 CONFIGS: list[tuple[str, str, str]] = [
     ("preprocess", "medmae.preprocess.config", "PreprocessConfig"),
-    ("pretrain", "medmae.config.schema", "PretrainConfig"),
+    ("pretrain", "medmae.training.pretrain_config", "PretrainConfig"),
     ("anomaly", "medmae.heads.anomaly.config", "AnomalyConfig"),
     ("finetune", "medmae.heads.segmentation.config", "FinetuneConfig"),
     ("segment evaluate", "medmae.heads.segmentation.evaluate", "EvaluateConfig"),

@@ -1,38 +1,17 @@
-"""Top-level configs, one per command, composed from the stages' own sections."""
+"""Moved: ``PretrainConfig`` is in medmae.training.pretrain_config, ``PreprocessConfig`` in
+medmae.preprocess.config (config/ holds only the loader and override machinery, so it imports
+no stage). Resolved lazily, so this module imports nothing upward."""
 
 from __future__ import annotations
 
-from pydantic import model_validator
+import importlib
+import warnings
 
-from medmae.config.base import StrictModel
-from medmae.data.config import LoaderConfig
-from medmae.masking.config import MaskingConfig
-from medmae.models.config import ModelConfig
-from medmae.preprocess.config import PreprocessConfig
-from medmae.tracking.config import TrackingConfig
-from medmae.training.config import TrainConfig
+_MOVED = {"PretrainConfig": "medmae.training.pretrain_config", "PreprocessConfig": "medmae.preprocess.config"}
 
 
-class PretrainConfig(StrictModel):
-    data: LoaderConfig = LoaderConfig()
-    model: ModelConfig = ModelConfig()
-    masking: MaskingConfig = MaskingConfig()
-    train: TrainConfig = TrainConfig()
-    tracking: TrackingConfig = TrackingConfig()
-
-    @model_validator(mode="after")
-    def _check(self):
-        """Fill tracking.experiment (default ``medmae-pretrain``).
-
-        Quarter turns in axes (0, 1) move the left-right axis off axis 0, where symmetric
-        masking mirrors (flips are fine: the loader moves each crop's midline with them)."""
-        self.tracking.default_experiment("medmae-pretrain")
-        keys = self.masking.symmetric_keys
-        if keys and self.data.augment.rotate90_prob > 0:
-            raise ValueError(f"data.augment.rotate90_prob = {self.data.augment.rotate90_prob} turns crops so "
-                             f"that left-right is no longer axis 0, which symmetric masking ({', '.join(keys)}) "
-                             f"mirrors; set data.augment.rotate90_prob to 0 or the symmetric mode to none")
-        return self
-
-
-__all__ = ["PretrainConfig", "PreprocessConfig"]
+def __getattr__(name: str):
+    if name not in _MOVED:
+        raise AttributeError(f"module 'medmae.config.schema' has no attribute {name!r}")
+    warnings.warn(f"medmae.config.schema.{name} moved to {_MOVED[name]}.{name}", DeprecationWarning, stacklevel=2)
+    return getattr(importlib.import_module(_MOVED[name]), name)

@@ -76,7 +76,7 @@ def run_preprocess(step: Step, folder: Path, deps: dict, ctx: StudyContext) -> d
 
 
 def pretrain_config(step: Step, folder: Path, cache: str, ctx: StudyContext):
-    from medmae.config.schema import PretrainConfig
+    from medmae.training.pretrain_config import PretrainConfig
 
     body = {k: v for k, v in step.config.items() if k != "torchrun"}
     body["data"] = {**body["data"], "cache_dir": cache}

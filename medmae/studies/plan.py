@@ -45,7 +45,8 @@ def data_step(spec: StudySpec, root: Path, study_file: Path, data: DataSpec | No
 
 def build_plan(spec: StudySpec, root: Path, study_file: Path) -> list[Step]:
     """All steps of the study, each after the steps it depends on."""
-    from medmae.config.schema import PretrainConfig, PreprocessConfig
+    from medmae.preprocess.config import PreprocessConfig
+    from medmae.training.pretrain_config import PretrainConfig
 
     steps = [data_step(spec, root, study_file)]
     variants: list[tuple[str, dict]] = []
@@ -72,7 +73,7 @@ def build_plan(spec: StudySpec, root: Path, study_file: Path) -> list[Step]:
 
 def head_steps(spec: StudySpec, root: Path, study_file: Path, variants: list[tuple[str, dict]]) -> list[Step]:
     """Anomaly and segmentation evaluation of every (variant, seed), after its pretraining."""
-    from medmae.config.schema import PreprocessConfig
+    from medmae.preprocess.config import PreprocessConfig
     from medmae.heads.anomaly.config import AnomalyConfig
     from medmae.heads.segmentation.config import FinetuneConfig
 

@@ -153,7 +153,8 @@ def load_study(path: str | os.PathLike) -> tuple[StudySpec, Path]:
 
 
 def _check_stages(spec: StudySpec, root: Path, path: Path) -> None:
-    from medmae.config.schema import PretrainConfig, PreprocessConfig
+    from medmae.preprocess.config import PreprocessConfig
+    from medmae.training.pretrain_config import PretrainConfig
     from medmae.heads.anomaly.config import AnomalyConfig
     from medmae.heads.segmentation.config import FinetuneConfig
 

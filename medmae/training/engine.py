@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from medmae.config.base import flatten, save_config
-from medmae.config.schema import PretrainConfig
+from medmae.training.pretrain_config import PretrainConfig
 from medmae.data.config import LoaderConfig
 from medmae.data.loader import build_loader
 from medmae.masking.build import build_masking

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from medmae.config.base import ConfigError, flatten
-from medmae.config.schema import PretrainConfig
+from medmae.training.pretrain_config import PretrainConfig
 from medmae.data.cache import CASES, open_case, read_index
 from medmae.data.midline import MISSING, case_midline
 

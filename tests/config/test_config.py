@@ -4,7 +4,8 @@ import pytest
 import yaml
 
 from medmae.config import ConfigError, flatten, load_config, save_config
-from medmae.config.schema import PretrainConfig, PreprocessConfig
+from medmae.preprocess.config import PreprocessConfig
+from medmae.training.pretrain_config import PretrainConfig
 
 
 def test_defaults_validate():

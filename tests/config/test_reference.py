@@ -7,7 +7,7 @@ from pathlib import Path
 from medmae.cli.main import main
 from medmae.config.base import flatten
 from medmae.config.reference import render
-from medmae.config.schema import PretrainConfig
+from medmae.training.pretrain_config import PretrainConfig
 from medmae.preprocess.config import PreprocessConfig
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "config.md"

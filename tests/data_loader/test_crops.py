@@ -8,7 +8,7 @@ from conftest import SHAPES
 from loader_helpers import loader_cfg, make_cache
 
 from medmae.config.base import ConfigError, load_config
-from medmae.config.schema import PretrainConfig
+from medmae.training.pretrain_config import PretrainConfig
 from medmae.data.cache import list_cases, open_case
 from medmae.data.dataset import CropDataset
 from medmae.data.sampling import crop_starts, foreground_points, read_crop, start_bounds

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from medmae.config.schema import PretrainConfig
+from medmae.training.pretrain_config import PretrainConfig
 from medmae.models import build_mae
 
 # 12 layers and patch 16 so that MONAI's UNETR (which fixes both) can hold the encoder

@@ -9,7 +9,7 @@ import torch
 from masking_helpers import PATCH, make_ctx, seeded
 
 from medmae.config.base import ConfigError, load_config
-from medmae.config.schema import PretrainConfig
+from medmae.training.pretrain_config import PretrainConfig
 from medmae.masking.adversarial import AdversarialMasking
 from medmae.masking.anatomy import AnatomyMasking
 from medmae.masking.block import BlockMasking

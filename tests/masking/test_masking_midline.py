@@ -10,7 +10,7 @@ import torch
 from masking_helpers import grid_coords, seeded
 
 from medmae.config.base import ConfigError, load_config
-from medmae.config.schema import PretrainConfig
+from medmae.training.pretrain_config import PretrainConfig
 from medmae.masking.anatomy import AnatomyMasking
 from medmae.masking.base import MaskContext
 from medmae.masking.context import build_context

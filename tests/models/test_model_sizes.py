@@ -6,7 +6,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from medmae.config import ConfigError, load_config
-from medmae.config.schema import PretrainConfig
+from medmae.training.pretrain_config import PretrainConfig
 from medmae.models import PRESETS, MaskedAutoencoder3D, ModelConfig, build_encoder, build_mae, resolve_dims
 from medmae.models.flops import mae_forward_flops, mae_train_step_flops, train_flops
 

@@ -6,7 +6,7 @@ tests/training/test_input_norm_real.py."""
 import pytest
 import torch
 
-from medmae.config.schema import ModelConfig
+from medmae.models.config import ModelConfig
 from medmae.models.build import build_mae
 from medmae.models.refiner import VoxelRefiner
 from medmae.tokens import token_volume

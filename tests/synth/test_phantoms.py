@@ -159,7 +159,7 @@ def test_cli_brain_mask_skull_strips_preprocessing(tmp_path, capsys):
     """--brain-mask: the manifest's mask is the intracranial tissue, and preprocessing then
     keeps the brain and drops skull and scalp from the body it trains and scores in."""
     from medmae.config.base import load_config
-    from medmae.config.schema import PreprocessConfig
+    from medmae.preprocess.config import PreprocessConfig
     from medmae.preprocess.case import prepare_case
 
     out = tmp_path / "b"

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from medmae.config.base import load_config
-from medmae.config.schema import PretrainConfig
+from medmae.training.pretrain_config import PretrainConfig
 from medmae.tracking.encoder_model import WEIGHTS_DIR, save_encoder_model
 from medmae.tracking.mlflow_run import Tracker
 from medmae.training import engine

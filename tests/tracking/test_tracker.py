@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from medmae.config.base import flatten
-from medmae.config.schema import PretrainConfig
+from medmae.training.pretrain_config import PretrainConfig
 from medmae.tracking.config import TrackingConfig
 from medmae.tracking.mlflow_run import (MAX_KEY, MAX_PARAM_VALUE, MlflowTracker, artifact_root_for, clip_key,
                                         param_values, resolve_tracking_uri, ui_command)

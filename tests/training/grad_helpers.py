@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from medmae.config.schema import PretrainConfig
+from medmae.training.pretrain_config import PretrainConfig
 from medmae.masking.base import MaskingStrategy
 from medmae.models import MaskedAutoencoder3D
 from medmae.training.distributed import DistInfo, wrap_ddp

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from medmae.config.base import load_config
-from medmae.config.schema import PreprocessConfig, PretrainConfig
+from medmae.preprocess.config import PreprocessConfig
+from medmae.training.pretrain_config import PretrainConfig
 from medmae.demo import DEMO_PRETRAIN
 from medmae.heads.anomaly.model import load_model
 from medmae.io.manifest import write_manifest

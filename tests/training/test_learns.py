@@ -8,7 +8,7 @@ from PIL import Image
 
 from medmae.cli.main import main
 from medmae.config.base import load_config
-from medmae.config.schema import PretrainConfig
+from medmae.training.pretrain_config import PretrainConfig
 from medmae.tracking.metrics_log import read_metrics
 from training_helpers import TINY, make_phantom_cache
 

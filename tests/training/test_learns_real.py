@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from medmae.config.base import load_config
-from medmae.config.schema import PreprocessConfig
+from medmae.preprocess.config import PreprocessConfig
 from medmae.io.manifest import write_manifest
 from medmae.io.scan import scan_folder
 from medmae.preprocess.batch import preprocess_manifest

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from medmae.config.base import ConfigError, load_config
-from medmae.config.schema import PreprocessConfig
+from medmae.preprocess.config import PreprocessConfig
 from medmae.data.cache import CASES
 from medmae.io.manifest import write_manifest
 from medmae.io.scan import scan_folder

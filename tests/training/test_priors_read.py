@@ -9,7 +9,7 @@ from pathlib import Path
 from training_helpers import tiny_config
 
 from medmae.config.base import load_config
-from medmae.config.schema import PreprocessConfig
+from medmae.preprocess.config import PreprocessConfig
 from medmae.io.manifest import write_manifest
 from medmae.io.scan import scan_folder
 from medmae.masking.config import MaskingConfig

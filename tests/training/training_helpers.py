@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from medmae.config.base import load_config
-from medmae.config.schema import PretrainConfig
+from medmae.training.pretrain_config import PretrainConfig
 from medmae.data.cache import INDEX, write_case
 from medmae.synth.phantom import make_phantom
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from medmae.config.base import load_config
-from medmae.config.schema import PreprocessConfig, PretrainConfig
+from medmae.preprocess.config import PreprocessConfig
+from medmae.training.pretrain_config import PretrainConfig
 from medmae.io.manifest import read_manifest, write_manifest
 from medmae.preprocess.batch import preprocess_manifest
 from medmae.synth.write import finish, generate

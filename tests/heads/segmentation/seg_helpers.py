@@ -57,7 +57,7 @@ def tiny_finetune(cache: Path, out_dir: Path, *overrides: str) -> FinetuneConfig
 
 def pretrained_export(cache: Path, root: Path, crop=(24, 24, 24), steps: int = 30) -> Path:
     """A tiny MAE pretrained ``steps`` steps on ``cache`` and exported to ``root/export``."""
-    from medmae.config.schema import PretrainConfig
+    from medmae.training.pretrain_config import PretrainConfig
     from medmae.export.files import export_encoder
     from medmae.tracking.mlflow_run import Tracker
     from medmae.training.engine import pretrain
