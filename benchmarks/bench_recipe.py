@@ -11,7 +11,7 @@ side by side with its peers in one run:
   crop after the decoder (``model.refine_width``), which continue boundaries into hidden patches.
 
 Data: 2 brain + 2 abdomen phantoms preprocessed like the demo (2 mm, all priors). Each
-configuration runs ``--steps`` steps of ``medmae.demo.DEMO_PRETRAIN`` (batch 4 of 32³ crops,
+configuration runs ``--steps`` steps of ``configs/pretrain_demo_cpu.yaml`` (batch 4 of 32³ crops,
 one loader worker) in alternating rounds; the fastest round counts. Run:
 
     python benchmarks/bench_recipe.py              # about 3 minutes on 2 cores
@@ -29,8 +29,7 @@ import torch
 
 from medmae.config.base import load_config
 from medmae.preprocess.config import PreprocessConfig
-from medmae.training.pretrain_config import PretrainConfig
-from medmae.demo import DEMO_PREPROCESS, DEMO_PRETRAIN
+from medmae.demo import demo_preprocess_overrides, demo_pretrain_config
 from medmae.preprocess.batch import preprocess_manifest
 from medmae.synth.write import finish, generate
 from medmae.training import engine
@@ -53,14 +52,14 @@ def build_cache(root: Path) -> Path:
     from medmae.io.manifest import write_manifest
 
     manifest = write_manifest(rows, root / "manifest.csv")
-    pcfg = load_config(PreprocessConfig, None, DEMO_PREPROCESS)
+    pcfg = load_config(PreprocessConfig, None, demo_preprocess_overrides())
     preprocess_manifest(manifest, root / "cache", pcfg, workers=0, progress=False)
     return root / "cache"
 
 
 def run(name: str, cache: Path, out: Path, steps: int) -> float:
-    cfg = load_config(PretrainConfig, None, [
-        *DEMO_PRETRAIN, *CONFIGS[name], f"data.cache_dir={cache}", f"train.out_dir={out}", f"train.steps={steps}",
+    cfg = demo_pretrain_config([
+        *CONFIGS[name], f"data.cache_dir={cache}", f"train.out_dir={out}", f"train.steps={steps}",
         f"train.checkpoint_every={steps}", f"train.figure_every={steps}", f"train.log_every={steps}",
         "train.resume=false", "tracking.enabled=false"])
     peer = mock.patch.object(engine, "_data_read", lambda c, info: c.data) if name.startswith("all") else None

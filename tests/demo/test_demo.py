@@ -1,55 +1,45 @@
-"""The demo wires every stage together: phantoms + a real scan -> cache -> MAE -> MLflow."""
+"""`medmae demo` is the demo study; the demo's recipe lives in its files only."""
 
-import re
-import shutil
 from pathlib import Path
 
-import numpy as np
-import pytest
-from mlflow.tracking import MlflowClient
+import yaml
 
 from medmae.cli.main import main
-from medmae.data.cache import list_cases
+from medmae import demo
+from medmae.config.base import flatten, load_config
+from medmae.training.pretrain_config import PretrainConfig
 
-DATA = Path(__file__).resolve().parents[1] / "data"
+REPO = Path(__file__).resolve().parents[2]
 
 
-def test_demo_end_to_end(tmp_path, monkeypatch, capsys):
-    real = tmp_path / "real"
-    real.mkdir()
-    for name in ("ct_abdomen_3mm.nii.gz", "ct_abdomen_3mm_seg.nii.gz"):
-        shutil.copy(DATA / name, real / name)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    rc = main(["demo", "--out", "demo_out", "--steps", "6", "--phantoms", "1", "--real-dir", str(real),
-               "train.figure_every=6", "tracking.system_metrics=false", "tracking.log_model=false"])
-    assert rc == 0
-    out = capsys.readouterr().out
-    assert "open the UI" in out and "mlflow ui --backend-store-uri sqlite:///" in out
+def test_demo_runs_the_demo_study(monkeypatch, tmp_path, capsys):
+    from medmae.studies import runner
 
-    cases = list_cases(tmp_path / "demo_out" / "cache", split=None)
-    assert sorted(c.case_id for c in cases) == ["abdomen_0000", "brain_0000", "ct_abdomen_3mm"]
-    ct = next(c for c in cases if c.case_id == "ct_abdomen_3mm")
-    assert np.allclose(np.linalg.norm(ct.affine[:3, :3], axis=0), 2.0)  # demo spacing
+    called = {}
 
-    figures = sorted((tmp_path / "demo_out" / "run" / "figures").glob("*.png"))
-    assert [f.name for f in figures] == ["step_0000006.png"]
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
-    exp = client.get_experiment_by_name("medmae-demo")
-    (run,) = client.search_runs([exp.experiment_id])
-    assert run.info.status == "FINISHED"
-    assert run.data.params["masking.strategy"] == "random"
-    assert run.data.params["model.norm_crop_loss"] == "True"
-    assert "hidden-token r" in out
-    # MLflow gets means over each log window (train.log_every); metrics.jsonl every step
-    (logged,) = client.get_metric_history(run.info.run_id, "loss")
-    assert logged.step == 6
-    # the summary's final loss is the statistic the progress line (and MLflow) shows: the mean
-    # over the last log window (here steps 1-6), not some other tail of the run
-    final = re.search(r"-> (\d+\.\d+) \(steps 1-6; predict-the-mean baseline", out)
-    assert final and float(final.group(1)) == pytest.approx(logged.value, abs=6e-5), out
-    (r,) = client.get_metric_history(run.info.run_id, "hidden_corr")
-    shown = re.search(r"hidden-token r\s+(-?\d+\.\d+)", out)
-    assert r.step == 6 and -1 <= r.value <= 1 and shown and float(shown.group(1)) == pytest.approx(r.value, abs=6e-3)
-    records = (tmp_path / "demo_out" / "run" / "metrics.jsonl").read_text().splitlines()
-    assert len(records) == 6
+    def run_study(study, out, uri):
+        called.update(study=study, out=out, uri=uri)
+        raise SystemExit(0)  # the study itself is tested in tests/studies
+
+    monkeypatch.setattr(runner, "run_study", run_study)
+    try:
+        main(["demo", "--out", str(tmp_path / "o"), "--tracking-uri", "sqlite:///x.db"])
+    except SystemExit:
+        pass
+    assert Path(called["study"]) == REPO / "studies" / "demo.yaml"
+    assert called["out"] == str(tmp_path / "o") and called["uri"] == "sqlite:///x.db"
+
+
+def test_the_demo_recipe_has_one_home(monkeypatch, tmp_path, capsys):
+    """The study pretrains with configs/pretrain_demo_cpu.yaml, which demo_pretrain_config reads;
+    outside a clone the command says what it needs."""
+    study = yaml.safe_load((REPO / "studies" / "demo.yaml").read_text())
+    assert (REPO / "studies" / study["pretrain"]["config"]).resolve() == demo.DEMO_PRETRAIN.resolve()
+    assert demo.demo_preprocess_overrides() == study["preprocess"]["overrides"]
+    assert flatten(demo.demo_pretrain_config()) == flatten(load_config(PretrainConfig, demo.DEMO_PRETRAIN))
+    assert not hasattr(demo, "run_demo")  # no second copy of the recipe in code
+
+    monkeypatch.setattr(demo, "DEMO_STUDY", tmp_path / "missing.yaml")
+    assert main(["demo"]) == 2
+    err = capsys.readouterr().err
+    assert "missing.yaml: not found" in err and "clone" in err, err

@@ -15,8 +15,7 @@ import torch
 
 from medmae.config.base import load_config
 from medmae.preprocess.config import PreprocessConfig
-from medmae.training.pretrain_config import PretrainConfig
-from medmae.demo import DEMO_PRETRAIN
+from medmae.demo import demo_pretrain_config
 from medmae.heads.anomaly.model import load_model
 from medmae.io.manifest import write_manifest
 from medmae.io.scan import scan_folder
@@ -57,8 +56,8 @@ def runs(tmp_path_factory):
     out = {}
     try:
         for name, extra in VARIANTS.items():
-            cfg = load_config(PretrainConfig, None, [
-                *DEMO_PRETRAIN, *extra, f"data.cache_dir={tmp_path / 'cache'}", f"train.out_dir={tmp_path / name}",
+            cfg = demo_pretrain_config([
+                *extra, f"data.cache_dir={tmp_path / 'cache'}", f"train.out_dir={tmp_path / name}",
                 f"train.steps={STEPS}", "data.priors=[body]", "data.workers=0", f"train.checkpoint_every={STEPS}",
                 f"train.figure_every={STEPS}", "tracking.enabled=false"])
             pretrain(cfg)
