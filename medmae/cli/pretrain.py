@@ -46,11 +46,11 @@ def run(args: argparse.Namespace) -> int:
     if not _is_main():
         return 0
     print(f"\npretraining done: {result.steps}/{cfg.train.steps} steps in {result.out_dir}")
-    windows = report_windows(result.losses, result.baselines, result.start_step, cfg.train.log_every,
+    windows = report_windows(result.losses, result.mean_predictor, result.start_step, cfg.train.log_every,
                              cfg.train.steps)
     if windows:
         w = windows[-1]
-        print(f"  final loss      {w.loss:.4f}  (predict-the-mean baseline {w.baseline:.4f}; "
+        print(f"  final loss      {w.loss:.4f}  (mean-predictor loss {w.mean_predictor:.4f}; "
               f"mean of steps {w.first}-{w.last}, as on the last progress line)")
     print(f"  config          {result.out_dir / 'config.yaml'}")
     print(f"  metrics         {result.out_dir / 'metrics.jsonl'}")

@@ -166,8 +166,9 @@ def pretrain_metrics(path: Path) -> dict[str, float]:
     k = max(1, len(records) // 10)
     last = records[-k:]
     out = {"steps": float(records[-1]["step"]), "final_loss": sum(r["loss"] for r in last) / k,
-           "baseline": sum(r["baseline"] for r in last) / k}
-    out["loss_over_baseline"] = out["final_loss"] / out["baseline"] if out["baseline"] > 0 else float("nan")
+           "mean_predictor_loss": sum(r["mean_predictor_loss"] for r in last) / k}
+    m = out["mean_predictor_loss"]
+    out["loss_over_mean_predictor"] = out["final_loss"] / m if m > 0 else float("nan")
     for key in ("hidden_corr", "recon_corr"):
         vals = [r[key] for r in last if isinstance(r.get(key), (int, float))]
         if vals:

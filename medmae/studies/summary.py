@@ -1,7 +1,7 @@
 """The study's comparison: one row per (variant, seed), a mean ± sd table per variant, plots.
 
 Columns are every metric the steps produced for that variant and seed, prefixed with the
-step kind (``pretrain.loss_over_baseline``, later ``anomaly.auprc``, ``segmentation.dice``).
+step kind (``pretrain.loss_over_mean_predictor``, later ``anomaly.auprc``, ``segmentation.dice``).
 The plot shows each metric per variant, with the seeds as points and their spread as
 error bars.
 """

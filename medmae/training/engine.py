@@ -6,7 +6,7 @@ Per optimizer step, for each of ``grad_accum`` micro-batches on every rank:
 then clip, AdamW step, LR from the warm-up + cosine schedule. Rank 0 writes everything:
 
     OUT/config.yaml            resolved config
-    OUT/metrics.jsonl          one record per step (loss, predict-the-mean baseline, lr, ...)
+    OUT/metrics.jsonl          one record per step (loss, mean_predictor_loss, lr, ...)
     OUT/checkpoints/           latest.pt + the last K step files (see medmae.training.state)
     OUT/figures/step_*.png     input / mask / reconstruction montages
     OUT/mlflow_model/encoder/  the encoder as an MLflow model (logged as a Logged Model of the run;
@@ -41,7 +41,7 @@ from medmae.preprocess.signature import cache_signature
 from medmae.tracking.figures import save_reconstruction_figure
 from medmae.tracking.mlflow_run import Tracker
 from medmae.tracking.provenance import run_tags
-from medmae.training.baseline import mean_baseline
+from medmae.training.mean_predictor import mean_predictor_loss
 from medmae.training.correlation import hidden_correlation
 from medmae.training.distributed import DistInfo, wrap_ddp
 from medmae.training.loop import RunState, run_task
@@ -67,8 +67,8 @@ class PretrainResult:
     start_step: int
     losses: list[float] = field(default_factory=list)
     """Per-step masked-token loss of the steps this call ran (mean over ranks)."""
-    baselines: list[float] = field(default_factory=list)
-    """Per-step predict-the-mean baseline (see medmae.training.baseline)."""
+    mean_predictor: list[float] = field(default_factory=list)
+    """Per-step loss of predicting the mean (see medmae.training.mean_predictor)."""
     correlations: list[float] = field(default_factory=list)
     """Per-step Pearson r of reconstruction and truth on hidden tokens (medmae.training.correlation)."""
     checkpoint: Path | None = None
@@ -113,7 +113,7 @@ def _fill_result(result: PretrainResult, run: RunState) -> None:
     result.run_id, result.experiment_id = run.tracker.run_id, run.tracker.experiment_id
     if run.steplog is not None:
         log = run.steplog
-        result.losses, result.baselines, result.correlations = log.losses, log.baselines, log.correlations
+        result.losses, result.mean_predictor, result.correlations = log.losses, log.mean_predictor, log.correlations
 
 
 class PretrainTask:
@@ -159,9 +159,9 @@ class PretrainTask:
 
     def step(self, step: int) -> StepNumbers:
         lr = self.schedule.apply(self.parts.optimizer, step)
-        loss, baseline, corr, grad_norm, masking, self._last = _train_step(self.cfg, self.parts, self.train_model,
+        loss, mean_pred, corr, grad_norm, masking, self._last = _train_step(self.cfg, self.parts, self.train_model,
                                                                            self.info, self.precision, step)
-        return StepNumbers(step + 1, lr, loss, baseline, grad_norm, masking, corr)
+        return StepNumbers(step + 1, lr, loss, mean_pred, grad_norm, masking, corr)
 
     def after_step(self, done: int, last: bool) -> None:
         t = self.cfg.train
@@ -188,13 +188,13 @@ def _train_step(cfg: PretrainConfig, parts: TrainParts, train_model: nn.Module, 
                 precision: str, step: int):
     """One optimizer step over ``grad_accum`` micro-batches.
 
-    Returns (loss, baseline, hidden-token correlation) 0-dim device tensors averaged over
+    Returns (loss, mean-predictor loss, hidden-token correlation) 0-dim device tensors averaged over
     micro-batches, the
     gradient norm (before clipping; None without clipping), the strategy's metrics, and
     the last micro-batch ``(batch, ctx, mask, out)`` for figures.
     """
     t, m, device = cfg.train, cfg.masking, info.device
-    losses, baselines, corrs, metrics = [], [], [], []
+    losses, mean_preds, corrs, metrics = [], [], [], []
     for micro in range(t.grad_accum):
         batch = next(parts.loader)
         ctx = build_context(batch, cfg.model.patch_size, m.foreground_only, m.foreground_min_fraction, device,
@@ -213,7 +213,7 @@ def _train_step(cfg: PretrainConfig, parts: TrainParts, train_model: nn.Module, 
                 (parts.scaler.scale(loss) if parts.scaler is not None else loss).backward()
         metrics.append(parts.strategy.update(ctx, mask, out.token_loss.detach(), step))
         losses.append(out.loss.detach())
-        baselines.append(mean_baseline(out.target, mask, ctx.valid, cfg.model.norm_pix_loss))
+        mean_preds.append(mean_predictor_loss(out.target, mask, ctx.valid, cfg.model.norm_pix_loss))
         corrs.append(hidden_correlation(out.pred, out.target, mask, ctx.valid))
     if parts.scaler is not None:
         parts.scaler.unscale_(parts.optimizer)
@@ -229,7 +229,7 @@ def _train_step(cfg: PretrainConfig, parts: TrainParts, train_model: nn.Module, 
     parts.strategy.after_optimizer_step(parts.model)  # EMA teachers: once per optimizer step
     keys = {k for d in metrics for k in d}
     mean_metrics = {k: sum(float(d[k]) for d in metrics if k in d) / sum(k in d for d in metrics) for k in keys}
-    means = [torch.stack(v).mean() for v in (losses, baselines, corrs)]
+    means = [torch.stack(v).mean() for v in (losses, mean_preds, corrs)]
     return (*means, grad_norm, mean_metrics, (batch, ctx, mask, out))
 
 

@@ -1,4 +1,4 @@
-"""The progress line: step/total, loss, baseline, hidden-token correlation, lr, crops/s and ETA."""
+"""The progress line: step/total, loss, mean-predictor loss, hidden-token correlation, lr, crops/s and ETA."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ class Progress:
         self._last_step = int(start_step)
         self.crops_per_s = 0.0
 
-    def line(self, step: int, loss: float, lr: float, baseline: float | None = None,
+    def line(self, step: int, loss: float, lr: float, mean_pred: float | None = None,
              corr: float | None = None) -> str:
         """``step`` is the number of steps done; updates throughput from the previous call."""
         now = self._clock()
@@ -41,8 +41,8 @@ class Progress:
         self._last_time, self._last_step = now, step
         width = len(str(self.total))
         parts = [f"step {step:>{width}}/{self.total}", f"loss {loss:.4f}"]
-        if baseline is not None and baseline > 0:
-            parts.append(f"baseline {baseline:.4f} ({loss / baseline:.2f}x)")
+        if mean_pred is not None and mean_pred > 0:
+            parts.append(f"mean-predictor {mean_pred:.4f} ({loss / mean_pred:.2f}x)")
         if corr is not None and corr == corr:
             parts.append(f"r {corr:.2f}")
         parts += [f"lr {lr:.2e}", f"{self.crops_per_s:.1f} crops/s",

@@ -1,6 +1,6 @@
 """Per-step numbers: kept on the device between syncs, then logged.
 
-Each optimizer step adds its loss, predict-the-mean baseline and hidden-token correlation
+Each optimizer step adds its loss, mean-predictor loss and hidden-token correlation
 (medmae.training.correlation) as 0-dim device tensors
 (no host sync per step). :meth:`StepLog.sync` averages them over ranks in one all-reduce,
 writes one record per step to ``metrics.jsonl`` (rank 0) and raises if the loss diverged;
@@ -32,8 +32,8 @@ class StepNumbers:
     step: int
     lr: float
     loss: torch.Tensor
-    baseline: torch.Tensor | None = None
-    """Loss of predicting the mean (pretraining; None: not measured)."""
+    mean_predictor: torch.Tensor | None = None
+    """Loss of predicting the mean (medmae.training.mean_predictor; pretraining; None: not measured)."""
     grad_norm: torch.Tensor | float | None = None
     masking: dict[str, float] = field(default_factory=dict)
     correlation: torch.Tensor | None = None
@@ -51,7 +51,7 @@ class StepLog:
         self._window: list[StepNumbers] = []
         self._unreported: list[dict[str, Any]] = []
         self.losses: list[float] = []
-        self.baselines: list[float] = []
+        self.mean_predictor: list[float] = []
         self.correlations: list[float] = []
 
     def add(self, numbers: StepNumbers) -> None:
@@ -66,8 +66,8 @@ class StepLog:
         records = []
         for s, (loss, base, corr) in zip(self._window, rows):
             rec = {"step": s.step, "loss": loss, "lr": s.lr}
-            if s.baseline is not None:
-                rec["baseline"] = base
+            if s.mean_predictor is not None:
+                rec["mean_predictor_loss"] = base
             if s.correlation is not None:
                 rec["hidden_corr"] = corr
             if s.grad_norm is not None:
@@ -76,7 +76,7 @@ class StepLog:
             records.append(rec)
         self._window = []
         self.losses += [r["loss"] for r in records]
-        self.baselines += [r["baseline"] for r in records if "baseline" in r]
+        self.mean_predictor += [r["mean_predictor_loss"] for r in records if "mean_predictor_loss" in r]
         self.correlations += [r["hidden_corr"] for r in records if "hidden_corr" in r]
         if self.log is not None:
             self.log.write(records)
@@ -94,18 +94,19 @@ class StepLog:
             return
         last = records[-1]
         mean = {k: sum(r[k] for r in records if k in r) / sum(k in r for r in records) for k in last if k != "step"}
-        logger.info(self.progress.line(last["step"], mean["loss"], last["lr"], mean.get("baseline"),
+        logger.info(self.progress.line(last["step"], mean["loss"], last["lr"], mean.get("mean_predictor_loss"),
                                        mean.get("hidden_corr")))
         mean["lr"] = last["lr"]
-        if "baseline" in mean:
-            mean["loss_over_baseline"] = mean["loss"] / mean["baseline"] if mean["baseline"] > 0 else float("nan")
+        if "mean_predictor_loss" in mean:
+            m = mean["mean_predictor_loss"]
+            mean["loss_over_mean_predictor"] = mean["loss"] / m if m > 0 else float("nan")
         mean["crops_per_s"] = self.progress.crops_per_s
         self.tracker.log_metrics({k: v for k, v in mean.items() if math.isfinite(v)}, last["step"])
 
 
 def _row(s: StepNumbers) -> torch.Tensor:
-    """(3,) float32 on the loss's device: loss, baseline, correlation (nan when not measured)."""
+    """(3,) float32 on the loss's device: loss, mean-predictor loss, correlation (nan when not measured)."""
     nan = torch.full_like(s.loss, float("nan"))
     corr = s.correlation if s.correlation is not None else nan
-    base = s.baseline if s.baseline is not None else nan
+    base = s.mean_predictor if s.mean_predictor is not None else nan
     return torch.stack([s.loss.float(), base.float(), corr.float()])

@@ -55,7 +55,7 @@ def test_study_runs_every_step_in_order_and_compares_variants(first):
     assert [(r["variant"], r["strategy"], r["seed"]) for r in first.rows] == [("anatomy", "anatomy", 0),
                                                                                ("random", "random", 0)]
     for r in first.rows:
-        assert 0 < r["pretrain.final_loss"] and 0 < r["pretrain.loss_over_baseline"] < 5
+        assert 0 < r["pretrain.final_loss"] and 0 < r["pretrain.loss_over_mean_predictor"] < 5
         # fine-tuned from the variant's export and from scratch, evaluated on the same cases
         assert 0 <= r["segmentation.dice_pretrained_n1"] <= 1 and 0 <= r["segmentation.dice_scratch_n1"] <= 1
         assert r["segmentation.dice"] == r["segmentation.dice_pretrained_n1"]
@@ -69,7 +69,7 @@ def test_study_runs_every_step_in_order_and_compares_variants(first):
     with open(first.out / "summary.csv", newline="") as f:
         assert [row["variant"] for row in csv.DictReader(f)] == ["anatomy", "random"]
     md = (first.out / "summary.md").read_text(encoding="utf-8")
-    assert "| anatomy | anatomy | 1 |" in md and "pretrain.loss_over_baseline" in md
+    assert "| anatomy | anatomy | 1 |" in md and "pretrain.loss_over_mean_predictor" in md
     assert (first.out / "summary.png").stat().st_size > 5000
     assert len(list((first.out / "steps").glob("export-*/encoder/encoder.pt"))) == 2
     reports = list((first.out / "steps").glob("anomaly-*/evaluation/report.html"))
@@ -174,7 +174,7 @@ def test_study_on_real_scans_masks_their_organ_labels(tmp_path, store):
     assert json.loads((ct / "meta.json").read_text())["modality"] == "CT"
     assert len(np.unique(np.load(ct / "anatomy.npy"))) > 10  # the real organs are the masking units
     row = res.rows[0]
-    assert row["strategy"] == "anatomy" and 0 < row["pretrain.loss_over_baseline"] < 5
+    assert row["strategy"] == "anatomy" and 0 < row["pretrain.loss_over_mean_predictor"] < 5
     # the hidden-token r on fixed crops of the real scans (not the phantom) is reported
     pre = next(p for name, p in steps.items() if name.startswith("pretrain"))
     per_case = json.loads((pre / "real_scans.json").read_text())["hidden_corr"]

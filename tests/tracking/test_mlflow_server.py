@@ -113,7 +113,7 @@ def test_run_reads_back_through_the_server(server, cache, tmp_path, monkeypatch)
     for m in history:
         pair = [r["loss"] for r in local if m.step - 2 < r["step"] <= m.step]
         assert m.value == pytest.approx(sum(pair) / 2, rel=1e-6)
-    assert {"baseline", "lr", "loss_over_baseline", "crops_per_s", "grad_norm"} <= set(run.data.metrics)
+    assert {"mean_predictor_loss", "lr", "loss_over_mean_predictor", "crops_per_s", "grad_norm"} <= set(run.data.metrics)
     # one sample, however short the run and however loaded the machine: the interval (1 h) never
     # elapses, so it is the one taken at the end (medmae.tracking.system_metrics)
     assert any(k.startswith("system/") for k in run.data.metrics), sorted(run.data.metrics)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from medmae.training.baseline import mean_baseline
+from medmae.training.mean_predictor import mean_predictor_loss
 from medmae.training.correlation import hidden_correlation
 from medmae.training.progress import Progress
 
@@ -27,7 +27,7 @@ def test_predict_the_mean_scores_zero_although_levels_differ_between_samples():
     target, mask = _batch()
     visible_mean = (target * ~mask[..., None]).sum((1, 2)) / (~mask).sum(1) / target.shape[2]
     pred = visible_mean[:, None, None].expand_as(target).clone()  # what the raw baseline predicts
-    assert mean_baseline(target, mask, None, False).item() > 0.5
+    assert mean_predictor_loss(target, mask, None, False).item() > 0.5
     assert hidden_correlation(pred, target, mask).item() == 0.0
     noise = torch.randn(target.shape, generator=torch.Generator().manual_seed(1))
     assert abs(hidden_correlation(noise, target, mask).item()) < 0.15
@@ -49,5 +49,5 @@ def test_only_hidden_valid_voxels_count():
 
 def test_progress_line_shows_correlation():
     p = Progress(total_steps=10, start_step=0, crops_per_step=4, clock=lambda: 0.0)
-    assert "r 0.63" in p.line(5, loss=0.5, lr=1e-4, baseline=1.0, corr=0.634)
-    assert "| r " not in p.line(6, loss=0.5, lr=1e-4, baseline=1.0)
+    assert "r 0.63" in p.line(5, loss=0.5, lr=1e-4, mean_pred=1.0, corr=0.634)
+    assert "| r " not in p.line(6, loss=0.5, lr=1e-4, mean_pred=1.0)

@@ -39,7 +39,7 @@ def test_learns_on_real_scans(tmp_path, monkeypatch):
                       "model.norm_pix_loss=false", "tracking.enabled=false")
     result = pretrain(cfg)
     first, last = np.mean(result.losses[:10]), np.mean(result.losses[-20:])
-    baseline = np.mean(result.baselines[-20:])
+    baseline = np.mean(result.mean_predictor[-20:])
     r_first, r_last = np.mean(result.correlations[:10]), np.mean(result.correlations[-20:])
     print(f"real scans: first {first:.3f} last {last:.3f} baseline {baseline:.3f}; r {r_first:.2f} -> {r_last:.2f}")
     assert last < 0.75 * baseline, (first, last, baseline)

@@ -53,7 +53,7 @@ def test_kill_and_resume_gives_identical_losses(cache, tmp_path, monkeypatch, st
     resumed = pretrain(_cfg(cache, tmp_path / "killed", strategy, *extra))
     assert resumed.start_step == CHECKPOINT_EVERY and resumed.steps == STEPS
 
-    # exact equality, step for step: losses, baselines, lr, grad norms, masking metrics
+    # exact equality, step for step: losses, mean-predictor losses, lr, grad norms, masking metrics
     assert resumed.losses == straight.losses[CHECKPOINT_EVERY:]
     assert read_metrics(tmp_path / "killed" / "metrics.jsonl") == read_metrics(tmp_path / "straight" / "metrics.jsonl")
     a, b = straight.model.state_dict(), resumed.model.state_dict()

@@ -1,4 +1,4 @@
-"""LR schedule, AdamW parameter groups, precision, the predict-the-mean baseline, progress line."""
+"""LR schedule, AdamW parameter groups, precision, the mean-predictor loss, progress line."""
 
 import math
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from medmae.training.baseline import mean_baseline
+from medmae.training.mean_predictor import mean_predictor_loss
 from medmae.training.optim import build_optimizer, param_groups
 from medmae.training.precision import autocast, grad_scaler, resolve_precision
 from medmae.training.progress import Progress, format_duration
@@ -78,28 +78,28 @@ def test_precision_choices():
     assert y.dtype == torch.bfloat16
 
 
-def test_mean_baseline_norm_pix_is_token_energy():
+def test_mean_predictor_loss_norm_pix_is_token_energy():
     target = torch.zeros(1, 4, 3)
     target[0, 0] = torch.tensor([1.0, -1.0, 0.0])  # mean square 2/3
     target[0, 1] = torch.tensor([2.0, 0.0, -2.0])  # 8/3, but visible
     mask = torch.tensor([[True, False, True, False]])
-    assert mean_baseline(target, mask, None, True).item() == pytest.approx((2 / 3 + 0) / 2)
+    assert mean_predictor_loss(target, mask, None, True).item() == pytest.approx((2 / 3 + 0) / 2)
     valid = torch.tensor([[True, True, False, True]])  # token 2 not in play
-    assert mean_baseline(target, mask, valid, True).item() == pytest.approx(2 / 3)
+    assert mean_predictor_loss(target, mask, valid, True).item() == pytest.approx(2 / 3)
 
 
-def test_mean_baseline_raw_predicts_visible_mean():
+def test_mean_predictor_loss_raw_predicts_visible_mean():
     target = torch.tensor([[[1.0, 1.0], [3.0, 3.0], [5.0, 7.0], [0.0, 0.0]]])
     mask = torch.tensor([[False, False, True, True]])  # visible mean = 2
     expected = (((5 - 2) ** 2 + (7 - 2) ** 2) / 2 + (0 - 2) ** 2) / 2
-    assert mean_baseline(target, mask, None, False).item() == pytest.approx(expected)
+    assert mean_predictor_loss(target, mask, None, False).item() == pytest.approx(expected)
 
 
 def test_progress_line_throughput_and_eta():
     now = [100.0]
     p = Progress(total_steps=100, start_step=0, crops_per_step=8, clock=lambda: now[0])
     now[0] = 110.0
-    line = p.line(10, loss=0.5, lr=1e-4, baseline=1.0)
+    line = p.line(10, loss=0.5, lr=1e-4, mean_pred=1.0)
     assert p.crops_per_s == pytest.approx(8.0)
     assert "step  10/100" in line and "loss 0.5000" in line and "(0.50x)" in line
     assert "8.0 crops/s" in line and "ETA 0:01:30" in line

@@ -67,7 +67,7 @@ def build(root: Path) -> Pretrained:
     assert len(report.done) == 6 and not report.bad, report.bad
     cfg = load_config(PretrainConfig, None, [*TINY, f"data.cache_dir={root / 'cache'}", f"train.out_dir={root / 'run'}"])
     result = pretrain(cfg)
-    assert np.mean(result.losses[-20:]) < 0.7 * np.mean(result.baselines[-20:]), (result.losses[-5:], result.baselines[-5:])
+    assert np.mean(result.losses[-20:]) < 0.7 * np.mean(result.mean_predictor[-20:]), (result.losses[-5:], result.mean_predictor[-5:])
     return Pretrained(root, root / "run", train, phantoms(root / "lesions", 4, seed=21, lesions=True),
                       phantoms(root / "calib", 4, seed=31, lesions=False), phantoms(root / "heldout", 3, seed=41,
                                                                                         lesions=False))

@@ -1,4 +1,5 @@
-"""The predict-the-mean baseline that the masked-token loss is read against.
+"""The mean-predictor loss: what the masked-token loss is read against (called "baseline" before;
+renamed so it is not confused with the anomaly head's intensity baseline detector).
 
 A model that learned nothing about structure can still predict a constant per token:
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 import torch
 
 
-def mean_baseline(target: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor | None,
+def mean_predictor_loss(target: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor | None,
                   norm_pix_loss: bool) -> torch.Tensor:
     """Baseline MSE over hidden valid tokens.
 
