@@ -5,6 +5,7 @@ and without the voxel refiner and the interpolation residual; with raw targets n
 changes either, and the raw path is the identity it always was. The scoring side (the
 anomaly window sums) is tested in tests/heads/anomaly/test_anomaly_window.py."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -99,3 +100,25 @@ def test_raw_targets_are_the_voxels_themselves():
     assert torch.equal(out.target, patchify(x, PATCH))
     assert torch.equal(model.reconstruct(out.pred, x, mask, valid, paste=False), unpatchify(out.pred, PATCH, GRID, 1))
     assert torch.equal(model.reconstruct(out.pred), unpatchify(out.pred, PATCH, GRID, 1))
+
+
+def test_on_a_real_brain_crop_a_lesion_moves_no_expected_value():
+    """The shipped recipe's frame on the real T1c brain (tests/data): a +6 SD "lesion" in one
+    hidden patch changes no voxel's expected value, while the error map shows it."""
+    from pathlib import Path
+
+    from medmae.io.read import read_volume
+
+    vol = read_volume(Path(__file__).resolve().parents[1] / "data" / "brain1_t1c.nrrd")
+    a = np.asarray(vol.array, np.float32)
+    crop = torch.from_numpy(a[96:160, 96:160, 4:20])[None, None]  # 50 x 50 x 104 mm of the brain's centre
+    crop = torch.nn.functional.interpolate(crop, size=(32, 32, 32), mode="trilinear")  # a 32^3 window
+    x = (crop - crop.mean()) / crop.std()
+    _, valid, mask, token = inputs()
+    model = build(True, 8, True)
+    lesioned = with_lesion(x, token, 6.0)
+    base, moved = expected(model, x, valid, mask), expected(model, lesioned, valid, mask)
+    assert (base - moved).abs().max() < 1e-4
+    err = (lesioned - moved).abs() - (x - base).abs()
+    at = token_volume(torch.arange(64)[None] == token, PATCH, GRID) > 0.5
+    assert err[at].mean() > 3 and err[~at].abs().max() < 1e-4
