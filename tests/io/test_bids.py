@@ -18,7 +18,7 @@ def _save(path, array, affine):
 
 @pytest.fixture(scope="module")
 def bids(tmp_path_factory):
-    """sub-01 and sub-02/ses-01 with T1w, FLAIR, T2w (the real spine T2 under three contrasts),
+    """sub-01 and sub-02/ses-01, ses-02 with T1w, FLAIR, T2w (the real spine T2 under three contrasts),
     sub-03 with a T1w only; fmriprep brain masks and dseg, a lesion mask, a probseg."""
     root = tmp_path_factory.mktemp("bids")
     spine = nib.load(DATA / "spine_t2.nii.gz")
@@ -27,7 +27,7 @@ def bids(tmp_path_factory):
     body = (t2 > np.percentile(t2, 40)).astype(np.uint8)  # large, binary: a brain/body mask
     tissue = np.digitize(t2, np.percentile(t2, [40, 70, 90])).astype(np.uint8)  # 0..3
     contrasts = {"T1w": t2.max() - t2, "FLAIR": 0.5 * t2 + 30, "T2w": t2}
-    for sub, ses in (("01", None), ("02", "01")):
+    for sub, ses in (("01", None), ("02", "01"), ("02", "02")):
         rel = f"sub-{sub}" + (f"/ses-{ses}" if ses else "")
         name = f"sub-{sub}" + (f"_ses-{ses}" if ses else "")
         for suffix, array in contrasts.items():
@@ -45,15 +45,17 @@ def bids(tmp_path_factory):
 def test_contrasts_grouped_and_derivatives_paired_by_entities(bids):
     cases, bad = scan_folder(bids, progress=False, channels=["t1w", "flair", "t2w"])
     by = {c.case_id: c for c in cases}
-    assert sorted(by) == ["sub-01__anat__sub-01", "sub-02__ses-01__anat__sub-02_ses-01"]
+    assert sorted(by) == ["sub-01__anat__sub-01", "sub-02__ses-01__anat__sub-02_ses-01",
+                          "sub-02__ses-02__anat__sub-02_ses-02"]
     one = by["sub-01__anat__sub-01"]
     assert [p.rsplit("/", 1)[-1] for p in one.image] == ["sub-01_T1w.nii.gz", "sub-01_FLAIR.nii.gz", "sub-01_T2w.nii.gz"]
     assert one.sequence == "t1,flair,t2"
     assert one.mask.endswith("fmriprep/sub-01/anat/sub-01_space-T1w_desc-brain_mask.nii.gz")
     assert one.anatomy.endswith("fmriprep/sub-01/anat/sub-01_dseg.nii.gz")
     assert one.label.endswith("lesions/sub-01/anat/sub-01_label-lesion_mask.nii.gz")
-    two = by["sub-02__ses-01__anat__sub-02_ses-01"]  # the session's own derivatives, not sub-01's
-    assert "ses-01" in two.mask and "ses-01" in two.anatomy and "ses-01" in two.label
+    for ses in ("01", "02"):  # each session its own derivatives
+        two = by[f"sub-02__ses-{ses}__anat__sub-02_ses-{ses}"]
+        assert all(f"sub-02_ses-{ses}_" in p for p in (two.mask, two.anatomy, two.label))
     problems = {p.rsplit("/", 1)[-1]: why for p, why in bad}
     assert "lacks channel(s) flair, t2w" in problems["sub-03_T1w.nii.gz"]  # a subject without all contrasts
     assert "probseg" in problems["sub-01_label-GM_probseg.nii.gz"]

@@ -81,3 +81,19 @@ def test_names_table_and_a_broken_mask(tmp_path):
 
     with pytest.raises(ScanError, match="spleen.nii.gz.*expected a binary 0/1 mask"):
         read_volume(folder)
+
+
+def test_a_seg_file_of_many_organs_is_anatomy_unless_roles_say_label(tmp_path):
+    """The shipped `_seg` maps (TotalSegmentator --ml output, 41 organs) are anatomy maps; a
+    binary `_cordseg` stays a label; --roles '*_seg*=label' keeps the name's label role."""
+    from medmae.io.scan import scan_folder
+
+    for name in ("ct_abdomen_3mm.nii.gz", "ct_abdomen_3mm_seg.nii.gz", "spine_t2.nii.gz", "spine_t2_cordseg.nii.gz"):
+        shutil.copy(DATA / name, tmp_path / name)
+    cases, bad = scan_folder(tmp_path, progress=False)
+    by = {c.case_id: c for c in cases}
+    assert not bad and by["ct_abdomen_3mm"].anatomy.endswith("_seg.nii.gz") and not by["ct_abdomen_3mm"].label
+    assert by["spine_t2"].label.endswith("_cordseg.nii.gz") and not by["spine_t2"].anatomy
+    cases, bad = scan_folder(tmp_path, progress=False, roles=[("*_seg.nii.gz", "label")])
+    by = {c.case_id: c for c in cases}
+    assert by["ct_abdomen_3mm"].label.endswith("_seg.nii.gz") and not by["ct_abdomen_3mm"].anatomy
