@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from medmae.config.base import ConfigError
     from medmae.heads.segmentation.bundle import load_bundle
     from medmae.heads.segmentation.predict import Segmenter, segment_inputs
-    from medmae.training.distributed import pick_device
+    from medmae.device import pick_device
     from medmae.training.precision import resolve_precision
 
     if not args.model or not args.out or not args.inputs:

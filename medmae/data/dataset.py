@@ -23,8 +23,8 @@ from tqdm import tqdm
 from medmae.data.augment import build_augment, left_right_state
 from medmae.data.cache import MAP_DTYPES, CachedCase
 from medmae.data.config import LoaderConfig
-from medmae.data.midline import case_midlines, crop_midline
-from medmae.data.sampling import crop_starts, foreground_points, read_crop
+from medmae.data.crop_midline import case_midlines, crop_midline
+from medmae.data.crops import crop_starts, foreground_points, read_crop
 from medmae.io.errors import ScanError
 
 Key = int | tuple[int, int, int]
@@ -88,7 +88,7 @@ class CropDataset(Dataset):
     in the cache's dtype (label/anatomy int16, tissue uint8, supervoxels int32) for every
     prior in ``cfg.priors``, "crop_start": int64 (3,) the box's corner in the cached array
     (before flips), "midline": float32 () the case's mid-sagittal plane along crop axis 0 in
-    crop voxels after flips and turns (NaN: none, see :mod:`medmae.data.midline`), "case_id": str}.
+    crop voxels after flips and turns (NaN: none, see :mod:`medmae.data.crop_midline`), "case_id": str}.
     """
 
     def __init__(self, cases: Sequence[CachedCase], cfg: LoaderConfig, seed: int = 0):

@@ -11,7 +11,7 @@ Use one way per loader object.
 Batch: {"image": float32 (B, C, X, Y, Z), "body": uint8 (B, 1, X, Y, Z), one (B, 1, X, Y, Z)
 integer map per prior in ``cfg.priors``, "crop_start": int64 (B, 3) crop corners in the cached
 arrays, "midline": float32 (B,) mid-sagittal plane along crop axis 0 in crop voxels (NaN: none;
-:mod:`medmae.data.midline`), "case_id": list of B str}, B = ``cfg.batch_size``:
+:mod:`medmae.data.crop_midline`), "case_id": list of B str}, B = ``cfg.batch_size``:
 the crops of ``batch_size / crops_per_volume`` volumes, in order.
 """
 
@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 from medmae.data.cache import list_cases
 from medmae.data.config import LoaderConfig
 from medmae.data.dataset import CropDataset, collate_crops
-from medmae.data.sampler import CaseBatchSampler
+from medmae.data.case_order import CaseBatchSampler
 
 
 def seed_worker(worker_id: int) -> None:

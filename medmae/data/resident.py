@@ -24,9 +24,9 @@ import torch
 from medmae.data.cache import MAP_DTYPES, CachedCase
 from medmae.data.config import LoaderConfig
 from medmae.data.dataset import case_geometry, case_points, missing_fill
-from medmae.data.midline import case_midlines, crop_midline
-from medmae.data.sampler import epoch_order
-from medmae.data.sampling import crop_starts
+from medmae.data.crop_midline import case_midlines, crop_midline
+from medmae.data.case_order import epoch_order
+from medmae.data.crops import crop_starts
 
 log = logging.getLogger(__name__)
 

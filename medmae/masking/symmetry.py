@@ -2,7 +2,7 @@
 
 Crops are RAS, so token grid axis 0 runs left -> right. The loader gives each crop the plane
 of its case along crop axis 0 in crop voxels (batch "midline", NaN: none; see
-:mod:`medmae.data.midline`), and :func:`mirror_tokens` pairs every token with the token
+:mod:`medmae.data.crop_midline`), and :func:`mirror_tokens` pairs every token with the token
 whose centre is its reflection about that plane. Tokens whose reflection falls outside the
 crop have no mirror (-1). Without a plane in the batch, :func:`mirror_index` mirrors about
 the crop's own centre, (i, j, k) -> (gx - 1 - i, j, k).

@@ -14,6 +14,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from medmae.device import pick_device
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -41,19 +43,6 @@ def _env_int(name: str, default: int) -> int:
         return int(value)
     except ValueError:
         raise ValueError(f"environment variable {name}={value!r} is not an integer") from None
-
-
-def pick_device(choice: str, local_rank: int = 0) -> torch.device:
-    """"auto" | "cpu" | "cuda" -> the device of this rank."""
-    if choice == "cpu":
-        return torch.device("cpu")
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device is 'cuda' but no CUDA device is available")
-    if choice in ("cuda", "auto") and torch.cuda.is_available():
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
-    if choice == "auto":
-        return torch.device("cpu")
-    raise ValueError(f"unknown device {choice!r} (auto, cpu or cuda)")
 
 
 def init_distributed(device: str = "auto") -> DistInfo:

@@ -11,7 +11,7 @@ from loader_helpers import loader_cfg
 from medmae.data.cache import list_cases
 from medmae.data.dataset import CropDataset
 from medmae.data.loader import build_loader
-from medmae.data.midline import crop_midline
+from medmae.data.crop_midline import crop_midline
 
 K = (16, 16, 16)
 AUG = {"flip_prob": 0.5, "rotate90_prob": 0.5, "intensity_prob": 0.0}
@@ -71,7 +71,7 @@ def test_crop_midline_arithmetic():
 
 
 def test_missing_midlines_are_reported_once(coded_cache, caplog):
-    with caplog.at_level("INFO", logger="medmae.data.midline"):
+    with caplog.at_level("INFO", logger="medmae.data.crop_midline"):
         CropDataset(list_cases(coded_cache), loader_cfg(coded_cache), seed=0)
     lines = [r for r in caplog.records if "no midline" in r.getMessage()]
     # INFO: only symmetric masking needs planes, and its preflight warns (tests/training/test_preflight.py)
@@ -93,7 +93,7 @@ def test_planes_with_a_low_score_are_not_used(tmp_path):
     from loader_helpers import make_cache
 
     from medmae.data.cache import open_case
-    from medmae.data.midline import case_midline
+    from medmae.data.crop_midline import case_midline
 
     cache = make_cache(tmp_path, [(20, 20, 20)] * 2, without_midline=())
     good, bad = (open_case(c.path) for c in list_cases(cache))

@@ -11,7 +11,7 @@ from medmae.config.base import ConfigError, load_config
 from medmae.training.pretrain_config import PretrainConfig
 from medmae.data.cache import list_cases, open_case
 from medmae.data.dataset import CropDataset
-from medmae.data.sampling import crop_starts, foreground_points, read_crop, start_bounds
+from medmae.data.crops import crop_starts, foreground_points, read_crop, start_bounds
 from medmae.io.errors import ScanError
 
 K = (24, 24, 24)

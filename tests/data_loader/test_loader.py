@@ -9,7 +9,7 @@ from medmae.data.cache import list_cases
 from medmae.data.dataset import CropDataset, collate_crops
 from medmae.data.loader import CropLoader, build_loader
 from medmae.data.resident import ResidentLoader
-from medmae.data.sampler import epoch_order
+from medmae.data.case_order import epoch_order
 
 K = (16, 16, 16)
 

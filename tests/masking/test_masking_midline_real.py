@@ -22,7 +22,7 @@ import torch
 from medmae.data.cache import list_cases
 from medmae.data.config import LoaderConfig
 from medmae.data.loader import build_loader
-from medmae.data.sampling import read_crop
+from medmae.data.crops import read_crop
 from medmae.io.manifest import Case, write_manifest
 from medmae.masking.anatomy import AnatomyMasking
 from medmae.masking.context import build_context

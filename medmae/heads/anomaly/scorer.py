@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from monai.inferers import sliding_window_inference
 
+from medmae.device import pick_device
 from medmae.heads.anomaly.config import ScoreConfig
 from medmae.heads.anomaly.model import PretrainedMAE
 from medmae.heads.anomaly.window import DrawPlan, WindowScorer
@@ -52,12 +53,6 @@ def draw_plan(cfg: ScoreConfig, model: PretrainedMAE, only: tuple[int, ...] | No
         model.min_fraction if model.foreground_only else 0.0)
     return DrawPlan(structured=cfg.mask != "random", draws=cfg.draws, ratio=ratio, min_fraction=frac,
                     seed=cfg.seed, only=only)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def _pad_to(arr: np.ndarray, shape: tuple[int, int, int], fill: float) -> np.ndarray:

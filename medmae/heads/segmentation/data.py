@@ -18,7 +18,7 @@ from medmae.io.volume import Volume
 from medmae.preprocess.case import read_map
 from medmae.data.dataset import CropDataset
 from medmae.data.loader import CropLoader, seed_worker
-from medmae.data.sampler import CaseBatchSampler
+from medmae.data.case_order import CaseBatchSampler
 from medmae.heads.segmentation.classmap import to_classes
 from medmae.heads.segmentation.config import SegDataConfig
 

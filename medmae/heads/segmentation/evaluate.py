@@ -50,7 +50,7 @@ from medmae.heads.segmentation.predict import Segmenter
 from medmae.preprocess.inverse import to_source_grid
 from medmae.tracking.config import TrackingConfig
 from medmae.tracking.mlflow_run import MlflowTracker, Tracker
-from medmae.training.distributed import pick_device
+from medmae.device import pick_device
 
 logger = logging.getLogger(__name__)
 
