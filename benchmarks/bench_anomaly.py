@@ -65,7 +65,7 @@ def _run(variant: str, ckpt: str, scan: str, threads: int, draws: int, queue) ->
     torch.set_num_threads(threads)
     from medmae.heads.anomaly.case import analyse_case
     from medmae.heads.anomaly.config import AnomalyConfig
-    from medmae.heads.anomaly.model import load_model
+    from medmae.export.pretrained import load_model
     from medmae.heads.anomaly.scorer import window_sums
     from medmae.heads.inputs import cases_from_inputs
     from medmae.preprocess.case import prepare_case

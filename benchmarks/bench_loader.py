@@ -40,7 +40,7 @@ import psutil
 import torch
 from scipy import ndimage
 
-from medmae.data.cache import CASES, INDEX, write_case
+from medmae.preprocess.cache import CASES, INDEX, write_case
 from medmae.data.config import LoaderConfig
 from medmae.data.loader import build_loader
 

@@ -43,7 +43,7 @@ def main() -> None:
     ap.add_argument("--sw-batch", type=int, default=4)
     args = ap.parse_args()
     from medmae.heads.anomaly.config import AnomalyConfig
-    from medmae.heads.anomaly.model import load_model
+    from medmae.export.pretrained import load_model
     from medmae.heads.anomaly.scorer import window_sums
     from medmae.heads.inputs import cases_from_inputs
     from medmae.preprocess.case import prepare_case

@@ -51,7 +51,7 @@ import torch
 
 from medmae.config.base import load_config
 from medmae.training.pretrain_config import PretrainConfig
-from medmae.data.cache import INDEX, write_case
+from medmae.preprocess.cache import INDEX, write_case
 from medmae.data.loader import build_loader
 from medmae.masking.build import build_masking
 from medmae.masking.context import build_context

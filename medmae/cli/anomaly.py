@@ -70,7 +70,7 @@ def _config(args):
 
 def _errors():
     from medmae.heads.anomaly.calibration import CalibrationError
-    from medmae.heads.anomaly.model import ModelError
+    from medmae.export.pretrained import ModelError
 
     return (CalibrationError, ModelError)
 

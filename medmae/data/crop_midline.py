@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from medmae.data.cache import CachedCase
+from medmae.preprocess.cache import CachedCase
 
 log = logging.getLogger(__name__)
 

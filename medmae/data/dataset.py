@@ -21,7 +21,7 @@ from torch.utils.data import Dataset, default_collate
 from tqdm import tqdm
 
 from medmae.data.augment import build_augment, left_right_state
-from medmae.data.cache import MAP_DTYPES, CachedCase
+from medmae.preprocess.cache import MAP_DTYPES, CachedCase
 from medmae.data.config import LoaderConfig
 from medmae.data.crop_midline import case_midlines, crop_midline
 from medmae.data.crops import crop_starts, foreground_points, read_crop

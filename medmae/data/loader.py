@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from medmae.data.cache import list_cases
+from medmae.preprocess.cache import list_cases
 from medmae.data.config import LoaderConfig
 from medmae.data.dataset import CropDataset, collate_crops
 from medmae.data.case_order import CaseBatchSampler

@@ -21,7 +21,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from medmae.data.cache import MAP_DTYPES, CachedCase
+from medmae.preprocess.cache import MAP_DTYPES, CachedCase
 from medmae.data.config import LoaderConfig
 from medmae.data.dataset import case_geometry, case_points, missing_fill
 from medmae.data.crop_midline import case_midlines, crop_midline

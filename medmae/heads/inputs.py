@@ -17,7 +17,8 @@ from pathlib import Path
 from medmae.io.case_id import MAX_CASE_ID, safe_case_id
 from medmae.io.errors import ScanError
 from medmae.io.manifest import Case, read_manifest_rows
-from medmae.io.pairing import Candidate, stem
+from medmae.io.pairing import Candidate
+from medmae.io.paths import stem
 from medmae.io.scan import build_case, scan_folder
 
 Problem = tuple[str, str]

@@ -26,11 +26,11 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from medmae.io.errors import ScanError
-from medmae.io.geometry import TILT_WARN_DEG, gantry_tilt
+from medmae.io.geometry import LPS_TO_RAS, TILT_WARN_DEG, gantry_tilt
 from medmae.io.hints import sequence_hint
 from medmae.io.paths import series_path
-from medmae.io.read import LPS_TO_RAS, rescale, validate
-from medmae.io.volume import Volume
+from medmae.io.scaling import rescale
+from medmae.io.volume import Volume, validate
 
 log = logging.getLogger(__name__)
 

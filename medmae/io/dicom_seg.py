@@ -17,8 +17,7 @@ from pydicom.dataset import Dataset
 
 from medmae.io.dicom import plane_affine, quiet_pydicom
 from medmae.io.errors import ScanError
-from medmae.io.read import validate
-from medmae.io.volume import Volume
+from medmae.io.volume import Volume, validate
 
 GRID_TOL_MM = 0.05
 

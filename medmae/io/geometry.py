@@ -9,6 +9,8 @@ from scipy import ndimage
 from medmae.io.errors import ScanError
 from medmae.io.volume import Volume
 
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+"""DICOM / ITK LPS world coordinates -> RAS (flip x and y)."""
 GRID_ATOL_MM = 0.01  # voxel centres closer than this are the same point (float32 affines drift)
 
 

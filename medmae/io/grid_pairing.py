@@ -21,11 +21,12 @@ import numpy as np
 
 from medmae.io.errors import ScanError
 from medmae.io.geometry import same_grid
-from medmae.io.manifest import Case, sha256_of
-from medmae.io.pairing import SUFFIX, Orphan, stem
-from medmae.io.paths import split_series_path
+from medmae.io.manifest import Case, sha256_of, source_files
+from medmae.io.pairing import SUFFIX, Orphan
+from medmae.io.paths import split_series_path, stem
 from medmae.io.read import read_volume
 from medmae.io.roles import refine_kind
+from medmae.io.sanity import check_label
 from medmae.io.volume import Volume
 
 
@@ -56,8 +57,6 @@ def pair_orphans(orphans: list[Orphan], grids: list[Grid], bad: list[tuple[str, 
 
     Returns the (orphan, case) pairs made.
     """
-    from medmae.io.scan import check_label, source_files
-
     made = []
     for orphan in orphans:
         try:

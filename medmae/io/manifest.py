@@ -29,6 +29,7 @@ from typing import Iterable
 
 from medmae.atomic import atomic_write_text
 from medmae.io.case_id import case_id_problem
+from medmae.io.header_checks import detached_data
 from medmae.io.paths import split_series_path
 
 COLUMNS = ("case_id", "image", "modality", "sequence", "label", "anatomy", "mask", "split", "sha256")
@@ -173,3 +174,16 @@ def read_manifest(path: str | os.PathLike, resolve: bool = True) -> list[Case]:
         more = f" (and {len(refused) - 1} more refused row(s))" if len(refused) > 1 else ""
         raise ValueError(f"{path}, line {line}: {reason}{more}")
     return cases
+
+
+def source_files(case: Case) -> list[Path]:
+    """What the case's sha256 covers: ``case.source_paths()`` (a DICOM folder: every file in it),
+    plus the data file an .mhd / .nhdr header points to."""
+    paths = case.source_paths()
+    return paths + [d for p in paths if p.suffix.lower() in (".mhd", ".nhdr") for d in _detached_data(p)]
+
+
+def _detached_data(header: Path) -> list[Path]:
+    """Data files named by an .mhd ('ElementDataFile = x.raw') or .nhdr ('data file: x.raw')."""
+    data = detached_data(header)
+    return [data] if data is not None and data.is_file() else []

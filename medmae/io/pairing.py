@@ -41,8 +41,8 @@ from medmae.io.dataset_json import read_task
 from medmae.io.channels import KEYWORDS, group_channels
 from medmae.io.dicom import DicomSeg, scan_dicom_folder, series_uid
 from medmae.io.errors import ScanError
-from medmae.io.paths import printable_path, series_path, split_series_path, utf8_problem
-from medmae.io.read import ITK_SUFFIXES, NIFTI_SUFFIXES, channel_path, channels_in_header, scan_format
+from medmae.io.paths import printable_path, series_path, split_series_path, stem, utf8_problem
+from medmae.io.read import channel_path, channels_in_header, scan_format
 from medmae.io.roles import folder_role, overridden_role, role_from_name
 from medmae.io.totalseg import is_totalseg_folder, names_table, organ_files
 
@@ -91,15 +91,6 @@ class Orphan:
     path: Path
     base: str
     why: str
-
-
-def stem(path: str | os.PathLike) -> str:
-    """File name without its scan extension ('a.nii.gz' -> 'a'); folder names unchanged."""
-    name = Path(path).name
-    for suffix in NIFTI_SUFFIXES + ITK_SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
 
 
 def role(name_stem: str) -> tuple[str, str]:

@@ -1,4 +1,5 @@
-"""How a manifest path names one DICOM series of a folder that holds several: ``folder#key``."""
+"""Path text: scan file suffixes and stems, and how a manifest path names one DICOM series of a
+folder that holds several (``folder#key``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import os
 from pathlib import Path
 
 SERIES_SEP = "#"
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
 
 
 def series_path(folder: str | os.PathLike, key: str | None) -> str:
@@ -39,3 +42,12 @@ def utf8_problem(name: str) -> str:
         return ("file name is not valid UTF-8 (its bytes shown as \\x escapes); no manifest can hold it: "
                 "rename it (e.g. convmv -f latin1 -t utf8) to scan it")
     return ""
+
+
+def stem(path: str | os.PathLike) -> str:
+    """File name without its scan extension ('a.nii.gz' -> 'a'); folder names unchanged."""
+    name = Path(path).name
+    for suffix in NIFTI_SUFFIXES + ITK_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name

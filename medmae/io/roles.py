@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from medmae.io.paths import stem
+
 ROLES = ("image", "label", "anatomy", "mask")
 LABEL_WORDS = {"seg", "segs", "segmentation", "segmentations", "label", "labels", "labelmap", "mask", "masks",
                "msk", "tumour", "tumor", "tumours", "tumors", "lesion", "lesions", "roi", "rois", "voi",
@@ -97,8 +99,6 @@ def folder_role(folder_name: str) -> str | None:
 def generic_mask_name(path) -> bool:
     """True when only the generic word 'mask' (file name or its folder) made ``path`` a label
     map: its content then decides between a lesion label and a body/brain mask."""
-    from medmae.io.pairing import stem
-
     words = [m.group().lower() for m in _WORD.finditer(stem(path))]
     role_words = [w for w in words if _is_role_word(w)]
     if role_words:
@@ -110,8 +110,6 @@ def generic_mask_name(path) -> bool:
 def generic_seg_name(path) -> bool:
     """True when only 'seg' / 'segmentation' words ('ct_seg', 'cordseg') made ``path`` a label
     map: the name does not say whether it is a training label or a model-made parcellation."""
-    from medmae.io.pairing import stem
-
     words = [m.group().lower() for m in _WORD.finditer(stem(path))]
     role_words = [w for w in words if _is_role_word(w)]
     return bool(role_words) and all(w in SEG_WORDS or (len(w) > 4 and w.endswith("seg")) for w in role_words)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from medmae.io.errors import ScanError
+from medmae.io.geometry import check_same_grid
 from medmae.io.volume import Volume
 
 ABSURD_FLOAT = 1e12
@@ -75,3 +76,13 @@ def _int16_spikes(a: np.ndarray) -> str:
         return ""  # the data itself reaches that far: the values are part of it
     return (f"absurd intensities: {n} isolated voxel(s) at the int16 limit (+-32767) while the rest of the "
             f"image lies in [{lo:g}, {hi:g}]: corrupt or saturated spikes; clip or repair the file")
+
+
+def check_label(image: Volume, labels: Volume, kind: str = "label") -> None:
+    """A label/anatomy map must cover the image's voxel grid (any axis order) and hold whole numbers >= 0."""
+    check_same_grid(image, labels, what=f"{kind} map")
+    a = labels.array
+    if a.dtype.kind == "f" and not np.all(np.mod(a, 1) == 0):
+        raise ScanError(labels.path, f"{kind} map holds non-integer values; expected label ids")
+    if a.min() < 0:
+        raise ScanError(labels.path, f"{kind} map holds negative values (min {a.min()}); expected label ids >= 0")

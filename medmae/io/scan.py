@@ -20,13 +20,13 @@ from tqdm import tqdm
 from medmae.io.errors import ScanError
 from medmae.io.geometry import check_same_grid
 from medmae.io.hints import infer_modality, sequence_hint
-from medmae.io.manifest import Case, sha256_of
+from medmae.io.manifest import Case, sha256_of, source_files
 from medmae.io.grid_pairing import Grid, pair_orphans
-from medmae.io.header_checks import detached_data
-from medmae.io.pairing import Candidate, Orphan, discover, stem
+from medmae.io.pairing import Candidate, Orphan, discover
+from medmae.io.paths import stem
 from medmae.io.read import read_volume
 from medmae.io.roles import refine_kind, role_from_content
-from medmae.io.sanity import check_intensities, check_not_constant
+from medmae.io.sanity import check_intensities, check_label, check_not_constant
 from medmae.io.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -167,23 +167,6 @@ def channel_sequences(cand: Candidate, vols: list[Volume]) -> str:
     return ",".join(seqs) if any(seqs) else ""
 
 
-def check_label(image: Volume, labels: Volume, kind: str = "label") -> None:
-    """A label/anatomy map must cover the image's voxel grid (any axis order) and hold whole numbers >= 0."""
-    check_same_grid(image, labels, what=f"{kind} map")
-    a = labels.array
-    if a.dtype.kind == "f" and not np.all(np.mod(a, 1) == 0):
-        raise ScanError(labels.path, f"{kind} map holds non-integer values; expected label ids")
-    if a.min() < 0:
-        raise ScanError(labels.path, f"{kind} map holds negative values (min {a.min()}); expected label ids >= 0")
-
-
-def source_files(case: Case) -> list[Path]:
-    """What the case's sha256 covers: ``case.source_paths()`` (a DICOM folder: every file in it),
-    plus the data file an .mhd / .nhdr header points to."""
-    paths = case.source_paths()
-    return paths + [d for p in paths if p.suffix.lower() in (".mhd", ".nhdr") for d in _detached_data(p)]
-
-
 def assign_splits(cases: list[Case], val_fraction: float, seed: int) -> None:
     """Mark the round(val_fraction * n) cases with the smallest seeded hash of their id as 'val'."""
     n_val = int(round(val_fraction * len(cases)))
@@ -193,9 +176,3 @@ def assign_splits(cases: list[Case], val_fraction: float, seed: int) -> None:
     val = {c.case_id for c in rank[:n_val]}
     for c in cases:
         c.split = "val" if c.case_id in val else "train"
-
-
-def _detached_data(header: Path) -> list[Path]:
-    """Data files named by an .mhd ('ElementDataFile = x.raw') or .nhdr ('data file: x.raw')."""
-    data = detached_data(header)
-    return [data] if data is not None and data.is_file() else []

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from medmae.io.errors import ScanError
+from medmae.io.geometry import check_same_grid
+from medmae.io.image_file import read_image_file
 
 _SIDES = ("left", "right")
 
@@ -95,15 +97,12 @@ def read_totalseg(folder: Path):
     Returns (array (X, Y, Z), affine, meta with 'label_names' {id: name}). Raises ScanError
     naming the file when a mask is unreadable, not binary, or on another grid than the first.
     """
-    from medmae.io.geometry import check_same_grid
-    from medmae.io.read import read_volume
-
     files = organ_files(folder)
     table = names_table(files)
     first = None
     out = None
     for i, name in table.items():
-        vol = read_volume(files[name])
+        vol = read_image_file(Path(files[name]))
         if first is None:
             first = vol
             out = np.zeros(vol.shape, np.uint8 if max(table) <= 255 else np.uint16)

@@ -1,4 +1,4 @@
-"""The in-memory image type shared by every stage."""
+"""The in-memory image type shared by every stage, and :func:`validate`, the check every reader ends in."""
 
 from __future__ import annotations
 
@@ -6,6 +6,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from medmae.io.errors import ScanError
+
+MIN_VOXEL_MM, MAX_VOXEL_MM = 1e-3, 100.0
+"""Voxel sizes outside this range are header faults (1e20 mm would pass as 'no body found')."""
 
 
 @dataclass
@@ -33,3 +38,33 @@ class Volume:
     @property
     def shape(self) -> tuple[int, int, int]:
         return tuple(int(s) for s in self.array.shape)
+
+
+def validate(vol: Volume) -> Volume:
+    """Check a Volume is usable; squeeze trailing singleton axes. Raises ScanError."""
+    arr = np.asarray(vol.array)
+    if arr.size == 0:
+        raise ScanError(vol.path, f"zero-size image of shape {tuple(arr.shape)}")
+    while arr.ndim > 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim != 3:
+        kind = "2D" if arr.ndim == 2 else f"{arr.ndim}D"
+        raise ScanError(vol.path, f"{kind} image of shape {tuple(arr.shape)} where a 3D volume is expected")
+    if sum(s > 1 for s in arr.shape) < 3:
+        raise ScanError(vol.path, f"2D image of shape {tuple(arr.shape)} where a 3D volume is expected")
+    if arr.dtype.kind not in "biuf":
+        raise ScanError(vol.path, f"unsupported voxel type {arr.dtype}")
+    if arr.dtype.kind == "f":
+        bad = int(np.count_nonzero(~np.isfinite(arr)))
+        if bad:
+            raise ScanError(vol.path, f"{bad} non-finite voxel(s) (NaN or Inf)")
+    affine = np.asarray(vol.affine, dtype=np.float64)
+    if affine.shape != (4, 4) or not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
+        raise ScanError(vol.path, "invalid geometry: voxel-to-world affine is missing, non-finite or singular")
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    odd = [i for i, s in enumerate(spacing) if not MIN_VOXEL_MM <= s <= MAX_VOXEL_MM]
+    if odd:
+        i = odd[0]
+        raise ScanError(vol.path, f"voxel size {spacing[i]:.3g} mm along axis {i}: no scanner makes voxels outside "
+                                  f"[{MIN_VOXEL_MM:g}, {MAX_VOXEL_MM:g}] mm (wrong units or a corrupt header)")
+    return Volume(array=arr, affine=affine, path=vol.path, meta=dict(vol.meta))

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from medmae.atomic import atomic_write_text
 from medmae.config.base import save_config
-from medmae.data.cache import CASES, INDEX
+from medmae.preprocess.cache import CASES, INDEX
 from medmae.io.errors import ScanError
 from medmae.io.case_id import inside
 from medmae.io.manifest import Case, read_manifest_rows

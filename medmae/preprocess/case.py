@@ -12,14 +12,14 @@ import numpy as np
 
 from medmae import __version__
 from medmae.atomic import atomic_write_text
-from medmae.data.cache import CASES, write_case
+from medmae.preprocess.cache import CASES, write_case
 from medmae.io.case_id import inside
 from medmae.io.errors import ScanError
 from medmae.io.geometry import align_to
 from medmae.io.manifest import Case
 from medmae.io.read import read_volume
 from medmae.io.sanity import check_intensities
-from medmae.io.scan import check_label
+from medmae.io.sanity import check_label
 from medmae.io.volume import Volume
 from medmae.preprocess.body import body_mask
 from medmae.preprocess.config import PIPELINE_VERSION, PreprocessConfig, config_hash

@@ -11,7 +11,7 @@ import json
 import os
 from pathlib import Path
 
-from medmae.data.cache import read_index
+from medmae.preprocess.cache import read_index
 
 
 def cache_signature(cache_dir: str | os.PathLike) -> dict | None:

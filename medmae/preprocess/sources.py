@@ -12,8 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from medmae.io.errors import ScanError
-from medmae.io.manifest import Case, sha256_of
-from medmae.io.scan import source_files
+from medmae.io.manifest import Case, sha256_of, source_files
 
 
 def _files(path: Path) -> list[Path]:

@@ -108,52 +108,34 @@ def run_pretrain(step: Step, folder: Path, deps: dict, ctx: StudyContext) -> dic
         run_id = pretrain(cfg).run_id
     metrics = pretrain_metrics(folder / "run" / "metrics.jsonl")
     metrics.update(real_scan_correlation(folder, deps["preprocess-cache"]["paths"]["cache"],
-                                         deps["data-cases"]["paths"].get("real_cases"),
+                                         deps["data-cases"]["paths"].get("real_cases"), cfg.data.split,
                                          ctx.tracking_uri if cfg.tracking.enabled else None, run_id))
     return {"metrics": metrics, "run_id": run_id,
             "paths": {"run": str(folder / "run"), "checkpoint": str(folder / "run" / "checkpoints" / "latest.pt")}}
 
 
-def real_scan_correlation(folder: Path, cache: str, real_cases: str | None, tracking_uri: str | None = None,
-                          run_id: str | None = None) -> dict[str, float]:
-    """``hidden_corr_real`` and ``hidden_edge_r_real``: the final model's hidden-token r and
-    edge r on fixed crops of the study's real (not phantom) scans (medmae.training.fixed_crops),
-    means over cases, beside the interpolation reference's (``interp_*``); per case in
-    ``real_scans.json``, their centre crops in ``real_scans.png`` (also logged to the engine's
-    MLflow run). Empty when the study has no real scan."""
-    import json
-
-    import numpy as np
-
-    from medmae.atomic import atomic_write_text
-    from medmae.heads.anomaly.model import load_model
-    from medmae.training.fixed_crops import save_scan_figure, score_cases
+def real_scan_correlation(folder: Path, cache: str, real_cases: str | None, trained_split: str | None,
+                          tracking_uri: str | None = None, run_id: str | None = None) -> dict[str, float]:
+    """The final model's scores on the study's real (not phantom) scans, seen in pretraining
+    and held out (:mod:`medmae.training.real_scans`); the figure is also logged to the
+    engine's MLflow run. Empty when the study has no real scan."""
+    from medmae.export.pretrained import load_model
+    from medmae.training.real_scans import real_scan_scores
 
     ids = Path(real_cases).read_text(encoding="utf-8").split() if real_cases else []
-    cases = [Path(cache) / "cases" / i for i in ids if (Path(cache) / "cases" / i / "meta.json").exists()]
-    if not cases:
+    if not ids:
         return {}
     pm = load_model(folder / "run")
-    model = pm.build(pm.crop)
-    scores = score_cases(model, cases, pm.ratio, pm.min_fraction)
-    keys = {"hidden_corr": "r", "edge_r": "edge_r", "interp_hidden_corr": "interp_r", "interp_edge_r": "interp_edge_r"}
-    atomic_write_text(folder / "real_scans.json", json.dumps(
-        {k: {s.case_id: getattr(s, a) for s in scores} for k, a in keys.items()}, indent=1))
-    figure = save_scan_figure(folder / "real_scans.png", scores, pm.model_config.patch_size,
-                              suptitle=f"real scans, fixed centre crops, {pm.ratio:.0%} hidden")
-    if tracking_uri and run_id:
+    metrics, figure = real_scan_scores(pm.build(pm.crop), pm.model_config.patch_size, pm.ratio, pm.min_fraction,
+                                       cache, ids, trained_split, folder)
+    if figure is not None and tracking_uri and run_id:
         try:
             from mlflow.tracking import MlflowClient
 
             MlflowClient(tracking_uri=tracking_uri).log_artifact(run_id, str(figure), "figures")
         except Exception as e:  # noqa: BLE001 - tracking must not stop the study
             log.warning("study: logging %s to MLflow failed (%s: %s)", figure, type(e).__name__, e)
-    log.info("study: hidden-token r / edge r on fixed crops of the real scans (interpolation in brackets): %s",
-             ", ".join(f"{s.case_id} {s.r:.2f} / {s.edge_r:.2f} ({s.interp_r:.2f} / {s.interp_edge_r:.2f})"
-                       for s in scores))
-    mean = (lambda a: float(np.nanmean([getattr(s, a) for s in scores])))
-    return {"hidden_corr_real": mean("r"), "hidden_edge_r_real": mean("edge_r"),
-            "interp_hidden_corr_real": mean("interp_r"), "interp_edge_r_real": mean("interp_edge_r")}
+    return metrics
 
 
 def pretrain_metrics(path: Path) -> dict[str, float]:

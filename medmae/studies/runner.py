@@ -81,14 +81,14 @@ def _run(spec, plan, out: Path, uri: str) -> StudyResult:
         for i, step in enumerate(plan, 1):
             key = step_key(step, [keys[d] for d in step.deps])
             folder = step_dir(out, step, key)
-            result = load_result(folder, key)
+            result = load_result(folder, key, step.kind)
             if result is None:
                 log.info("study %s [%d/%d]: running %s (%s)", spec.name, i, len(plan), step.id, folder.name)
                 folder.mkdir(parents=True, exist_ok=True)
                 t = time.perf_counter()
                 result = KINDS[step.kind](step, folder, {d: results[d] for d in step.deps}, ctx)
                 result["seconds"] = time.perf_counter() - t
-                result = save_result(folder, key, result)
+                result = save_result(folder, key, result, step.kind)
                 ran.append(step.id)
             else:
                 log.info("study %s [%d/%d]: %s finished before, reused", spec.name, i, len(plan), step.id)

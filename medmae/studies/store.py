@@ -1,20 +1,27 @@
 """Finished steps on disk: ``OUT/steps/<kind>-<name>-<key12>/result.json``.
 
-A step's key is the sha256 of its kind, its resolved config and its dependencies' keys
+A step's key is the sha256 of its kind, the kind's code version
+(:data:`medmae.studies.code.CODE_VERSIONS`), its resolved config and its dependencies' keys
 (the data step's config holds the data digest), so a step is reused exactly when nothing
-it depends on changed. ``result.json`` is written last and atomically: a step killed
-midway has none and runs again (pretraining then resumes from its own checkpoint).
+it depends on changed, the code's results included. ``result.json`` is written last and
+atomically, with medmae's version and the source digest of the kind's modules: a reused
+step made by other code is reported (:func:`load_result`). A step killed midway has no
+``result.json`` and runs again (pretraining then resumes from its own checkpoint).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from medmae.atomic import atomic_write_text
+from medmae.studies.code import code_drift, code_record, code_version
+
+log = logging.getLogger(__name__)
 
 RESULT = "result.json"
 
@@ -37,7 +44,8 @@ class Step:
 
 
 def step_key(step: Step, dep_keys: list[str]) -> str:
-    blob = json.dumps({"kind": step.kind, "config": step.config, "deps": dep_keys}, sort_keys=True, default=str)
+    blob = json.dumps({"kind": step.kind, "code_version": code_version(step.kind), "config": step.config,
+                       "deps": dep_keys}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -45,16 +53,25 @@ def step_dir(out: Path, step: Step, key: str) -> Path:
     return out / "steps" / f"{step.id}-{key[:12]}"
 
 
-def load_result(folder: Path, key: str) -> dict[str, Any] | None:
-    """The stored result when it was made with this key, else None."""
+def load_result(folder: Path, key: str, kind: str | None = None) -> dict[str, Any] | None:
+    """The stored result when it was made with this key, else None. With ``kind``, a result
+    whose recorded source digest differs from the code's now is logged as a warning (and
+    returned: the key, code version included, says it is still valid)."""
     try:
         result = json.loads((folder / RESULT).read_text())
     except (OSError, ValueError):
         return None
-    return result if result.get("key") == key else None
+    if result.get("key") != key:
+        return None
+    drift = code_drift(result.get("code"), kind) if kind else None
+    if drift:
+        log.warning("study step %s reused, but %s. If that changes its results, raise "
+                    "CODE_VERSIONS[%r] in medmae/studies/code.py (or delete %s) to run it again",
+                    folder.name, drift, kind, folder)
+    return result
 
 
-def save_result(folder: Path, key: str, result: dict[str, Any]) -> dict[str, Any]:
-    result = {**result, "key": key}
+def save_result(folder: Path, key: str, result: dict[str, Any], kind: str | None = None) -> dict[str, Any]:
+    result = {**result, "key": key, **({"code": code_record(kind)} if kind else {})}
     atomic_write_text(folder / RESULT, json.dumps(result, indent=1, sort_keys=True, default=str))
     return result

@@ -1,7 +1,8 @@
 """The study's comparison: one row per (variant, seed), a mean ± sd table per variant, plots.
 
-``summary.txt`` holds the few headline numbers for a terminal (r on held-out scans beside
-interpolation, anomaly AUPRC beside the intensity baseline, Dice pretrained vs scratch);
+``summary.txt`` holds the few headline numbers for a terminal (r on the real scans beside
+interpolation, split into scans seen in pretraining and held-out ones, anomaly AUPRC beside
+the intensity baseline, Dice pretrained vs scratch);
 ``summary.md`` that table, then every metric as a row; ``summary.csv`` every seed.
 
 Columns are every metric the steps produced for that variant and seed, prefixed with the
@@ -82,7 +83,8 @@ def mean_sd(pair: tuple[float, float] | None) -> str:
 
 
 HEADLINE = (  # (title, main column, reference column shown beside it, joiner)
-    ("r real scans (interp)", "pretrain.hidden_corr_real", "pretrain.interp_hidden_corr_real", "paren"),
+    ("r real seen", "pretrain.hidden_corr_real_seen", "pretrain.interp_hidden_corr_real_seen", "paren"),
+    ("r held out", "pretrain.hidden_corr_real_heldout", "pretrain.interp_hidden_corr_real_heldout", "paren"),
     ("AUPRC (baseline)", "anomaly.model_voxel_auprc", "anomaly.baseline_voxel_auprc", "paren"),
     ("Dice pre / scratch", "segmentation.dice", "segmentation.dice_scratch", "slash"),
 )

@@ -103,7 +103,7 @@ def score_scan(model: MaskedAutoencoder3D, case_id: str, image: np.ndarray, body
 def score_cases(model: MaskedAutoencoder3D, case_dirs: Iterable[str | os.PathLike], ratio: float,
                 min_fraction: float = 0.1) -> list[ScanScores]:
     """:func:`score_scan` on each cached case folder (its image and body mask)."""
-    from medmae.data.cache import open_case
+    from medmae.preprocess.cache import open_case
 
     out = []
     for path in case_dirs:

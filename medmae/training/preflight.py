@@ -25,7 +25,7 @@ import numpy as np
 
 from medmae.config.base import ConfigError, flatten
 from medmae.training.pretrain_config import PretrainConfig
-from medmae.data.cache import CASES, open_case, read_index
+from medmae.preprocess.cache import CASES, open_case, read_index
 from medmae.data.crop_midline import MISSING, case_midline
 
 logger = logging.getLogger("medmae.training.engine")

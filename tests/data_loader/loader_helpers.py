@@ -1,4 +1,4 @@
-"""Tiny caches written with ``medmae.data.cache.write_case`` plus a minimal index.csv."""
+"""Tiny caches written with ``medmae.preprocess.cache.write_case`` plus a minimal index.csv."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Mapping
 
 import numpy as np
 
-from medmae.data.cache import INDEX, write_case
+from medmae.preprocess.cache import INDEX, write_case
 from medmae.data.config import LoaderConfig
 
 

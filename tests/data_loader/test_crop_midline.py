@@ -8,7 +8,7 @@ import pytest
 import torch
 from loader_helpers import loader_cfg
 
-from medmae.data.cache import list_cases
+from medmae.preprocess.cache import list_cases
 from medmae.data.dataset import CropDataset
 from medmae.data.loader import build_loader
 from medmae.data.crop_midline import crop_midline
@@ -92,7 +92,7 @@ def test_resident_loader_on_cuda_gives_the_cpu_planes(coded_cache):
 def test_planes_with_a_low_score_are_not_used(tmp_path):
     from loader_helpers import make_cache
 
-    from medmae.data.cache import open_case
+    from medmae.preprocess.cache import open_case
     from medmae.data.crop_midline import case_midline
 
     cache = make_cache(tmp_path, [(20, 20, 20)] * 2, without_midline=())

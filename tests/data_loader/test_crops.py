@@ -9,7 +9,7 @@ from loader_helpers import loader_cfg, make_cache
 
 from medmae.config.base import ConfigError, load_config
 from medmae.training.pretrain_config import PretrainConfig
-from medmae.data.cache import list_cases, open_case
+from medmae.preprocess.cache import list_cases, open_case
 from medmae.data.dataset import CropDataset
 from medmae.data.crops import crop_starts, foreground_points, read_crop, start_bounds
 from medmae.io.errors import ScanError

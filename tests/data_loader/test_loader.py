@@ -5,7 +5,7 @@ import torch
 from loader_helpers import loader_cfg
 from torch.utils.data import DataLoader, DistributedSampler
 
-from medmae.data.cache import list_cases
+from medmae.preprocess.cache import list_cases
 from medmae.data.dataset import CropDataset, collate_crops
 from medmae.data.loader import CropLoader, build_loader
 from medmae.data.resident import ResidentLoader

@@ -5,7 +5,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from medmae.data.cache import CASES
+from medmae.preprocess.cache import CASES
 from medmae.heads.inputs import cases_from_inputs
 from medmae.io.manifest import write_manifest
 from medmae.preprocess.case import prepare_case, preprocess_case

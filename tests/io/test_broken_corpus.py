@@ -17,13 +17,13 @@ import numpy as np
 
 import medmae.io.dicom as dicom_mod
 import medmae.io.header_checks as header_mod
-import medmae.io.read as read_mod
+import medmae.io.image_file as image_file_mod
 from broken_corpus import SPINE, SPINE_SEG, Expect, scan_corpus
 from broken_corpus19 import manifest_rows, scan_inputs
 from ingest_helpers import DATA, save_nifti
 from medmae.cli.main import main
 from medmae.cli.data import shown
-from medmae.data.cache import CASES, read_index
+from medmae.preprocess.cache import CASES, read_index
 from medmae.io.manifest import Case, read_manifest, write_manifest
 from medmae.preprocess.batch import preprocess_manifest
 from medmae.preprocess.config import PreprocessConfig
@@ -43,7 +43,7 @@ def _deny(monkeypatch, root):
             raise PermissionError(13, "Permission denied", str(path))
         return real_scandir(path)
 
-    monkeypatch.setattr(read_mod, "open", guarded, raising=False)
+    monkeypatch.setattr(image_file_mod, "open", guarded, raising=False)
     monkeypatch.setattr(dicom_mod, "open", guarded, raising=False)
     monkeypatch.setattr(os, "scandir", scandir)
 

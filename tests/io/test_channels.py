@@ -8,7 +8,7 @@ import pytest
 
 from ingest_helpers import DATA
 from medmae.cli.main import main
-from medmae.data.cache import read_index
+from medmae.preprocess.cache import read_index
 from medmae.io.channels import parse_channels
 from medmae.io.manifest import read_manifest
 

@@ -10,10 +10,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-import medmae.io.read as read_mod
+import medmae.io.image_file as image_file_mod
 from ingest_helpers import DATA, save_nifti
 from medmae.io import ScanError, read_volume
-from medmae.io.read import captured_stderr
+from medmae.io.image_file import captured_stderr
 from medmae.io.sanity import check_intensities
 from medmae.io.scan import scan_folder
 
@@ -50,7 +50,7 @@ def test_permission_error_says_permission(tmp_path, monkeypatch):
             raise PermissionError(13, "Permission denied", str(file))
         return real_open(file, *a, **k)
 
-    monkeypatch.setattr(read_mod, "open", guarded, raising=False)
+    monkeypatch.setattr(image_file_mod, "open", guarded, raising=False)
     for path in (target, nrrd):
         problem = _problem(path)
         assert problem.startswith("permission denied") and "corrupt" not in problem

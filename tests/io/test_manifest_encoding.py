@@ -8,7 +8,7 @@ import shutil
 
 from ingest_helpers import DATA
 from medmae.cli.main import main
-from medmae.data.cache import read_index
+from medmae.preprocess.cache import read_index
 from medmae.io.manifest import Case, decode_paths, encode_paths, read_manifest, write_manifest
 
 ODD = 'spine t2; "v1", a\nb'  # every character a naive manifest splits or breaks on

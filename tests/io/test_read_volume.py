@@ -12,7 +12,8 @@ import SimpleITK as sitk
 from ingest_helpers import DATA, save_nifti
 from medmae.io import ScanError, read_volume
 from medmae.io.geometry import orientation
-from medmae.io.read import itk_affine, rescale
+from medmae.io.image_file import itk_affine
+from medmae.io.scaling import rescale
 
 REAL = [  # file, shape, spacing, orientation, dtype, (min, max)
     ("ct_abdomen_3mm.nii.gz", (122, 101, 30), (3.0, 3.0, 3.0), "RAS", np.int16, (-1100, 1207)),

@@ -15,7 +15,7 @@ from nilearn import datasets
 
 from ingest_helpers import DATA
 from medmae.cli.main import main
-from medmae.data.cache import open_case
+from medmae.preprocess.cache import open_case
 from medmae.io.manifest import read_manifest
 from medmae.io.roles import parse_role_overrides, role_from_content, role_from_name
 from medmae.io.scan import scan_folder

@@ -13,7 +13,7 @@ import pytest
 from ingest_helpers import DATA
 from medmae.cli.main import main
 from medmae.config.base import load_config
-from medmae.data.cache import list_cases
+from medmae.preprocess.cache import list_cases
 from medmae.io import read_volume
 from medmae.io.manifest import read_manifest
 from medmae.io.totalseg import TOTAL, names_table

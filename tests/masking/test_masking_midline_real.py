@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from medmae.data.cache import list_cases
+from medmae.preprocess.cache import list_cases
 from medmae.data.config import LoaderConfig
 from medmae.data.loader import build_loader
 from medmae.data.crops import read_crop

@@ -15,7 +15,7 @@ from pp_helpers import ct_case, mr_case, small_config
 @pytest.fixture(scope="module")
 def cached(tmp_path_factory):
     """CT and MR abdomen preprocessed once per test module at 3 mm: {"ct": meta, "mr": meta}."""
-    from medmae.data.cache import open_case
+    from medmae.preprocess.cache import open_case
 
     cache = tmp_path_factory.mktemp("cache")
     cfg = small_config()

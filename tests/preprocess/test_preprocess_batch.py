@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from medmae.config.base import load_config
-from medmae.data.cache import list_cases, read_index
+from medmae.preprocess.cache import list_cases, read_index
 from medmae.io.manifest import Case
 from medmae.preprocess.batch import LOCK, CacheBusyError, preprocess_manifest
 from medmae.preprocess.config import PreprocessConfig
@@ -100,7 +100,7 @@ def test_changed_source_reprocesses(tmp_path, manifest_factory):
 
 def test_interrupted_write_leaves_no_case(tmp_path, manifest_factory, monkeypatch):
     """Ctrl-C while a case's files are being written: no case folder, no temporaries."""
-    import medmae.data.cache as cache_mod
+    import medmae.preprocess.cache as cache_mod
 
     calls = {"n": 0}
     real_save = np.save
@@ -128,7 +128,7 @@ def test_killed_worker_leftovers_are_cleaned_next_run(tmp_path, manifest_factory
     cache = tmp_path / "cache"
     script = textwrap.dedent(f"""
         import os, numpy as np
-        import medmae.data.cache as cache_mod
+        import medmae.preprocess.cache as cache_mod
         from medmae.io.manifest import read_manifest
         from medmae.preprocess.case import preprocess_case
         from medmae.preprocess.config import PreprocessConfig

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from medmae.data.cache import open_case
+from medmae.preprocess.cache import open_case
 from medmae.io.errors import ScanError
 from medmae.io.manifest import Case, sha256_of
 from medmae.io.read import read_volume

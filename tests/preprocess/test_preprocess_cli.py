@@ -8,7 +8,7 @@ import yaml
 
 from medmae.cli.main import main
 from medmae.config.base import load_config
-from medmae.data.cache import read_index
+from medmae.preprocess.cache import read_index
 from medmae.io.manifest import Case
 from medmae.preprocess.config import PreprocessConfig
 

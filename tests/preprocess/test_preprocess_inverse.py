@@ -6,7 +6,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from medmae.data.cache import open_case
+from medmae.preprocess.cache import open_case
 from medmae.io.read import read_volume
 from medmae.preprocess.body import body_mask
 from medmae.preprocess.case import preprocess_case

@@ -10,9 +10,9 @@ import shutil
 import numpy as np
 import pytest
 
-import medmae.data.cache as cache_mod
+import medmae.preprocess.cache as cache_mod
 from medmae.cli.main import main
-from medmae.data.cache import CASES, read_index
+from medmae.preprocess.cache import CASES, read_index
 from medmae.io.manifest import Case, write_manifest
 from medmae.preprocess.batch import preprocess_manifest
 from medmae.preprocess.output import OutputError

@@ -179,14 +179,17 @@ def test_study_on_real_scans_masks_their_organ_labels(tmp_path, store):
     pre = next(p for name, p in steps.items() if name.startswith("pretrain"))
     per_case = json.loads((pre / "real_scans.json").read_text())["hidden_corr"]
     assert sorted(per_case) == sorted(real_rows[i]["case_id"] for i in range(2))
-    assert row["pretrain.hidden_corr_real"] == pytest.approx(np.mean(list(per_case.values())))
+    # pretrained on every split (data.split=null): both scans were seen in pretraining, none is held out
+    assert row["pretrain.hidden_corr_real_seen"] == pytest.approx(np.mean(list(per_case.values())))
+    assert not any(k.endswith("_heldout") for k in row) and row["pretrain.real_scans_seen"] == 2
     # beside the interpolation reference, with edge r, and drawn: one block per real scan
     scores = json.loads((pre / "real_scans.json").read_text())
-    for key, column in (("edge_r", "hidden_edge_r_real"), ("interp_hidden_corr", "interp_hidden_corr_real"),
-                        ("interp_edge_r", "interp_edge_r_real")):
+    for key, column in (("edge_r", "hidden_edge_r_real_seen"), ("interp_hidden_corr", "interp_hidden_corr_real_seen"),
+                        ("interp_edge_r", "interp_edge_r_real_seen")):
         assert sorted(scores[key]) == sorted(per_case)
         assert row[f"pretrain.{column}"] == pytest.approx(np.mean(list(scores[key].values())))
-    assert all(-1 <= v <= 1 for k in scores for v in scores[k].values())
+    assert set(scores["group"].values()) == {"seen"}
+    assert all(-1 <= v <= 1 for k in scores if k not in ("split", "group") for v in scores[k].values())
     from matplotlib.image import imread
 
     figure = imread(pre / "real_scans.png")

@@ -10,8 +10,8 @@ from medmae.studies.summary import aggregate, axis_range, terminal_table, to_mar
 
 DEMO_ROW = {  # the demo's columns (docs/quickstart.md), 30 of them
     "pretrain.final_loss": 0.21, "pretrain.mean_predictor_loss": 0.54, "pretrain.loss_over_mean_predictor": 0.39,
-    "pretrain.hidden_corr": 0.78, "pretrain.hidden_corr_real": 0.79, "pretrain.interp_hidden_corr_real": 0.46,
-    "pretrain.hidden_edge_r_real": 0.58, "pretrain.interp_edge_r_real": 0.12,
+    "pretrain.hidden_corr": 0.78, "pretrain.hidden_corr_real_seen": 0.79, "pretrain.interp_hidden_corr_real_seen": 0.46,
+    "pretrain.hidden_edge_r_real_seen": 0.58, "pretrain.interp_edge_r_real_seen": 0.12,
     **{f"anomaly.{m}_{k}": 0.5 for m in ("model", "baseline", "combined")
        for k in ("voxel_auroc", "auprc_per_volume", "dice_at_fpr", "oracle_dice", "f1")},
     "anomaly.model_voxel_auprc": 0.031, "anomaly.baseline_voxel_auprc": 0.008, "anomaly.combined_voxel_auprc": 0.02,
@@ -38,6 +38,17 @@ def test_terminal_table_is_the_headline_and_fits_80_columns():
     assert lines[1].split()[:2] == ["variant", "seeds"] and "AUPRC" in lines[1] and "Dice" in lines[1]
     random = next(line for line in lines if line.startswith("random"))
     assert "0.79 (0.46)" in random and "0.031 (0.008)" in random and "0.26 / 0.31" in random
+    assert "r real seen" in lines[1] and "held out" not in lines[1]  # no held-out real scan in this study
+
+
+def test_real_scans_seen_in_pretraining_and_held_out_are_separate_columns():
+    rows = [{**r, "pretrain.hidden_corr_real_heldout": 0.41, "pretrain.interp_hidden_corr_real_heldout": 0.44}
+            for r in _rows()]
+    lines = terminal_table("demo", rows).splitlines()
+    assert max(len(line) for line in lines) <= 80, lines
+    assert "r real seen" in lines[1] and "r held out" in lines[1]
+    random = next(line for line in lines if line.startswith("random"))
+    assert "0.79 (0.46)" in random and "0.41 (0.44)" in random
 
 
 def test_one_seed_spread_is_undefined_not_zero():
@@ -57,7 +68,7 @@ def test_axes_are_honest():
     assert lo == -hi and -0.1 < lo < -0.05  # ...and scaled to the largest gain, not to Dice's 0..1
     lo, hi = axis_range("pretrain.final_loss", [0.2101, 0.2102])  # unbounded: from zero
     assert lo == 0.0 and hi > 0.21
-    assert axis_range("pretrain.hidden_corr_real", [-0.2, 0.4])[0] == -1.05
+    assert axis_range("pretrain.hidden_corr_real_seen", [-0.2, 0.4])[0] == -1.05
 
 
 def test_files(tmp_path):

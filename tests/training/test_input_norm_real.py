@@ -16,7 +16,7 @@ import torch
 from medmae.config.base import load_config
 from medmae.preprocess.config import PreprocessConfig
 from medmae.demo import demo_pretrain_config
-from medmae.heads.anomaly.model import load_model
+from medmae.export.pretrained import load_model
 from medmae.io.manifest import write_manifest
 from medmae.io.scan import scan_folder
 from medmae.preprocess.batch import preprocess_manifest

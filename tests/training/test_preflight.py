@@ -9,7 +9,7 @@ import pytest
 
 from medmae.config.base import ConfigError, load_config
 from medmae.preprocess.config import PreprocessConfig
-from medmae.data.cache import CASES
+from medmae.preprocess.cache import CASES
 from medmae.io.manifest import write_manifest
 from medmae.io.scan import scan_folder
 from medmae.preprocess.batch import preprocess_manifest

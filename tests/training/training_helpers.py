@@ -1,6 +1,6 @@
 """Phantom caches and tiny configs for the engine tests.
 
-The cache is written with ``medmae.data.cache.write_case`` from ``medmae.synth`` phantoms:
+The cache is written with ``medmae.preprocess.cache.write_case`` from ``medmae.synth`` phantoms:
 each phantom is cropped to its body's bounding box, z-scored inside the body (as
 ``medmae preprocess`` does for MR) and stored with its body and anatomy maps.
 """
@@ -17,7 +17,7 @@ import torch
 
 from medmae.config.base import load_config
 from medmae.training.pretrain_config import PretrainConfig
-from medmae.data.cache import INDEX, write_case
+from medmae.preprocess.cache import INDEX, write_case
 from medmae.synth.phantom import make_phantom
 
 

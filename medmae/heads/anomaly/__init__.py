@@ -1,6 +1,6 @@
 """Anomaly detection with a pretrained MAE: maps, healthy calibration, evaluation, report.
 
-See docs/anomaly.md. Modules: config (settings), model (load a run/checkpoint/export),
+See docs/anomaly.md. Modules: config (settings; the model is loaded by medmae.export.pretrained),
 compat (does a scan fit the model), draws (test-time masks), window (the per-window
 predictor), scorer (sliding windows -> error statistics), maps (anomaly map, intensity
 baseline, case score), case (one case end to end), identity (a scan's image sha256),

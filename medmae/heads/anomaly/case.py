@@ -11,7 +11,7 @@ from medmae.heads.anomaly.compat import check_case, check_spacing
 from medmae.heads.anomaly.config import AnomalyConfig
 from medmae.heads.anomaly.identity import image_digest
 from medmae.heads.anomaly.maps import anomaly_map, case_score, combined_map, intensity_baseline
-from medmae.heads.anomaly.model import PretrainedMAE
+from medmae.export.pretrained import PretrainedMAE
 from medmae.heads.anomaly.scorer import ErrorStats, score_volume
 from medmae.io.errors import ScanError
 from medmae.io.manifest import Case

@@ -7,7 +7,7 @@ lesions. Each refusal is a ScanError naming the scan's file and what differs.
 
 from __future__ import annotations
 
-from medmae.heads.anomaly.model import PretrainedMAE
+from medmae.export.pretrained import PretrainedMAE
 from medmae.io.errors import ScanError
 from medmae.io.manifest import Case
 

@@ -29,7 +29,7 @@ from medmae.heads.anomaly.calibration import (Calibration, calibrate, default_pa
                                               save_calibration, settings_digest)
 from medmae.heads.anomaly.case import MAPS, CaseMaps, analyse_case
 from medmae.heads.anomaly.config import AnomalyConfig
-from medmae.heads.anomaly.model import PretrainedMAE, load_model
+from medmae.export.pretrained import PretrainedMAE, load_model
 from medmae.heads.anomaly.outputs import write_case
 from medmae.heads.inputs import cases_from_inputs
 from medmae.io.errors import ScanError

@@ -25,7 +25,7 @@ from medmae.heads.anomaly.grid import GRID_FILE, GridArrays, lesion_on_grid, loa
 from medmae.io.errors import ScanError
 from medmae.io.geometry import align_to
 from medmae.io.read import read_volume
-from medmae.io.scan import check_label
+from medmae.io.sanity import check_label
 
 FILES = {"model": "anomaly.nii.gz", "baseline": "baseline.nii.gz", "combined": "combined.nii.gz"}
 

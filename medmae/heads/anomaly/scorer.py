@@ -10,7 +10,7 @@ from monai.inferers import sliding_window_inference
 
 from medmae.device import pick_device
 from medmae.heads.anomaly.config import ScoreConfig
-from medmae.heads.anomaly.model import PretrainedMAE
+from medmae.export.pretrained import PretrainedMAE
 from medmae.heads.anomaly.window import DrawPlan, WindowScorer
 
 

@@ -11,9 +11,8 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from medmae.data.cache import CachedCase, list_cases
-from medmae.io.manifest import Case, read_manifest, sha256_of
-from medmae.io.scan import source_files
+from medmae.preprocess.cache import CachedCase, list_cases
+from medmae.io.manifest import Case, read_manifest, sha256_of, source_files
 from medmae.io.volume import Volume
 from medmae.preprocess.case import read_map
 from medmae.data.dataset import CropDataset

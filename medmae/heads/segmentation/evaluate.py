@@ -39,7 +39,7 @@ from pydantic import Field, model_validator
 
 from medmae.atomic import atomic_write_text
 from medmae.config.base import StrictModel, load_config, save_config
-from medmae.data.cache import list_cases
+from medmae.preprocess.cache import list_cases
 from medmae.heads.segmentation.bundle import load_bundle
 from medmae.heads.segmentation.classmap import lookup_table, to_classes
 from medmae.heads.segmentation.config import FinetuneConfig

@@ -11,7 +11,7 @@ import torch
 from anomaly_helpers import flipped_copy, write_dicom_series
 from medmae.heads.anomaly.config import AnomalyConfig
 from medmae.heads.anomaly.draws import complementary_draws, token_units, unit_draws
-from medmae.heads.anomaly.model import load_model
+from medmae.export.pretrained import load_model
 from medmae.heads.anomaly.run import NORM_PIX_WARNING, score_inputs
 from medmae.heads.anomaly.scorer import window_sums
 from medmae.io.manifest import read_manifest

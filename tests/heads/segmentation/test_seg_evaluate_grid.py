@@ -12,7 +12,7 @@ import pytest
 import torch
 from monai.metrics import compute_dice, compute_hausdorff_distance
 
-from medmae.data.cache import list_cases
+from medmae.preprocess.cache import list_cases
 from medmae.heads.segmentation.classmap import lookup_table, to_classes
 from medmae.heads.segmentation.evaluate import EvaluateConfig, evaluate_model
 from medmae.heads.segmentation.metrics import one_hot

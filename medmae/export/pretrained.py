@@ -1,4 +1,5 @@
-"""The pretrained MAE a head reconstructs with: from a run folder, a checkpoint or an export.
+"""The pretrained MAE a head reconstructs with (anomaly scoring, the studies' real-scan
+metric): from a run folder, a checkpoint or an export.
 
 Whatever the source, :func:`load_model` returns the same :class:`PretrainedMAE`: the model
 config, the training crop and mask ratio, the preprocessing config the training cache was
