@@ -107,11 +107,24 @@ def run_pretrain(step: Step, folder: Path, deps: dict, ctx: StudyContext) -> dic
 
         run_id = pretrain(cfg).run_id
     metrics = pretrain_metrics(folder / "run" / "metrics.jsonl")
+    metrics.update(masked_at_random(cfg))
     metrics.update(real_scan_correlation(folder, deps["preprocess-cache"]["paths"]["cache"],
                                          deps["data-cases"]["paths"].get("real_cases"), cfg.data.split,
                                          ctx.tracking_uri if cfg.tracking.enabled else None, run_id))
     return {"metrics": metrics, "run_id": run_id,
             "paths": {"run": str(folder / "run"), "checkpoint": str(folder / "run" / "checkpoints" / "latest.pt")}}
+
+
+def masked_at_random(cfg) -> dict[str, float]:
+    """``masked_at_random_share``: the share of training cases that lack a map anatomy masking
+    reads, so were masked at random (absent when the strategy reads no map)."""
+    from medmae.training.preflight import cases_without_masking_map, training_rows
+
+    rows = training_rows(cfg)
+    missing = cases_without_masking_map(cfg, rows)
+    if not missing or not rows:
+        return {}
+    return {"masked_at_random_share": len(set().union(*missing.values())) / len(rows)}
 
 
 def real_scan_correlation(folder: Path, cache: str, real_cases: str | None, trained_split: str | None,
@@ -256,7 +269,23 @@ def segmentation_metrics(rows: list[dict]) -> dict[str, float]:
         out["dice"] = out[f"dice_pretrained_n{most}"]
         if f"dice_scratch_n{most}" in out:
             out["dice_gain"] = out["dice"] - out[f"dice_scratch_n{most}"]
+            out.update(class_gain_spread(rows, most))
     return out
+
+
+def class_gain_spread(rows: list[dict], most: int) -> dict[str, float]:
+    """``dice_gain_class_sd`` (sample sd of the per-class gains pretrained - scratch, clean
+    scans, most labels) and ``dice_gain_classes`` (how many classes): the spread the study
+    summary judges a one-seed gain against."""
+    import statistics
+
+    dice = {(r["arm"], r["class"]): float(r["dice"]) for r in rows
+            if r["corruption"] == "clean" and int(r["label_cases"]) == most and r["class"] != "mean"
+            and r["dice"] == r["dice"]}
+    gains = [dice["pretrained", c] - dice["scratch", c] for a, c in dice if a == "pretrained" and ("scratch", c) in dice]
+    if len(gains) < 2:
+        return {}
+    return {"dice_gain_class_sd": statistics.stdev(gains), "dice_gain_classes": float(len(gains))}
 
 
 def run_segmentation(step: Step, folder: Path, deps: dict, ctx: StudyContext) -> dict:

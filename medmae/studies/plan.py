@@ -43,11 +43,45 @@ def data_step(spec: StudySpec, root: Path, study_file: Path, data: DataSpec | No
                                "seed": spec.seeds[0] if data.synth.seed is None else data.synth.seed})
 
 
+def data_sets(spec: StudySpec) -> list[tuple[str, DataSpec]]:
+    """(study key, data set) of every data set the study gathers."""
+    out = [("data", spec.data)]
+    if spec.anomaly is not None:
+        out += [("anomaly.healthy", spec.anomaly.healthy), ("anomaly.evaluate", spec.anomaly.evaluate)]
+        if spec.anomaly.healthy_test is not None:
+            out.append(("anomaly.healthy_test", spec.anomaly.healthy_test))
+    if spec.segmentation is not None and spec.segmentation.data is not None:
+        out.append(("segmentation.data", spec.segmentation.data))
+    return out
+
+
+def check_phantom_subjects(spec: StudySpec, study_file: Path) -> None:
+    """ConfigError when two data sets generate phantoms of one kind with one seed: they would
+    hold the same subjects (the evaluated lesion phantoms would be the calibration or
+    pretraining ones)."""
+    used: dict[tuple[str, int], str] = {}
+    sets = data_sets(spec)
+    seeds = {spec.seeds[0] if d.synth.seed is None else d.synth.seed for _, d in sets}
+    for where, data in sets:
+        seed = spec.seeds[0] if data.synth.seed is None else data.synth.seed
+        for kind in ("brain", "abdomen"):
+            if not getattr(data.synth, kind):
+                continue
+            if (kind, seed) in used:
+                free = next(s for s in range(100, 10**6, 100) if s not in seeds)
+                raise ConfigError(
+                    f"{study_file}: {used[kind, seed]} and {where} both generate {kind} phantoms with seed {seed}, "
+                    f"so they hold the same subjects ({where}'s would be {used[kind, seed]}'s); give each data set "
+                    f"its own seed, e.g. {where}: {{synth: {{..., seed: {free}}}}}")
+            used[kind, seed] = where
+
+
 def build_plan(spec: StudySpec, root: Path, study_file: Path) -> list[Step]:
     """All steps of the study, each after the steps it depends on."""
     from medmae.preprocess.config import PreprocessConfig
     from medmae.training.pretrain_config import PretrainConfig
 
+    check_phantom_subjects(spec, study_file)
     steps = [data_step(spec, root, study_file)]
     variants: list[tuple[str, dict]] = []
     pre = load_stage(PreprocessConfig, spec.preprocess, root, [], study_file)

@@ -17,6 +17,7 @@ import csv
 import io
 import math
 import statistics
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 
@@ -118,6 +119,49 @@ def headline(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
     return header, body
 
 
+NOISE_SE = 2.0
+"""A gain within this many standard errors of zero is called within noise."""
+
+
+def _gain_noise(a: dict) -> tuple[float, str] | None:
+    """(standard error of a variant's Dice gain, where it comes from): the spread over seeds
+    with two or more, else the spread of the per-class gains of its one seed."""
+    sd_seeds = a["segmentation.dice_gain"][1]
+    if a["seeds"] > 1 and math.isfinite(sd_seeds):
+        return sd_seeds / math.sqrt(a["seeds"]), f"sd {sd_seeds:.2g} over {a['seeds']} seeds"
+    sd, n = a.get("segmentation.dice_gain_class_sd"), a.get("segmentation.dice_gain_classes")
+    if sd is None or n is None or not math.isfinite(sd[0]) or n[0] < 2:
+        return None
+    return sd[0] / math.sqrt(n[0]), f"sd {sd[0]:.2g} of its {n[0]:.0f} per-class gains, one seed"
+
+
+def notes(rows: list[dict]) -> list[str]:
+    """What a reader must know to read the table right: the share of an anatomy variant's
+    training cases masked at random instead, and whether each Dice gain over scratch is
+    beyond the noise this study can measure."""
+    out = []
+    for a in aggregate(rows):
+        share = a.get("pretrain.masked_at_random_share")
+        if share is not None and share[0] > 0:
+            out.append(f"{a['variant']}: {share[0]:.0%} of its training cases have no map for anatomy "
+                       f"masking and were masked at random instead; its difference from random masking "
+                       f"is diluted by that share.")
+        if "segmentation.dice_gain" not in a:
+            continue
+        gain, noise = a["segmentation.dice_gain"][0], _gain_noise(a)
+        if noise is None:
+            out.append(f"{a['variant']}: Dice gain over scratch {gain:+.3f}, with no spread to judge it "
+                       f"against (one seed, one class): it cannot be told from noise.")
+            continue
+        se, source = noise
+        verdict = ("within noise: this study cannot tell pretrained from scratch"
+                   if abs(gain) < NOISE_SE * se else
+                   f"beyond {NOISE_SE:g} standard errors of this noise estimate")
+        out.append(f"{a['variant']}: Dice gain over scratch {gain:+.3f}, standard error {se:.2g} "
+                   f"({source}): {verdict}.")
+    return out
+
+
 def terminal_table(name: str, rows: list[dict]) -> str:
     """The headline table as aligned plain text (under 80 columns for a few variants)."""
     header, body = headline(rows)
@@ -125,9 +169,11 @@ def terminal_table(name: str, rows: list[dict]) -> str:
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
     seeds = {r["seed"] for r in rows}
     note = "means over seeds" if len(seeds) > 1 else "one seed"
+    wrapped = [textwrap.fill(n, 79, subsequent_indent="  ") for n in notes(rows)]
     return "\n".join([f"study {name} ({note}; every metric: summary.md, summary.csv)",
                        line(header),
-                       line(["-" * w for w in widths]), *[line(b) for b in body]]) + "\n"
+                       line(["-" * w for w in widths]), *[line(b) for b in body],
+                       *(["", *wrapped] if wrapped else [])]) + "\n"
 
 
 def to_markdown(name: str, rows: list[dict]) -> str:
@@ -141,6 +187,7 @@ def to_markdown(name: str, rows: list[dict]) -> str:
              "| variant | strategy | " + " | ".join(header[1:]) + " |", "|---|---|" + "---|" * (len(header) - 1)]
     for a, b in zip(agg, body):
         lines.append(f"| {a['variant']} | {a['strategy']} | " + " | ".join(b[1:]) + " |")
+    lines += ["", *[f"- {n}" for n in notes(rows)]] if notes(rows) else []
     lines += ["", "Every metric: mean ± sd over seeds (n/a: one seed, whose spread is undefined).", "",
               "| metric | " + " | ".join(str(a["variant"]) for a in agg) + " |", "|---|" + "---|" * len(agg)]
     lines += [f"| {c} | " + " | ".join(mean_sd(a.get(c)) for a in agg) + " |" for c in cols]

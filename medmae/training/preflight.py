@@ -41,8 +41,7 @@ def preflight(cfg: PretrainConfig, state: dict[str, Any] | None = None) -> None:
     itself); raises ConfigError on the first problem found."""
     if state is not None:
         check_resume_config(cfg, state.get("config") or {}, int(state.get("step", 0)))
-    split = cfg.data.split
-    rows = [r for r in read_index(cfg.data.cache_dir) if split is None or r.get("split") == split]
+    rows = training_rows(cfg)
     check_channels(cfg, rows)
     check_anatomy_maps(cfg, rows)
     check_midlines(cfg, rows)
@@ -122,6 +121,19 @@ def check_midlines(cfg: PretrainConfig, rows: list[dict]) -> None:
                        ", ".join(missing[:3]), MISSING)
 
 
+def training_rows(cfg: PretrainConfig) -> list[dict]:
+    """The cache index rows of the training split (``data.split``; every case when None)."""
+    split = cfg.data.split
+    return [r for r in read_index(cfg.data.cache_dir) if split is None or r.get("split") == split]
+
+
+def cases_without_masking_map(cfg: PretrainConfig, rows: list[dict] | None = None) -> dict[str, list[str]]:
+    """Map read by anatomy masking -> the training cases without it (masked at random)."""
+    rows = training_rows(cfg) if rows is None else rows
+    return {source: [r["case_id"] for r in rows if not _has_map(cfg.data.cache_dir, r["case_id"], source)]
+            for source in cfg.masking.maps_read()}
+
+
 def check_anatomy_maps(cfg: PretrainConfig, rows: list[dict]) -> None:
     """Anatomy masking's maps are loaded, and count the cases that lack them."""
     for source in cfg.masking.maps_read():
@@ -132,8 +144,7 @@ def check_anatomy_maps(cfg: PretrainConfig, rows: list[dict]) -> None:
                 f"data.priors=[{', '.join([*cfg.data.priors, source])}]")
         if not rows:
             continue
-        missing = [r["case_id"] for r in rows
-                   if not _has_map(cfg.data.cache_dir, r["case_id"], source)]
+        missing = cases_without_masking_map(cfg, rows)[source]
         if len(missing) == len(rows):
             raise ConfigError(
                 f"masking: anatomy masking reads the {source!r} map, but none of the {len(rows)} "

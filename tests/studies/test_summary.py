@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from medmae.studies.summary import aggregate, axis_range, terminal_table, to_markdown, write_summary
+from medmae.studies.summary import aggregate, axis_range, notes, terminal_table, to_markdown, write_summary
 
 DEMO_ROW = {  # the demo's columns (docs/quickstart.md), 30 of them
     "pretrain.final_loss": 0.21, "pretrain.mean_predictor_loss": 0.54, "pretrain.loss_over_mean_predictor": 0.39,
@@ -34,7 +34,8 @@ def test_terminal_table_is_the_headline_and_fits_80_columns():
     text = terminal_table("demo", rows)
     lines = text.splitlines()
     assert max(len(line) for line in lines) <= 80, text
-    assert len(lines) == 5  # title, header, rule, one line per variant
+    assert lines[5] == ""  # title, header, rule, one line per variant; then the notes
+    assert all(n.startswith(("random:", "anatomy:", "  ")) for n in lines[6:]) and len(lines) > 6
     assert lines[1].split()[:2] == ["variant", "seeds"] and "AUPRC" in lines[1] and "Dice" in lines[1]
     random = next(line for line in lines if line.startswith("random"))
     assert "0.79 (0.46)" in random and "0.031 (0.008)" in random and "0.26 / 0.31" in random
@@ -84,3 +85,28 @@ def test_headline_leaves_out_steps_a_study_did_not_run(missing):
     rows = [{k: v for k, v in r.items() if not k.startswith(missing)} for r in _rows()]
     header = terminal_table("x", rows).splitlines()[1]
     assert ("AUPRC" in header) == (missing != "anomaly") and ("Dice" in header) == (missing != "segmentation")
+
+
+def test_a_one_seed_gain_within_the_class_spread_is_called_noise():
+    # the demo's numbers: Dice 0.26 pretrained against 0.31 from scratch, per-class gains spread by 0.06
+    rows = [{**r, "segmentation.dice_gain_class_sd": 0.06, "segmentation.dice_gain_classes": 4.0} for r in _rows()]
+    (random, anatomy) = [n for n in notes(rows) if "Dice gain" in n]
+    assert random.startswith("random: Dice gain over scratch -0.050, standard error 0.03 (sd 0.06 of its 4")
+    assert "within noise: this study cannot tell pretrained from scratch" in random
+    text = terminal_table("demo", rows)
+    assert "within noise" in text and max(len(line) for line in text.splitlines()) <= 80
+    assert "- random: Dice gain over scratch -0.050" in to_markdown("demo", rows)
+    big = [{**r, "segmentation.dice_gain": 0.2} for r in rows]  # 0.2 > 2 x 0.03
+    assert all("beyond 2 standard errors" in n for n in notes(big) if "Dice gain" in n)
+
+
+def test_with_several_seeds_the_seed_spread_judges_the_gain():
+    rows = _rows(seeds=(0, 1, 2))  # gains -0.05, -0.04, -0.03: sd 0.01, standard error 0.0058
+    (random, _) = [n for n in notes(rows) if "Dice gain" in n]
+    assert "standard error 0.0058 (sd 0.01 over 3 seeds)" in random and "beyond 2 standard errors" in random
+
+
+def test_the_share_masked_at_random_is_stated():
+    rows = [{**r, "pretrain.masked_at_random_share": 0.5 if r["variant"] == "anatomy" else 0.0} for r in _rows()]
+    (note,) = [n for n in notes(rows) if "masked at random" in n]
+    assert note.startswith("anatomy: 50% of its training cases have no map for anatomy masking")

@@ -15,7 +15,8 @@ from medmae.io.scan import scan_folder
 from medmae.preprocess.batch import preprocess_manifest
 from medmae.training import engine
 from medmae.training.engine import pretrain
-from medmae.training.preflight import preflight
+from medmae.studies.kinds import masked_at_random
+from medmae.training.preflight import cases_without_masking_map, preflight
 from training_helpers import make_phantom_cache, tiny_config
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -93,13 +94,18 @@ def test_real_scans_count_cases_without_the_anatomy_map(tmp_path, caplog):
                                  workers=0, progress=False)
     assert len(report.done) == 2
     caplog.set_level(logging.INFO, logger="medmae.training.engine")
-    result = pretrain(tiny_config(tmp_path / "cache", tmp_path / "run", "train.steps=2", "train.warmup_steps=1",
-                                  "data.batch_size=2", "tracking.enabled=false", "masking.strategy=anatomy",
-                                  "data.priors=[body,anatomy]", "data.split=null"))
+    cfg = tiny_config(tmp_path / "cache", tmp_path / "run", "train.steps=2", "train.warmup_steps=1",
+                      "data.batch_size=2", "tracking.enabled=false", "masking.strategy=anatomy",
+                      "data.priors=[body,anatomy]", "data.split=null")
+    result = pretrain(cfg)
     assert result.steps == 2
     warned = [r for r in caplog.records if "anatomy masking: 1 of 2" in r.getMessage()]
     assert len(warned) == 1 and warned[0].levelno == logging.WARNING, [r.getMessage() for r in caplog.records]
     assert "mr_abdomen_3mm" in warned[0].getMessage() and "masked at random" in warned[0].getMessage()
+    # the share a study's summary states (medmae.studies.summary.notes)
+    (mr,) = [c.case_id for c in cases if "mr_abdomen" in c.case_id]
+    assert cases_without_masking_map(cfg) == {"anatomy": [mr]}
+    assert masked_at_random(cfg) == {"masked_at_random_share": 0.5}
 
 
 def test_symmetric_masking_warns_about_cases_without_a_midline(tmp_path, caplog):
