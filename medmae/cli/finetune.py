@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import sys
 
 from medmae.cli.main import add_config_args, require_cache
+from medmae.cli.training_run import is_main_rank, train_or_stop
 
 
 def register(subparsers) -> None:
@@ -35,23 +34,19 @@ def run(args: argparse.Namespace) -> int:
     from medmae.heads.segmentation.config import FinetuneConfig
     from medmae.heads.segmentation.engine import finetune
     from medmae.training.checkpoint import CheckpointError
-    from medmae.training.signals import StopRequested
 
     cfg = load_config(FinetuneConfig, args.config, args.overrides)
     require_cache(cfg.data.cache_dir)
     try:
-        result = finetune(cfg)
-    except StopRequested as e:
-        if os.environ.get("RANK", "0") == "0":
-            print(f"medmae finetune: {e}; checkpoint {e.checkpoint}. Run the same command to resume.",
-                  file=sys.stderr)
-        return e.exit_code
+        result, stopped = train_or_stop("finetune", finetune, cfg)
     except LoadError as e:
         raise ConfigError(f"the pretrained encoder does not load fully (set init.allow_partial=true to "
                           f"accept it):\n{e}") from None
     except (ExportError, CheckpointError, ValueError) as e:
         raise ConfigError(str(e)) from None
-    if os.environ.get("RANK", "0") != "0":
+    if stopped is not None:
+        return stopped
+    if not is_main_rank():
         return 0
     print(f"\nfine-tuning done: {result.steps}/{cfg.train.steps} steps in {result.out_dir}")
     print(f"  {result.init.summary().splitlines()[0]}")

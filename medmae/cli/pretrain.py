@@ -6,10 +6,9 @@ Under several processes: ``torchrun --nproc_per_node=N -m medmae.cli.main pretra
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 
 from medmae.cli.main import add_config_args, require_cache
+from medmae.cli.training_run import is_main_rank, train_or_stop
 
 
 def register(subparsers) -> None:
@@ -31,19 +30,14 @@ def run(args: argparse.Namespace) -> int:
     from medmae.training.pretrain_config import PretrainConfig
     from medmae.tracking.mlflow_run import ui_command
     from medmae.training.engine import pretrain
-    from medmae.training.signals import StopRequested
     from medmae.training.summary import report_windows
 
     cfg = load_config(PretrainConfig, args.config, args.overrides)
     require_cache(cfg.data.cache_dir)
-    try:
-        result = pretrain(cfg)
-    except StopRequested as e:
-        if _is_main():
-            print(f"medmae pretrain: {e}; checkpoint {e.checkpoint}. Run the same command to resume.",
-                  file=sys.stderr)
-        return e.exit_code
-    if not _is_main():
+    result, stopped = train_or_stop("pretrain", pretrain, cfg)
+    if stopped is not None:
+        return stopped
+    if not is_main_rank():
         return 0
     print(f"\npretraining done: {result.steps}/{cfg.train.steps} steps in {result.out_dir}")
     windows = report_windows(result.losses, result.mean_predictor, result.start_step, cfg.train.log_every,
@@ -63,7 +57,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"  MLflow run      {result.run_id or '(not created)'} in {result.tracking_uri}{state}")
         print(f"  open the UI     {ui_command(result.tracking_uri, result.experiment_id, result.run_id)}")
     return 0
-
-
-def _is_main() -> bool:
-    return os.environ.get("RANK", "0") == "0"

@@ -14,7 +14,6 @@ import logging
 import os
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
 from medmae.io.errors import ScanError

@@ -44,8 +44,8 @@ from medmae.tracking.provenance import run_tags
 from medmae.training.mean_predictor import mean_predictor_loss
 from medmae.training.correlation import hidden_correlation
 from medmae.training.distributed import DistInfo, wrap_ddp
-from medmae.training.loop import RunState, run_task
-from medmae.training.optim import build_optimizer
+from medmae.training.loop import RunResult, RunState, run_task
+from medmae.training.optim import build_optimizer, optimizer_step
 from medmae.training.precision import autocast, grad_scaler, resolve_precision
 from medmae.training.preflight import RESUME_KEYS, preflight
 from medmae.training.rng import seed_everything
@@ -59,28 +59,23 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class PretrainResult:
-    """What a finished run produced (paths on rank 0; other ranks get the same paths)."""
+class PretrainResult(RunResult):
+    """What a pretraining run produced (``losses``: the masked-token loss)."""
 
-    out_dir: Path
-    steps: int
-    start_step: int
-    losses: list[float] = field(default_factory=list)
-    """Per-step masked-token loss of the steps this call ran (mean over ranks)."""
     mean_predictor: list[float] = field(default_factory=list)
     """Per-step loss of predicting the mean (see medmae.training.mean_predictor)."""
     correlations: list[float] = field(default_factory=list)
     """Per-step Pearson r of reconstruction and truth on hidden tokens (medmae.training.correlation)."""
-    checkpoint: Path | None = None
     figures: list[Path] = field(default_factory=list)
-    tracking_uri: str | None = None
-    run_id: str | None = None
-    experiment_id: str | None = None
-    tracking_ok: bool = True
     model: nn.Module | None = None
     """The trained MaskedAutoencoder3D (plain module)."""
     masking: nn.Module | None = None
     """The masking strategy, with its learned state (adversarial generator, EMA teacher)."""
+
+    def fill(self, run: RunState) -> None:
+        super().fill(run)
+        if run.steplog is not None:
+            self.mean_predictor, self.correlations = run.steplog.mean_predictor, run.steplog.correlations
 
 
 def pretrain(cfg: PretrainConfig, tracker: Tracker | None = None) -> PretrainResult:
@@ -102,18 +97,8 @@ def pretrain(cfg: PretrainConfig, tracker: Tracker | None = None) -> PretrainRes
         result.model, result.masking, result.figures = task.parts.model, task.parts.strategy, task.figures
         return task, task.start
 
-    run_task(cfg, RESUME_KEYS, "pretraining run", tracker, build, lambda run: _fill_result(result, run))
+    run_task(cfg, RESUME_KEYS, "pretraining run", tracker, build, result.fill)
     return result
-
-
-def _fill_result(result: PretrainResult, run: RunState) -> None:
-    """Copy what the loop knows into the result (however the run ended)."""
-    result.steps, result.start_step, result.checkpoint = run.steps, run.start, run.checkpoint
-    result.tracking_uri, result.tracking_ok = run.tracker.uri, run.tracking_ok
-    result.run_id, result.experiment_id = run.tracker.run_id, run.tracker.experiment_id
-    if run.steplog is not None:
-        log = run.steplog
-        result.losses, result.mean_predictor, result.correlations = log.losses, log.mean_predictor, log.correlations
 
 
 class PretrainTask:
@@ -215,17 +200,7 @@ def _train_step(cfg: PretrainConfig, parts: TrainParts, train_model: nn.Module, 
         losses.append(out.loss.detach())
         mean_preds.append(mean_predictor_loss(out.target, mask, ctx.valid, cfg.model.norm_pix_loss))
         corrs.append(hidden_correlation(out.pred, out.target, mask, ctx.valid))
-    if parts.scaler is not None:
-        parts.scaler.unscale_(parts.optimizer)
-    grad_norm = None
-    if t.grad_clip is not None:
-        grad_norm = nn.utils.clip_grad_norm_(parts.model.parameters(), t.grad_clip).detach()
-    if parts.scaler is not None:
-        parts.scaler.step(parts.optimizer)
-        parts.scaler.update()
-    else:
-        parts.optimizer.step()
-    parts.optimizer.zero_grad(set_to_none=True)
+    grad_norm = optimizer_step(parts.optimizer, parts.scaler, parts.model.parameters(), t.grad_clip)
     parts.strategy.after_optimizer_step(parts.model)  # EMA teachers: once per optimizer step
     keys = {k for d in metrics for k in d}
     mean_metrics = {k: sum(float(d[k]) for d in metrics if k in d) / sum(k in d for d in metrics) for k in keys}

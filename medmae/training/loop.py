@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
@@ -83,6 +83,31 @@ class RunState:
     checkpoint: Path | None = None
     steplog: StepLog | None = None
     tracking_ok: bool = True
+
+
+@dataclass
+class RunResult:
+    """What every training run reports (paths on rank 0; other ranks get the same paths);
+    pretraining and fine-tuning extend it with their own."""
+
+    out_dir: Path
+    steps: int = 0
+    start_step: int = 0
+    losses: list[float] = field(default_factory=list)
+    """Per-step loss of the steps this call ran (mean over ranks)."""
+    checkpoint: Path | None = None
+    tracking_uri: str | None = None
+    tracking_ok: bool = True
+    run_id: str | None = None
+    experiment_id: str | None = None
+
+    def fill(self, run: RunState) -> None:
+        """Copy what the loop knows into the result (however the run ended)."""
+        self.steps, self.start_step, self.checkpoint = run.steps, run.start, run.checkpoint
+        self.tracking_uri, self.tracking_ok = run.tracker.uri, run.tracking_ok
+        self.run_id, self.experiment_id = run.tracker.run_id, run.tracker.experiment_id
+        if run.steplog is not None:
+            self.losses = run.steplog.losses
 
 
 def run_task(cfg: StrictModel, resume_keys: tuple[str, ...], what: str, tracker: Tracker | None,

@@ -6,7 +6,7 @@ tokens (cls / mask tokens), as in MAE and timm's ``param_groups_weight_decay``.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import torch
 from torch import nn
@@ -44,3 +44,21 @@ def build_optimizer(model: nn.Module, lr: float, weight_decay: float,
         raise ValueError("model has no trainable parameters")
     fused = all(p.is_cuda for p in params)
     return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused or None)
+
+
+def optimizer_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None,
+                   params: Iterable[torch.Tensor], grad_clip: float | None) -> torch.Tensor | None:
+    """After backward: unscale (fp16), clip ``params``' gradients to ``grad_clip``, step, zero.
+
+    Returns the gradient norm before clipping (a 0-dim device tensor; None without clipping).
+    """
+    if scaler is not None:
+        scaler.unscale_(optimizer)
+    norm = nn.utils.clip_grad_norm_(list(params), grad_clip).detach() if grad_clip is not None else None
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return norm

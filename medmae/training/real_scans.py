@@ -30,9 +30,9 @@ from medmae.training.fixed_crops import ScanScores, save_scan_figure, score_case
 
 log = logging.getLogger(__name__)
 
-SCORES = {"hidden_corr": "r", "hidden_edge_r": "edge_r", "interp_hidden_corr": "interp_r",
-          "interp_edge_r": "interp_edge_r"}
-"""metric prefix -> :class:`ScanScores` field."""
+SCORES = (("hidden_corr", "hidden_corr", "r"), ("edge_r", "hidden_edge_r", "edge_r"),
+          ("interp_hidden_corr", "interp_hidden_corr", "interp_r"), ("interp_edge_r", "interp_edge_r", "interp_edge_r"))
+"""(key in real_scans.json, metric prefix, :class:`ScanScores` field)."""
 GROUPS = ("seen", "heldout")
 
 
@@ -57,7 +57,7 @@ def group_means(scores: list[ScanScores], groups: dict[str, list[tuple[str, str]
         mine = [by_id[c] for c, _ in cases if c in by_id]
         if not mine:
             continue
-        for name, field in SCORES.items():
+        for _, name, field in SCORES:
             vals = [getattr(s, field) for s in mine if math.isfinite(getattr(s, field))]
             out[f"{name}_real_{group}"] = float(np.mean(vals)) if vals else float("nan")
         out[f"real_scans_{group}"] = float(len(mine))
@@ -75,7 +75,7 @@ def real_scan_scores(model: MaskedAutoencoder3D, patch_size: tuple[int, int, int
         return {}, None
     scores = score_cases(model, [Path(cache) / CASES / c for c, _, _ in ordered], ratio, min_fraction)
     out = Path(out_dir)
-    per_case = {k: {s.case_id: getattr(s, f) for s in scores} for k, f in SCORES.items()}
+    per_case = {k: {s.case_id: getattr(s, f) for s in scores} for k, _, f in SCORES}
     per_case["split"] = {c: s for c, s, _ in ordered}
     per_case["group"] = {c: g for c, _, g in ordered}
     atomic_write_text(out / "real_scans.json", json.dumps(per_case, indent=1))

@@ -42,10 +42,11 @@ from medmae.heads.segmentation.init import EncoderInit, init_encoder
 from medmae.heads.segmentation.metrics import SegScores
 from medmae.heads.segmentation.model import SegmentationViT
 from medmae.heads.segmentation.optim import apply_lr, build_finetune_optimizer
+from medmae.training.optim import optimizer_step
 from medmae.tracking.mlflow_run import Tracker
 from medmae.tracking.provenance import run_tags
 from medmae.training.distributed import gather_objects, wrap_ddp
-from medmae.training.loop import RunState, run_task
+from medmae.training.loop import RunResult, RunState, run_task
 from medmae.training.precision import autocast, grad_scaler, resolve_precision
 from medmae.training.rng import capture_rng, restore_rng, seed_everything, to_plain
 from medmae.training.schedule import WarmupCosine
@@ -62,38 +63,26 @@ another value of any of them is refused (a changed train.steps would make a hybr
 
 
 @dataclass
-class FinetuneResult:
-    out_dir: Path
-    steps: int
-    start_step: int
-    losses: list[float] = field(default_factory=list)
+class FinetuneResult(RunResult):
+    """What a fine-tuning run produced (``losses``: the segmentation loss)."""
+
     val: list[dict] = field(default_factory=list)
     """Per validation: {"step", "table": {class: {dice, hd95, ...}}}."""
     model_dir: Path | None = None
-    checkpoint: Path | None = None
     init: EncoderInit | None = None
     train_cases: list[str] = field(default_factory=list)
-    run_id: str | None = None
-    tracking_uri: str | None = None
-    tracking_ok: bool = True
     model: SegmentationViT | None = None
 
 
 def finetune(cfg: FinetuneConfig, tracker: Tracker | None = None) -> FinetuneResult:
     """Run (or resume) fine-tuning as ``cfg`` says; every rank calls it under torchrun."""
-    result = FinetuneResult(Path(cfg.train.out_dir).resolve(), 0, 0)
+    result = FinetuneResult(Path(cfg.train.out_dir).resolve())
 
     def build(run: RunState) -> tuple[FinetuneTask, int]:
         task = FinetuneTask(cfg, run, result)
         return task, task.start
 
-    def on_exit(run: RunState) -> None:
-        result.steps, result.start_step, result.checkpoint = run.steps, run.start, run.checkpoint
-        result.tracking_uri, result.tracking_ok, result.run_id = run.tracker.uri, run.tracking_ok, run.tracker.run_id
-        if run.steplog is not None:
-            result.losses = run.steplog.losses
-
-    run_task(cfg, RESUME_KEYS, "fine-tuning run", tracker, build, on_exit)
+    run_task(cfg, RESUME_KEYS, "fine-tuning run", tracker, build, result.fill)
     return result
 
 
@@ -157,16 +146,8 @@ class FinetuneTask:
             logits = model(x, encoder_grad=self.encoder_trains(step))
         loss = self.loss_fn(logits.float(), y)
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
-        if self.scaler is not None:
-            self.scaler.unscale_(self.optimizer)
         params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
-        norm = nn.utils.clip_grad_norm_(params, t.grad_clip).detach() if t.grad_clip is not None else None
-        if self.scaler is not None:
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        norm = optimizer_step(self.optimizer, self.scaler, params, t.grad_clip)
         return StepNumbers(step + 1, lr, loss.detach(), grad_norm=norm)
 
     def checkpoint(self, done: int, run_id: str | None) -> dict | None:
