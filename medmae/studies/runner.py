@@ -13,6 +13,7 @@ engines do) and the command exits 143 / 130.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -86,7 +87,8 @@ def _run(spec, plan, out: Path, uri: str) -> StudyResult:
                 log.info("study %s [%d/%d]: running %s (%s)", spec.name, i, len(plan), step.id, folder.name)
                 folder.mkdir(parents=True, exist_ok=True)
                 t = time.perf_counter()
-                result = KINDS[step.kind](step, folder, {d: results[d] for d in step.deps}, ctx)
+                step_ctx = dataclasses.replace(ctx, tags=runs.step_tags(step.id, key))
+                result = KINDS[step.kind](step, folder, {d: results[d] for d in step.deps}, step_ctx)
                 result["seconds"] = time.perf_counter() - t
                 result = save_result(folder, key, result)
                 ran.append(step.id)
@@ -95,9 +97,11 @@ def _run(spec, plan, out: Path, uri: str) -> StudyResult:
                 reused.append(step.id)
             results[step.id], keys[step.id] = result, key
             done.append((step.labels, step.kind, result))
-            runs.step(step.id, step.labels, result.get("metrics", {}), step.id in reused, key, result.get("run_id"))
+            runs.step(step.id, step.kind, step.labels, result.get("metrics", {}), step.id in reused, key,
+                      result.get("run_id"))
         rows = rows_from_results(done)
         summary = write_summary(spec.name, rows, out)
+        runs.summary(rows)
         status = "FINISHED"
     except KeyboardInterrupt as e:
         status = "KILLED"

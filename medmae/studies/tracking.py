@@ -1,21 +1,39 @@
-"""The study's MLflow records: one parent run, a nested run per step, the summary artifacts.
+"""The study's MLflow records: one parent run holding the study's summary, and under it
+the runs its steps start.
 
-Step runs carry ``mlflow.parentRunId`` (MLflow's nesting tag), so the UI shows them under
-the study's run. The pretraining engine's own run is nested the same way. Tracking trouble
-never stops a study: it is logged as a warning and the study goes on (its results are on
-disk in OUT/steps/ and OUT/summary.*).
+    study-<name>-<time>                      params: the study; metrics: <variant>/<kind>.<metric>
+    |                                        (mean over seeds), data-*/preprocess-* counts; summary/
+    +- pretrain-<variant>-s<seed>-<time>     the pretraining engine's run (its Logged Model:
+    |                                        pretrain-<variant>-s<seed>-encoder-step<N>)
+    +- anomaly-<variant>-s<seed>             the anomaly evaluation's run
+    +- segmentation-<variant>-s<seed>        segment evaluate's run, and under it its fine-tunes:
+       +- finetune-<variant>-s<seed>-<arm>-n<N>-s<seed>
+    +- <step> (reused)                       a step finished by an earlier run: its metrics and
+                                             ``medmae.engine_run_id``, the run that computed them
+
+Every run is created with ``mlflow.parentRunId`` (MLflow's nesting tag) set, from the
+step's ``tracking.tags`` (:meth:`StudyRuns.step_tags`); data, preprocessing and export steps
+start no run (their counts are metrics of the parent). Tracking trouble never stops a
+study: it is logged as a warning and the study goes on (its results are on disk in
+OUT/steps/ and OUT/summary.*).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
 
+from medmae.tracking.provenance import code_tags
+from medmae.tracking.store import clip_key
+
 log = logging.getLogger(__name__)
 
 STUDY_TAG = "medmae.study"
+RUN_KINDS = frozenset({"pretrain", "anomaly", "segmentation"})
+"""Step kinds that start MLflow runs of their own (the others' counts go on the parent)."""
 
 
 def _client(uri: str):
@@ -31,6 +49,7 @@ class StudyRuns:
         self.uri, self.experiment = uri, experiment
         self.parent: str | None = None
         self._exp: str | None = None
+        self._pending: list = []  # the parent's metrics, logged at the end
 
     def _safe(self, what: str, fn, *a, **kw):
         try:
@@ -57,29 +76,55 @@ class StudyRuns:
         self.parent = self._safe("starting the study run", go)
         return self.parent
 
-    def step(self, step_id: str, labels: dict, metrics: dict[str, float], reused: bool, key: str,
+    def step_tags(self, step_id: str, key: str) -> dict[str, str]:
+        """Tags of the runs a step starts: nested under the study's run, named by step and key."""
+        if self.parent is None:
+            return {}
+        return {"mlflow.parentRunId": self.parent, "medmae.step": step_id, "medmae.step_key": key}
+
+    def step(self, step_id: str, kind: str, labels: dict, metrics: dict[str, float], reused: bool, key: str,
              engine_run: str | None) -> None:
+        """Record a finished step: a run-less step's counts on the parent (``<step id>.<metric>``);
+        a step that ran its engine here: its metrics also on the engine's run (``study.<metric>``);
+        a reused step with a run: a small ``<step id> (reused)`` run pointing at it."""
         if self.parent is None:
             return
 
         def go():
-            from mlflow.entities import Metric, Param, RunTag
+            from mlflow.entities import Metric, Param
 
             client = _client(self.uri)
-            tags = {"mlflow.parentRunId": self.parent, "medmae.step": step_id, "medmae.step_key": key,
-                    "medmae.reused": str(reused).lower()}
+            now = int(time.time() * 1000)
+            if kind not in RUN_KINDS:
+                self._pending += [Metric(clip_key(f"{step_id}.{k}"), float(v), now, 0) for k, v in metrics.items()]
+                return
+            if not reused:
+                if engine_run:
+                    client.log_batch(engine_run, metrics=[Metric(f"study.{k}", float(v), now, 0)
+                                                          for k, v in metrics.items()])
+                return
+            tags = {**self.step_tags(step_id, key), "medmae.reused": "true", **code_tags()}
             if engine_run:
                 tags["medmae.engine_run_id"] = engine_run
-                if not reused:
-                    client.set_tag(engine_run, "mlflow.parentRunId", self.parent)
-            run = client.create_run(self._exp, run_name=step_id, tags=tags)
-            now = int(time.time() * 1000)
-            client.log_batch(run.info.run_id,
-                             metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
-                             params=[Param(k, str(v)) for k, v in labels.items()],
-                             tags=[RunTag("mlflow.runName", step_id)])
+            run = client.create_run(self._exp, run_name=f"{step_id} (reused)", tags=tags)
+            client.log_batch(run.info.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+                             params=[Param(k, str(v)) for k, v in labels.items()])
             client.set_terminated(run.info.run_id, "FINISHED")
         self._safe(f"logging step {step_id}", go)
+
+    def summary(self, rows: list[dict]) -> None:
+        """The study's summary as the parent's metrics: ``<variant>/<kind>.<metric>``, the mean
+        over seeds (and ``<variant>/seeds``), so that two studies line up in MLflow's compare view."""
+        from mlflow.entities import Metric
+
+        from medmae.studies.summary import aggregate
+
+        now = int(time.time() * 1000)
+        for agg in aggregate(rows):
+            v = agg["variant"]
+            self._pending.append(Metric(clip_key(f"{v}/seeds"), float(agg["seeds"]), now, 0))
+            self._pending += [Metric(clip_key(f"{v}/{k}"), pair[0], now, 0) for k, pair in agg.items()
+                              if isinstance(pair, tuple) and math.isfinite(pair[0])]
 
     def finish(self, artifacts: list[Path], metrics: dict[str, float], status: str) -> None:
         if self.parent is None:
@@ -90,7 +135,9 @@ class StudyRuns:
 
             client = _client(self.uri)
             now = int(time.time() * 1000)
-            client.log_batch(self.parent, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+            values = [*self._pending, *(Metric(k, float(v), now, 0) for k, v in metrics.items())]
+            for i in range(0, len(values), 1000):  # MLflow's limit per call
+                client.log_batch(self.parent, metrics=values[i:i + 1000])
             for p in artifacts:
                 client.log_artifact(self.parent, str(p), "summary")
             client.set_terminated(self.parent, status)

@@ -107,6 +107,20 @@ def experiment_id(client, uri: str, name: str) -> str:
     return exp.experiment_id
 
 
+def is_local(uri: str) -> bool:
+    """An embedded store (SQLite, a folder), not a tracking server."""
+    return not uri.startswith(("http://", "https://", "databricks"))
+
+
+def model_name(run_name: str | None, name: str, step: int) -> str:
+    """A Logged Model's name: what made it (the run's name without its start time), what it is,
+    and the step: ``pretrain-random-s0-encoder-step6``, ``random-encoder-step1000``."""
+    import re
+
+    base = re.sub(r"-\d{8}-\d{6}$", "", run_name or "")
+    return "-".join(p for p in (base, name, f"step{step}") if p)
+
+
 def clip_key(key: str) -> str:
     """``key`` cut to MLflow's limit, with a digest of the whole key (the same in every process)."""
     return key if len(key) <= MAX_KEY else key[: MAX_KEY - 9] + "~" + format(zlib.crc32(key.encode()), "08x")
