@@ -36,8 +36,9 @@ def register(subparsers) -> None:
     s.set_defaults(func=run_score)
     c = sub.add_parser("calibrate", help="voxel thresholds and case-score norms from healthy scans",
                        description="Calibrate on scans of healthy subjects only; stored beside the model.")
-    c.add_argument("--model", "-m", required=True)
-    c.add_argument("inputs", nargs="+", metavar="HEALTHY")
+    c.add_argument("--model", "-m", required=True, help="pretraining run folder, checkpoint or export folder")
+    c.add_argument("inputs", nargs="+", metavar="HEALTHY",
+                   help="scans of healthy subjects only: files, DICOM folders, manifest .csv files")
     c.add_argument("--out", "-o", default=None, help="calibration JSON path (default: beside the model)")
     _common(c)
     c.set_defaults(func=run_calibrate)
@@ -45,12 +46,13 @@ def register(subparsers) -> None:
                        description="Evaluate score outputs whose cases have lesion masks (manifest label column).")
     e.add_argument("runs", nargs="+", metavar="SCORES", help="`anomaly score` output folders (cases with lesion masks)")
     e.add_argument("--healthy", nargs="*", default=[], metavar="SCORES", help="score folders of healthy scans")
-    e.add_argument("--out", "-o", required=True)
+    e.add_argument("--out", "-o", required=True, help="output folder (evaluation.json, evaluation.md, curves.png, "
+                                                      "report.html)")
     e.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
     _common(e)
     e.set_defaults(func=run_evaluate)
     r = sub.add_parser("report", help="self-contained HTML report of a score folder")
-    r.add_argument("run", metavar="SCORES")
+    r.add_argument("run", metavar="SCORES", help="an `anomaly score` output folder")
     r.add_argument("--out", "-o", required=True, help="HTML file to write")
     r.add_argument("--evaluation", default=None, help="an `anomaly evaluate` output folder to include")
     r.add_argument("--healthy", nargs="*", default=[], metavar="SCORES",

@@ -17,7 +17,7 @@ def register(subparsers) -> None:
     p.add_argument("--steps", type=int, default=None, help="pretraining steps (default: medmae.demo.DEMO_STEPS, 3000)")
     p.add_argument("--phantoms", type=int, default=4, help="phantoms of each kind (brain, abdomen)")
     p.add_argument("--real-dir", default=None, help="folder of real scans (default: the repo's tests/data)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the phantoms and of training")
     p.add_argument("overrides", nargs="*", default=[], metavar="KEY=VALUE",
                    help="pretraining config overrides, e.g. masking.strategy=anatomy")
     p.set_defaults(func=run)

@@ -25,7 +25,7 @@ from medmae.studies.plan import build_plan
 from medmae.studies.spec import load_study, spec_hash
 from medmae.studies.store import load_result, save_result, step_dir, step_key
 from medmae.studies.summary import rows_from_results, write_summary
-from medmae.studies.tracking import StudyRuns
+from medmae.studies.tracking import StudyRuns, record_store, study_store
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +48,6 @@ def run_study(study_file: str | Path, out: str | Path | None = None, tracking_ur
     """Run (or resume) the study; ConfigError before anything runs when the file is wrong or
     another ``study run`` uses the output folder."""
     from medmae.config.base import ConfigError
-    from medmae.tracking.mlflow_run import resolve_tracking_uri
-
     study_file = Path(study_file)
     spec, root = load_study(study_file)
     plan = build_plan(spec, root, study_file)  # every config resolved: typos fail here
@@ -59,7 +57,7 @@ def run_study(study_file: str | Path, out: str | Path | None = None, tracking_ur
             stack.enter_context(folder_lock(out, LOCK, "study run"))
         except FolderBusyError as e:
             raise ConfigError(f"study {spec.name!r}: {e}") from None
-        return _run(spec, plan, out, resolve_tracking_uri(tracking_uri))
+        return _run(spec, plan, out, study_store(spec, root, tracking_uri))
 
 
 def _run(spec, plan, out: Path, uri: str) -> StudyResult:
@@ -71,6 +69,7 @@ def _run(spec, plan, out: Path, uri: str) -> StudyResult:
     runs = StudyRuns(uri, f"medmae-study-{spec.name}")
     runs.start(spec.name, {"medmae.study_hash": digest, **code_tags()}, flatten(spec.model_dump(mode="json")))
     ctx = StudyContext(experiment=runs.experiment, tracking_uri=uri)
+    record_store(out, spec.name, uri, runs)  # `medmae study show OUT` reads the store from it
 
     results, keys = {}, {}
     done: list[tuple[dict, str, dict]] = []

@@ -20,6 +20,7 @@ OUT/steps/ and OUT/summary.*).
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -142,6 +143,58 @@ class StudyRuns:
                 client.log_artifact(self.parent, str(p), "summary")
             client.set_terminated(self.parent, status)
         self._safe("finishing the study run", go)
+
+
+RECORD = "mlflow_run.json"
+"""OUT/mlflow_run.json: the study's name, MLflow store and latest parent run."""
+
+
+def study_store(spec, root: Path, option: str | None) -> str:
+    """The study's MLflow store: ``option`` (--tracking-uri), else the study file's
+    ``tracking_uri`` (a relative sqlite path taken from the file's folder ``root``), else
+    $MLFLOW_TRACKING_URI or ./mlruns/mlflow.db."""
+    from medmae.tracking.store import resolve_tracking_uri, sqlite_path
+
+    if option or not spec.tracking_uri:
+        return resolve_tracking_uri(option)
+    db = sqlite_path(spec.tracking_uri)
+    if db is not None and not db.is_absolute():
+        return f"sqlite:///{(root / db).resolve()}"
+    return spec.tracking_uri
+
+
+def record_store(out: Path, name: str, uri: str, runs: "StudyRuns") -> None:
+    from medmae.atomic import atomic_write_text
+
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / RECORD, json.dumps({"study": name, "tracking_uri": uri, "run_id": runs.parent,
+                                                "experiment": runs.experiment}, indent=1) + "\n")
+
+
+def locate_study(target: str, option: str | None) -> tuple[str, str]:
+    """``medmae study show TARGET`` -> (study name, MLflow store). TARGET is a study's output
+    folder (its mlflow_run.json names both), a study file (its name; its ``tracking_uri``, else
+    the store recorded in its output folder, else the default), or a study's name."""
+    from medmae.config.base import load_config
+    from medmae.studies.spec import StudySpec
+    from medmae.tracking.store import resolve_tracking_uri
+
+    path = Path(target)
+    record = path / RECORD if path.is_dir() else None
+    if path.is_file():
+        spec = load_config(StudySpec, path)
+        record = Path(spec.out.format(name=spec.name)) / RECORD
+        if option or spec.tracking_uri or not record.is_file():
+            return spec.name, study_store(spec, path.resolve().parent, option)
+    if record is not None and record.is_file():
+        info = json.loads(record.read_text(encoding="utf-8"))
+        return info["study"], option or info["tracking_uri"]
+    if record is not None:
+        from medmae.config.base import ConfigError
+
+        raise ConfigError(f"{path}: not a study's output folder (no {RECORD}); give the study file, its "
+                          "output folder or its name with --tracking-uri")
+    return target, resolve_tracking_uri(option)
 
 
 def find_study_runs(uri: str, name: str | None = None) -> list:

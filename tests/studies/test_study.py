@@ -115,9 +115,11 @@ def test_show_and_list_read_the_store(first, store, capsys):
     exp = client.get_experiment_by_name("medmae-study-tiny")
     children = client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{first.run_id}'")
     names = sorted(re.sub(r"-\d{8}-\d{6}$", "", r.info.run_name) for r in children)  # pretrain: + start time
-    # one run per step that trains or evaluates, each once (data, preprocess, export start none)
-    assert names == ["anomaly-anatomy-s0", "anomaly-random-s0", "pretrain-anatomy-s0", "pretrain-random-s0",
-                     "segmentation-anatomy-s0", "segmentation-random-s0"], names
+    # one run per step that trains or evaluates, each once (data, preprocess, export start none);
+    # a pretraining run resumed by a later study call (test_killed_step_reruns_and_resumes) moves there
+    assert len(set(names)) == len(names) and {"anomaly-anatomy-s0", "anomaly-random-s0", "pretrain-anatomy-s0",
+                                              "segmentation-anatomy-s0", "segmentation-random-s0"} <= set(names)
+    assert not [n for n in names if n.startswith(("data-", "preprocess-", "export-"))], names
     anomaly = next(r for r in children if r.info.run_name == "anomaly-random-s0")
     assert anomaly.data.tags["version.torch"] and anomaly.data.metrics["model.voxel_auroc"] >= 0
     parent = client.get_run(first.run_id)

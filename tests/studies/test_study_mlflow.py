@@ -103,3 +103,32 @@ def test_a_rerun_nests_one_reused_run_per_step_that_has_runs(study):
     assert reused.data.metrics["dice"] == pytest.approx(first.rows[0]["segmentation.dice"])
     assert client.get_run(again.run_id).data.metrics["anatomy/segmentation.dice"] == pytest.approx(
         first.rows[0]["segmentation.dice"])
+
+
+def test_study_show_finds_the_store_from_any_folder(study, tmp_path, monkeypatch, capsys):
+    """`study show` takes the store from the study's output folder (mlflow_run.json) or from
+    the study file's tracking_uri (relative sqlite paths from the file's folder), not from
+    the working directory."""
+    from medmae.cli.main import main
+    from medmae.studies.tracking import locate_study
+
+    first, again, client, exp, runs = study
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # no ./mlruns here
+    assert main(["study", "show", "tiny"]) == 1
+    assert "no finished run of study 'tiny'" in capsys.readouterr().err
+    assert main(["study", "show", str(first.out)]) == 0
+    assert "# Study `tiny`" in capsys.readouterr().out
+    store = client.tracking_uri
+    spec_text = (HERE / "tiny_study.yaml").read_text()
+    with_store = tmp_path / "files" / "tiny.yaml"
+    with_store.parent.mkdir()
+    with_store.write_text(f"tracking_uri: {store}\n" + spec_text)
+    assert main(["study", "show", str(with_store)]) == 0
+    assert "| anatomy | anatomy | 1 |" in capsys.readouterr().out
+    with_store.write_text("tracking_uri: sqlite:///db/mlflow.db\n" + spec_text)
+    assert locate_study(str(with_store), None) == ("tiny", f"sqlite:///{with_store.parent.resolve()}/db/mlflow.db")
+    assert locate_study(str(with_store), "sqlite:////x.db") == ("tiny", "sqlite:////x.db")  # the option wins
+    with pytest.raises(Exception, match="not a study's output folder"):
+        locate_study(str(elsewhere), None)
