@@ -47,7 +47,7 @@ from medmae.heads.segmentation.metrics import SegScores
 from medmae.heads.segmentation.predict import Segmenter
 from medmae.preprocess.inverse import to_source_grid
 from medmae.tracking.config import TrackingConfig
-from medmae.tracking.mlflow_run import MlflowTracker, Tracker
+from medmae.tracking.mlflow_run import MlflowTracker, Tracker, ending
 from medmae.training.distributed import pick_device
 
 logger = logging.getLogger(__name__)
@@ -175,7 +175,7 @@ def run_evaluation(cfg: EvaluateConfig, tracker: Tracker | None = None) -> list[
     tracker.start({"split": cfg.split, "arms": ",".join(cfg.arms if not cfg.models else cfg.models),
                    "label_counts": str(cfg.label_counts), "seeds": str(cfg.seeds),
                    "corruptions": str(cfg.corruptions)}, {"head": "segmentation", "kind": "evaluate"})
-    try:
+    with ending(tracker):  # FINISHED; KILLED on SIGTERM or Ctrl-C, FAILED on an error: never RUNNING for good
         models = ([({"arm": name, "label_cases": None, "seed": None}, Path(p)) for name, p in cfg.models.items()]
                   or train_arms(cfg, tracker.wait_for_run(PARENT_WAIT_S)))
         device = pick_device(cfg.device)
@@ -187,10 +187,6 @@ def run_evaluation(cfg: EvaluateConfig, tracker: Tracker | None = None) -> list[
                         key["seed"], cfg.split)
             rows += [{**key, **r} for r in evaluate_model(seg, cache_dir, cfg)]
         _write_outputs(cfg, out, rows, tracker)
-    except BaseException as e:
-        tracker.finish("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
-        raise
-    tracker.finish("FINISHED")
     return rows
 
 
