@@ -341,7 +341,7 @@ class MlflowTracker(Tracker):
             self._logged_through, system_step = _last_steps(client, run)
         run_id = run.info.run_id
         self.experiment_id = run.info.experiment_id
-        values = param_values(params)
+        values = param_values({k: v for k, v in params.items() if not k.startswith("tracking.tags.")})  # tags already
         new = [Param(k, v) for k, v in values.items() if k not in existing]
         changed = {f"resume.changed.{k}": v for k, v in values.items() if k in existing and existing[k] != v}
         client.log_batch(run_id, params=new, tags=_run_tags({**tags, **changed}))  # MLflow splits it up

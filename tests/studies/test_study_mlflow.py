@@ -79,6 +79,7 @@ def test_every_run_is_nested_under_its_study_and_named_for_its_variant(study):
     # the encoder is named for its variant and step
     (model,) = client.search_logged_models([exp.experiment_id])
     assert model.name == "pretrain-anatomy-s0-encoder-step6" and model.source_run_id == pre.info.run_id
+    assert not [k for k in pre.data.params if k.startswith("tracking.tags")]  # tags, not params
     assert pre.data.metrics["study.final_loss"] == pytest.approx(first.rows[0]["pretrain.final_loss"])
 
 
