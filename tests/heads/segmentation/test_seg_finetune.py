@@ -289,3 +289,13 @@ def test_second_finetune_on_the_same_out_dir_stops_with_a_clear_message(phantoms
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_validation_shows_its_progress(phantoms, tmp_path, capsys):
+    """Validation (sliding window over every validation case) is not silent: a bar per validation."""
+    _, cache, _ = phantoms
+    result = finetune(tiny_finetune(cache, tmp_path / "v", "train.steps=2", "train.val_every=2",
+                                    "data.crop_size=[16,16,16]", "tracking.enabled=false"), Tracker())
+    assert result.val and result.val[-1]["step"] == 2
+    err = capsys.readouterr().err
+    assert "validation at step 2: 100%|" in err, err[-500:]
