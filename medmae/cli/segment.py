@@ -50,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("segment needs --model MODEL, --out DIR and at least one INPUT")
     device = pick_device(args.device)
     model, meta = load_bundle(args.model)
-    seg = Segmenter(model.to(device), meta, device, resolve_precision("auto", device), progress=not args.no_progress)
+    seg = Segmenter(model.to(device), meta, device, resolve_precision("auto", device),
+                    progress=not args.no_progress)
     report = segment_inputs(seg, args.inputs, args.out)
     print(f"segmented {len(report.written)} scan(s) into {args.out} (volumes.csv, structures.csv, labels.*, *_seg.nii.gz)")
     for path, problem in report.bad:

@@ -63,8 +63,8 @@ def test_every_run_is_nested_under_its_study_and_named_for_its_variant(study):
     # pretraining's run (named with its start time), the evaluation, and its two fine-tuning arms
     # named for the variant; no empty data / preprocess / export runs
     assert pretrain.startswith("pretrain-anatomy-s0-2"), pretrain
-    assert sorted(set(tree) - {pretrain}) == ["finetune-anatomy-s0-pretrained-n1-s0", "finetune-anatomy-s0-scratch-n1-s0",
-                                              "segmentation-anatomy-s0"]
+    assert sorted(set(tree) - {pretrain}) == ["finetune-anatomy-s0-pretrained-n1-s0",
+                                              "finetune-anatomy-s0-scratch-n1-s0", "segmentation-anatomy-s0"]
     seg = tree["segmentation-anatomy-s0"][0]
     for arm in ("pretrained", "scratch"):  # the fine-tunes sit under the evaluation that made them
         assert tree[f"finetune-anatomy-s0-{arm}-n1-s0"][0].data.tags["mlflow.parentRunId"] == seg.info.run_id
