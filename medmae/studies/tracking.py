@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -175,26 +176,26 @@ def locate_study(target: str, option: str | None) -> tuple[str, str]:
     """``medmae study show TARGET`` -> (study name, MLflow store). TARGET is a study's output
     folder (its mlflow_run.json names both), a study file (its name; its ``tracking_uri``, else
     the store recorded in its output folder, else the default), or a study's name."""
-    from medmae.config.base import load_config
+    from medmae.config.base import ConfigError, load_config
     from medmae.studies.spec import StudySpec
     from medmae.tracking.store import resolve_tracking_uri
 
     path = Path(target)
-    record = path / RECORD if path.is_dir() else None
     if path.is_file():
         spec = load_config(StudySpec, path)
         record = Path(spec.out.format(name=spec.name)) / RECORD
         if option or spec.tracking_uri or not record.is_file():
             return spec.name, study_store(spec, path.resolve().parent, option)
-    if record is not None and record.is_file():
-        info = json.loads(record.read_text(encoding="utf-8"))
-        return info["study"], option or info["tracking_uri"]
-    if record is not None:
-        from medmae.config.base import ConfigError
-
-        raise ConfigError(f"{path}: not a study's output folder (no {RECORD}); give the study file, its "
-                          "output folder or its name with --tracking-uri")
-    return target, resolve_tracking_uri(option)
+    elif (path / RECORD).is_file():
+        record = path / RECORD
+    elif not re.fullmatch(r"[A-Za-z0-9_.-]+", target):  # a path, not a study's name
+        what = f"not a study's output folder (no {RECORD})" if path.is_dir() else "no such file or folder"
+        raise ConfigError(f"{path}: {what}; give the study file, its output folder, or its name "
+                          "(with --tracking-uri)")
+    else:
+        return target, resolve_tracking_uri(option)
+    info = json.loads(record.read_text(encoding="utf-8"))
+    return info["study"], option or info["tracking_uri"]
 
 
 def find_study_runs(uri: str, name: str | None = None) -> list:
