@@ -101,7 +101,7 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
     """The two config arguments every configurable command takes (the override example in
     its help: the command's own keys, from OVERRIDE_EXAMPLES)."""
     words = parser.prog.split()[1:]
-    example = OVERRIDE_EXAMPLES.get(" ".join(words)) or OVERRIDE_EXAMPLES[words[0]]
+    example = OVERRIDE_EXAMPLES.get(" ".join(words)) or OVERRIDE_EXAMPLES.get(words[0], "section.key=value")
     parser.add_argument("--config", "-c", default=None, help="YAML config file (defaults when omitted)")
     parser.add_argument("overrides", nargs="*", default=[], metavar="KEY=VALUE",
                         help=f"dotted config overrides, applied after the file, e.g. {example}")

@@ -101,6 +101,7 @@ def test_override_examples_are_each_commands_own_keys():
         if action is None or action.help is None:
             continue
         example = re.search(r"e\.g\. (.*)$", action.help).group(1).split()
+        assert example != ["section.key=value"], f"medmae {' '.join(words)}: add its example to OVERRIDE_EXAMPLES"
         key = " ".join(words) if " ".join(words) in schemas else words[0]
         load_config(schemas[key], None, example)  # raises on a key the command does not have
         seen.add(key)
