@@ -87,7 +87,10 @@ def test_override_examples_are_each_commands_own_keys():
     import re
 
     from medmae.config.base import load_config
-    from medmae.config.schema import PretrainConfig
+    try:  # where the pretraining schema lives (config.schema re-exports it)
+        from medmae.training.pretrain_config import PretrainConfig
+    except ImportError:
+        from medmae.config.schema import PretrainConfig
     from medmae.heads.anomaly.config import AnomalyConfig
     from medmae.heads.segmentation.config import FinetuneConfig
     from medmae.heads.segmentation.evaluate import EvaluateConfig
