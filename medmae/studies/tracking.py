@@ -209,4 +209,16 @@ def find_study_runs(uri: str, name: str | None = None) -> list:
 
 
 def download_summary(uri: str, run_id: str, dst: Path) -> Path:
-    return Path(_client(uri).download_artifacts(run_id, "summary/summary.md", str(dst)))
+    """The run's summary.md, fetched without MLflow's progress bar (one small file)."""
+    import os
+
+    key = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    before = os.environ.get(key)
+    os.environ[key] = "false"
+    try:
+        return Path(_client(uri).download_artifacts(run_id, "summary/summary.md", str(dst)))
+    finally:
+        if before is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = before
