@@ -4,6 +4,7 @@ on keys and values."""
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import zlib
@@ -60,6 +61,9 @@ def ensure_store(uri: str) -> None:
     with _ready_lock:
         if uri in _ready:
             return
+        quiet = logging.getLogger("mlflow.store.db.utils")  # "Creating initial MLflow database tables..."
+        level = quiet.level
+        quiet.setLevel(max(level, logging.WARNING))
         try:
             with FileLock(f"{db}.lock", timeout=STORE_LOCK_TIMEOUT_S):
                 SqlAlchemyStore(uri, artifact_root_for(uri)).engine.dispose()  # creates the tables if missing
@@ -67,6 +71,8 @@ def ensure_store(uri: str) -> None:
             raise TimeoutError(f"{db}: another process has held {db}.lock for over {STORE_LOCK_TIMEOUT_S:g} s "
                                "while creating this MLflow store; if no medmae or mlflow process uses it, "
                                "delete the lock file") from None
+        finally:
+            quiet.setLevel(level)
         _ready.add(uri)
 
 

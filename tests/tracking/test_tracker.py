@@ -238,3 +238,12 @@ def test_a_slow_local_store_is_waited_for_quietly(store, caplog, monkeypatch):
     assert tracker.finish() is True
     assert MlflowClient(store).get_run(tracker.run_id).data.metrics == {"loss": 1.0}
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_a_new_local_store_is_created_quietly(tmp_path, capfd):
+    """No "Creating initial MLflow database tables..." lines from MLflow on a fresh ./mlruns."""
+    from medmae.tracking.store import client_for
+
+    client = client_for(f"sqlite:///{tmp_path / 'fresh' / 'mlflow.db'}")
+    assert [e.name for e in client.search_experiments()] == ["Default"]
+    assert "database tables" not in capfd.readouterr().err
