@@ -9,6 +9,7 @@ import numpy as np
 
 from medmae.heads.anomaly.compat import check_case, check_spacing
 from medmae.heads.anomaly.config import AnomalyConfig
+from medmae.heads.anomaly.contrast import Contrast, resolve
 from medmae.heads.anomaly.identity import image_digest
 from medmae.heads.anomaly.maps import anomaly_map, case_score, combined_map, intensity_baseline
 from medmae.heads.anomaly.model import PretrainedMAE
@@ -43,6 +44,8 @@ class CaseMaps:
     seconds: dict[str, float] = field(default_factory=dict)
     image_sha256: str = ""
     """sha256 of the scan's image bytes (:func:`medmae.heads.anomaly.identity.image_digest`)."""
+    contrast: Contrast | None = None
+    """The map kind and baseline sign used (score.map / baseline.sign resolved by sequence)."""
 
 
 def unit_map(kind: str, image: np.ndarray, body: np.ndarray, anatomy: np.ndarray | None, path: str
@@ -86,10 +89,11 @@ def analyse_case(case: Case, model: PretrainedMAE, cfg: AnomalyConfig) -> CaseMa
     floors = [p["floor"] for p in meta["normalisation"]]
     stats = score_volume(image, body, units, model, s, floors)
     t2 = time.perf_counter()
-    mae = anomaly_map(stats, s.map, body, s.channel, s.median_filter)
-    base = intensity_baseline(image, body, cfg.baseline.channel, cfg.baseline_sign())
+    contrast = resolve(cfg, model, case)
+    mae = anomaly_map(stats, contrast.map, body, s.channel, s.median_filter)
+    base = intensity_baseline(image, body, cfg.baseline.channel, contrast.baseline_sign)
     out = {"model": mae, "baseline": base, "combined": combined_map(mae, base, body)}
     scores = {k: case_score(v, body, s.top_percent) for k, v in out.items()}
     return CaseMaps(case, image, body, maps.get("label"), out, stats, scores, meta, midline,
                     {"preprocess": t1 - t0, "score": t2 - t1, "maps": time.perf_counter() - t2},
-                    image_digest(case))
+                    image_digest(case), contrast)

@@ -9,7 +9,7 @@ from pydantic import Field, field_validator, model_validator
 from medmae.config.base import StrictModel
 from medmae.tracking.config import TrackingConfig
 
-MapKind = Literal["squared", "brighter", "darker", "absolute"]
+MapKind = Literal["auto", "squared", "brighter", "darker", "absolute"]
 
 
 class ScoreConfig(StrictModel):
@@ -32,8 +32,9 @@ class ScoreConfig(StrictModel):
     """Window overlap of MONAI's sliding_window_inference (Gaussian blending)."""
     sw_batch_size: int = Field(2, ge=1)
     """Windows per forward pass (each times its K mask draws)."""
-    map: MapKind = "squared"
-    """The anomaly map: squared = mean squared error over the draws that hid the voxel;
+    map: MapKind = "auto"
+    """The anomaly map. auto = by the MR sequence lesions are seen on (FLAIR/T2/PD/DWI: brighter;
+    SWI: darker; T1, T1c, CT, unknown: squared; medmae.heads.anomaly.contrast); squared = mean squared error over the draws that hid the voxel;
     brighter = observed above expected (mean positive residual); darker = below expected;
     absolute = |mean residual|. Intensity units of the preprocessed scan (z-scores for MR)."""
     channel: int | None = Field(None, ge=0)
@@ -63,8 +64,8 @@ class BaselineConfig(StrictModel):
     channel: int = Field(0, ge=0)
     """Channel of the intensity baseline (e.g. the FLAIR channel)."""
     sign: Literal["auto", "brighter", "darker", "absolute"] = "auto"
-    """Robust z-score kept above 0 (brighter), below 0 (darker) or both; auto = as score.map
-    (squared -> absolute)."""
+    """Robust z-score kept above 0 (brighter), below 0 (darker) or both; auto = the side of the
+    baseline channel's sequence when score.map is auto, else as score.map (squared -> absolute)."""
 
 
 class CalibrationConfig(StrictModel):
@@ -74,6 +75,22 @@ class CalibrationConfig(StrictModel):
     """FPR whose threshold makes the binary maps; None = the first of ``fprs``."""
     min_component_mm3: float = Field(50.0, ge=0)
     """Connected components of the binary map smaller than this are removed."""
+    min_healthy: int = Field(10, ge=1)
+    """Fewer healthy scans than this: a warning in the calibration's output, settings.json and the report."""
+    sequence: str | None = None
+    """MR sequence keyword(s) of the healthy scans (e.g. flair; per channel, comma-joined), for
+    scans whose sequence is not known from their header or name. Without it, calibration
+    refuses such a scan when the model's training sequence is known (`calibrate --sequence`)."""
+
+    @field_validator("sequence")
+    @classmethod
+    def _keyword(cls, v):
+        from medmae.io.hints import SEQUENCE_PATTERNS
+
+        known = {k for k, _ in SEQUENCE_PATTERNS}
+        if v is not None and any(p.strip().lower() not in known for p in v.split(",")):
+            raise ValueError(f"sequence {v!r}: each channel's keyword must be one of {sorted(known)}")
+        return None if v is None else ",".join(p.strip().lower() for p in v.split(","))
 
     @field_validator("fprs")
     @classmethod
@@ -123,8 +140,3 @@ class AnomalyConfig(StrictModel):
     calibration: CalibrationConfig = CalibrationConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     tracking: AnomalyTracking = AnomalyTracking()
-
-    def baseline_sign(self) -> str:
-        if self.baseline.sign != "auto":
-            return self.baseline.sign
-        return "absolute" if self.score.map == "squared" else self.score.map

@@ -6,8 +6,9 @@ All maps live on the preprocessed grid, are >= 0 and are 0 outside the body mask
 - intensity baseline: the robust z-score ``(x - median) / (1.4826 MAD)`` of one channel
   inside the body, kept on the chosen side of 0;
 - combined: the mean of the anomaly map and the baseline, each first divided by its own
-  robust scale inside the body (``1.4826 MAD`` about 0, so both are in "typical healthy
-  deviations"), so neither dominates by its units;
+  robust scale inside the body (``1.4826 x`` the median of its non-zero values, which for a
+  one-sided map is the scale of the residual it was cut from), so both are in "typical
+  deviations" and neither dominates by its units;
 - case score: the mean of the top ``q`` % of the map's values inside the body.
 """
 
@@ -77,12 +78,16 @@ def intensity_baseline(image: np.ndarray, body: np.ndarray, channel: int, sign: 
 
 
 def robust_scale(map_: np.ndarray, body: np.ndarray) -> float:
-    """1.4826 x the median |value| inside the body (> 0; falls back to the mean, then 1)."""
-    v = np.abs(map_[body])
-    s = MAD_TO_SD * float(np.median(v)) if v.size else 0.0
-    if s <= 0:
-        s = float(v.mean()) if v.size and v.mean() > 0 else 1.0
-    return s
+    """1.4826 x the median of the map's NON-ZERO |values| inside the body (1 when there is none).
+
+    For a two-sided map (|e|, e^2) this is the usual 1.4826 x median |v|. A one-sided map
+    (max(e, 0)) is 0 on about half of the body; the median of all its values then lands on
+    a zero or a rounding residue (~1e-7), and dividing by it made the combined map explode
+    (issue 20). The positive values of a half-rectified symmetric residual are distributed
+    as |e|, so their median gives the same scale as the two-sided map's."""
+    v = np.abs(map_[body]).astype(np.float64)
+    v = v[v > 0]
+    return MAD_TO_SD * float(np.median(v)) if v.size else 1.0
 
 
 def combined_map(anomaly: np.ndarray, baseline: np.ndarray, body: np.ndarray) -> np.ndarray:
