@@ -11,7 +11,7 @@ from medmae.heads.anomaly.compat import check_case, check_spacing
 from medmae.heads.anomaly.config import AnomalyConfig
 from medmae.heads.anomaly.contrast import Contrast, resolve
 from medmae.heads.anomaly.identity import image_digest
-from medmae.heads.anomaly.maps import anomaly_map, case_score, combined_map, intensity_baseline
+from medmae.heads.anomaly.maps import anomaly_map, case_statistic, combined_map, intensity_baseline
 from medmae.heads.anomaly.model import PretrainedMAE
 from medmae.heads.anomaly.scorer import ErrorStats, score_volume
 from medmae.io.errors import ScanError
@@ -92,8 +92,10 @@ def analyse_case(case: Case, model: PretrainedMAE, cfg: AnomalyConfig) -> CaseMa
     contrast = resolve(cfg, model, case)
     mae = anomaly_map(stats, contrast.map, body, s.channel, s.median_filter)
     base = intensity_baseline(image, body, cfg.baseline.channel, contrast.baseline_sign)
-    out = {"model": mae, "baseline": base, "combined": combined_map(mae, base, body)}
-    scores = {k: case_score(v, body, s.top_percent) for k, v in out.items()}
+    out = {"model": mae, "baseline": base, "combined": combined_map(mae, base, body, s.combine)}
+    voxel_ml = float(np.prod(model.preprocess.spacing)) / 1000.0
+    scores = {k: case_statistic(v, body, s.case_statistic, s.abnormal_level, s.top_percent, voxel_ml)
+              for k, v in out.items()}
     return CaseMaps(case, image, body, maps.get("label"), out, stats, scores, meta, midline,
                     {"preprocess": t1 - t0, "score": t2 - t1, "maps": time.perf_counter() - t2},
                     image_digest(case), contrast)

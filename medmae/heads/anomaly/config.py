@@ -39,10 +39,22 @@ class ScoreConfig(StrictModel):
     absolute = |mean residual|. Intensity units of the preprocessed scan (z-scores for MR)."""
     channel: int | None = Field(None, ge=0)
     """Channel whose error is the map; None = mean over channels."""
+    combine: Literal["mean", "geometric", "min"] = "mean"
+    """The combined map of the MAE map and the baseline, each first divided by its robust scale:
+    mean (either map alone can raise it), geometric (sqrt of the product) or min (both must be
+    high: bright normal structures that the MAE reconstructs well, the baseline's false
+    positives, are suppressed; so is a lesion the MAE reconstructs)."""
     median_filter: int = Field(0, ge=0)
     """Median filter width in voxels (0 = off; odd), applied inside the body mask."""
+    case_statistic: Literal["abnormal_ml", "top_mean"] = "abnormal_ml"
+    """The case score. abnormal_ml: the volume (ml) of body voxels whose map exceeds
+    ``abnormal_level`` times the map's robust scale in that case (more abnormal tissue ranks
+    higher); top_mean: the mean of the top ``top_percent`` % of the map's body voxels (the
+    peak intensity of a region of fixed size: saturates once a lesion fills it)."""
+    abnormal_level: float = Field(3.0, gt=0)
+    """abnormal_ml counts voxels above this many robust scales (maps.robust_scale) of the map."""
     top_percent: float = Field(1.0, gt=0, le=100)
-    """Case score = mean of the top ``top_percent`` % of the map's voxels inside the body."""
+    """top_mean: mean of the top ``top_percent`` % of the map's voxels inside the body."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["fp32", "bf16"] = "fp32"
     """bf16 autocast on CUDA (ignored on CPU)."""

@@ -5,11 +5,13 @@ All maps live on the preprocessed grid, are >= 0 and are 0 outside the body mask
 - anomaly map: per ``score.map`` (squared / brighter / darker / absolute error);
 - intensity baseline: the robust z-score ``(x - median) / (1.4826 MAD)`` of one channel
   inside the body, kept on the chosen side of 0;
-- combined: the mean of the anomaly map and the baseline, each first divided by its own
+- combined (``score.combine``: mean, geometric or min) of the anomaly map and the baseline, each first divided by its own
   robust scale inside the body (``1.4826 x`` the median of its non-zero values, which for a
   one-sided map is the scale of the residual it was cut from), so both are in "typical
   deviations" and neither dominates by its units;
-- case score: the mean of the top ``q`` % of the map's values inside the body.
+- case score (``score.case_statistic``): abnormal_ml, the volume of body voxels above
+  ``score.abnormal_level`` robust scales of the map, or top_mean, the mean of the top ``q`` %
+  of the map's values inside the body.
 """
 
 from __future__ import annotations
@@ -90,10 +92,33 @@ def robust_scale(map_: np.ndarray, body: np.ndarray) -> float:
     return MAD_TO_SD * float(np.median(v)) if v.size else 1.0
 
 
-def combined_map(anomaly: np.ndarray, baseline: np.ndarray, body: np.ndarray) -> np.ndarray:
-    """Mean of the two maps, each divided by its robust scale inside the body."""
-    out = 0.5 * (anomaly / robust_scale(anomaly, body) + baseline / robust_scale(baseline, body))
+def combined_map(anomaly: np.ndarray, baseline: np.ndarray, body: np.ndarray, rule: str = "mean") -> np.ndarray:
+    """The two maps, each divided by its robust scale inside the body, combined by ``rule``:
+    mean, geometric (sqrt of the product: both must be raised, in the same units) or min."""
+    a = anomaly / robust_scale(anomaly, body)
+    b = baseline / robust_scale(baseline, body)
+    if rule == "mean":
+        out = 0.5 * (a + b)
+    elif rule == "geometric":
+        out = np.sqrt(np.maximum(a, 0) * np.maximum(b, 0))
+    elif rule == "min":
+        out = np.minimum(a, b)
+    else:
+        raise ValueError(f"unknown combination rule {rule!r} (mean, geometric, min)")
     return np.where(body, out, 0.0).astype(np.float32)
+
+
+def abnormal_ml(map_: np.ndarray, body: np.ndarray, level: float, voxel_ml: float) -> float:
+    """Volume (ml) of body voxels whose map exceeds ``level`` x its robust scale in the body."""
+    return float((map_[body] > level * robust_scale(map_, body)).sum()) * voxel_ml
+
+
+def case_statistic(map_: np.ndarray, body: np.ndarray, kind: str, level: float, top_percent: float,
+                   voxel_ml: float) -> float:
+    """The case score ``kind`` (abnormal_ml / top_mean) of one (X, Y, Z) map."""
+    if kind == "abnormal_ml":
+        return abnormal_ml(map_, body, level, voxel_ml)
+    return case_score(map_, body, top_percent)
 
 
 def case_score(map_: np.ndarray, body: np.ndarray, top_percent: float) -> float:

@@ -42,7 +42,15 @@ logger = logging.getLogger(__name__)
 NORM_PIX_WARNING = ("model was pretrained with norm_pix_loss (per-patch normalised targets): it cannot see "
                     "an intensity anomaly, since each patch's own mean and variance are normalised away; "
                     "pretrain anomaly models with model.norm_pix_loss=false (configs/anomaly_pretrain_cpu.yaml)")
-SCORE_STATISTIC = "mean of the top {q:g}% of the map's voxels inside the body mask"
+SCORE_STATISTICS = {"top_mean": "mean of the top {q:g}% of the map's voxels inside the body mask",
+                    "abnormal_ml": "volume (ml) of body voxels whose map exceeds {k:g} robust scales of the map "
+                                   "(1.4826 x the median of its non-zero values in the body)"}
+
+
+def score_statistic(cfg: AnomalyConfig) -> str:
+    """The case score's definition, in words (scores.csv, settings.json, the report's worklist)."""
+    return SCORE_STATISTICS[cfg.score.case_statistic].format(q=cfg.score.top_percent, k=cfg.score.abnormal_level)
+
 READ_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, EOFError,
                zlib.error, gzip.BadGzipFile, ImageFileError)
 """I/O errors of reading one scan: a bad case. Anything else (a bug, a full disk) stops the batch."""
@@ -108,7 +116,7 @@ def _record(cm: CaseMaps, cal: Calibration | None, model: PretrainedMAE, cfg: An
     rec = {
         "case_id": cm.case.case_id, "modality": cm.case.modality, "sequence": cm.case.sequence,
         "score": cm.scores["model"], "scores": cm.scores,
-        "score_statistic": SCORE_STATISTIC.format(q=cfg.score.top_percent),
+        "score_statistic": score_statistic(cfg),
         "label": cm.case.label, "has_label": bool(cm.case.label),
         "body_voxels": int(cm.body.sum()), "covered_fraction": float(cm.stats.covered[cm.body].mean()),
         "midline_voxel": cm.midline, "model_digest": model.digest, "settings_digest": settings_digest(cfg),
@@ -145,7 +153,7 @@ def _settings(model: PretrainedMAE, cfg: AnomalyConfig, cal: Calibration | None,
                                                  "training_ratio": model.ratio, "crop": list(model.crop),
                                                  "spacing": list(model.preprocess.spacing)},
         "config": cfg.model_dump(mode="json", exclude={"tracking"}), "settings_digest": settings_digest(cfg),
-        "score_statistic": SCORE_STATISTIC.format(q=cfg.score.top_percent),
+        "score_statistic": score_statistic(cfg),
         "contrast": resolve(cfg, model).as_dict(),
         "calibration": None if cal is None else {"thresholds": cal.thresholds, "cases": cal.cases,
                                                  "binary_fpr": cfg.calibration.binary_fpr,
