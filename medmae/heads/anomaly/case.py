@@ -11,7 +11,8 @@ from medmae.heads.anomaly.compat import check_case, check_spacing
 from medmae.heads.anomaly.config import AnomalyConfig
 from medmae.heads.anomaly.contrast import Contrast, resolve
 from medmae.heads.anomaly.identity import image_digest
-from medmae.heads.anomaly.maps import anomaly_map, case_statistic, combined_map, intensity_baseline
+from medmae.heads.anomaly.maps import (anomaly_map, case_statistic, combined_map, edge_distance_mm,
+                                       intensity_baseline)
 from medmae.heads.anomaly.model import PretrainedMAE
 from medmae.heads.anomaly.scorer import ErrorStats, score_volume
 from medmae.io.errors import ScanError
@@ -93,6 +94,9 @@ def analyse_case(case: Case, model: PretrainedMAE, cfg: AnomalyConfig) -> CaseMa
     mae = anomaly_map(stats, contrast.map, body, s.channel, s.median_filter)
     base = intensity_baseline(image, body, cfg.baseline.channel, contrast.baseline_sign)
     out = {"model": mae, "baseline": base, "combined": combined_map(mae, base, body, s.combine)}
+    if s.rim_mm > 0:
+        inner = edge_distance_mm(body, tuple(model.preprocess.spacing)) > s.rim_mm
+        out = {k: np.where(inner, v, 0.0).astype(np.float32) for k, v in out.items()}
     voxel_ml = float(np.prod(model.preprocess.spacing)) / 1000.0
     scores = {k: case_statistic(v, body, s.case_statistic, s.abnormal_level, s.top_percent, voxel_ml)
               for k, v in out.items()}

@@ -44,6 +44,10 @@ class ScoreConfig(StrictModel):
     mean (either map alone can raise it), geometric (sqrt of the product) or min (both must be
     high: bright normal structures that the MAE reconstructs well, the baseline's false
     positives, are suppressed; so is a lesion the MAE reconstructs)."""
+    rim_mm: float = Field(0.0, ge=0)
+    """Score inside the body mask eroded by this many mm: every map is 0 within ``rim_mm`` of
+    the mask's edge (the body mask itself, and so the voxels evaluated, stay the same).
+    Against false alarms on the rim of a skull-stripped brain (partial volume, mask cut)."""
     median_filter: int = Field(0, ge=0)
     """Median filter width in voxels (0 = off; odd), applied inside the body mask."""
     case_statistic: Literal["abnormal_ml", "top_mean"] = "abnormal_ml"

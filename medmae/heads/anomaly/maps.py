@@ -121,6 +121,24 @@ def case_statistic(map_: np.ndarray, body: np.ndarray, kind: str, level: float, 
     return case_score(map_, body, top_percent)
 
 
+def edge_distance_mm(body: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
+    """(X, Y, Z) distance (mm) of each body voxel to the nearest voxel outside the body (0 outside)."""
+    padded = np.pad(body, 1)  # the array border counts as outside
+    return ndimage.distance_transform_edt(padded, sampling=spacing)[1:-1, 1:-1, 1:-1].astype(np.float32)
+
+
+def rim_share(map_: np.ndarray, body: np.ndarray, spacing: tuple[float, ...], rim_mm: float = 3.0,
+              top_percent: float = 1.0) -> float:
+    """Share of the map's top ``top_percent`` % body voxels that lie within ``rim_mm`` of the mask edge."""
+    v = map_[body]
+    if v.size == 0:
+        return 0.0
+    k = max(1, int(np.ceil(v.size * top_percent / 100.0)))
+    top = np.zeros(v.size, bool)
+    top[np.argpartition(v, v.size - k)[v.size - k:]] = True
+    return float((edge_distance_mm(body, spacing)[body][top] <= rim_mm).mean())
+
+
 def case_score(map_: np.ndarray, body: np.ndarray, top_percent: float) -> float:
     """Mean of the top ``top_percent`` % of the map inside the body (at least one voxel)."""
     v = map_[body]

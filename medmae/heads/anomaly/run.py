@@ -31,6 +31,7 @@ from medmae.heads.anomaly.case import MAPS, CaseMaps, analyse_case
 from medmae.heads.anomaly.compat import require_sequence
 from medmae.heads.anomaly.config import AnomalyConfig
 from medmae.heads.anomaly.contrast import resolve
+from medmae.heads.anomaly.maps import rim_share
 from medmae.heads.anomaly.model import PretrainedMAE, load_model
 from medmae.heads.anomaly.outputs import write_case
 from medmae.heads.inputs import cases_from_inputs
@@ -122,6 +123,7 @@ def _record(cm: CaseMaps, cal: Calibration | None, model: PretrainedMAE, cfg: An
         "midline_voxel": cm.midline, "model_digest": model.digest, "settings_digest": settings_digest(cfg),
         "seconds": cm.seconds, "image_sha256": cm.image_sha256,
         "contrast": cm.contrast.as_dict() if cm.contrast else None,
+        "rim_share": {k: rim_share(v, cm.body, tuple(model.preprocess.spacing)) for k, v in cm.maps.items()},
     }
     if cal is not None:
         rec["percentiles"] = {k: cal.percentile(k, v) for k, v in cm.scores.items()}
