@@ -21,12 +21,21 @@ def _umask() -> int:
     return mask
 
 
+def refuse_special(path: Path) -> None:
+    """Refuse to replace anything but a regular file or a missing path (``/dev/null``,
+    a FIFO, a socket or a folder would be swapped for an ordinary file by the rename)."""
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        kind = "a symbolic link" if path.is_symlink() else ("a folder" if path.is_dir() else "a device or special file")
+        raise OSError(f"{path}: is {kind}; refusing to replace it with a file (name a regular file path)")
+
+
 def atomic_write(path: str | os.PathLike, writer: Callable[[Path], object]) -> Path:
     """Call ``writer(tmp_path)`` then rename ``tmp_path`` onto ``path`` (same filesystem).
 
     The file gets the usual permissions (0666 less the umask), not mkstemp's private 0600.
     """
     path = Path(path)
+    refuse_special(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.fchmod(fd, 0o666 & ~_umask())

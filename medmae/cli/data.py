@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import json
 import os
 from collections import Counter
 from dataclasses import replace
@@ -54,6 +55,10 @@ def register(subparsers) -> None:
     scan.add_argument("--keep-other-images", action="store_true",
                       help="with --channels: scan images that no channel names, beside a multi-channel case, as "
                            "cases of their own (default: list them and leave them out)")
+    scan.add_argument("--totalseg-role", choices=("anatomy", "label"), default="anatomy",
+                      help="what a TotalSegmentator output folder (segmentations/<organ>.nii.gz, combined into one "
+                           "map with TotalSegmentator's ids) is to the scan beside it: its anatomy map, the prior of "
+                           "anatomy masking (default), or its label map, to fine-tune on")
     scan.add_argument("--max-image-mb", type=float, default=None, metavar="MB",
                       help="largest image read, in MB of voxel data, checked from the header before reading "
                            "(default: 2048 or an eighth of the memory; env MEDMAE_MAX_IMAGE_MB)")
@@ -80,9 +85,11 @@ def run_scan(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise ScanError(root, str(e)) from None
     out = Path(args.out)
+    names: dict = {}
     cases, bad = scan_folder(root, val_fraction=args.val_fraction, seed=args.seed, progress=not args.no_progress,
                              roles=roles, content_check=not args.no_content_check, channels=channels,
-                             keep_other_images=args.keep_other_images)
+                             keep_other_images=args.keep_other_images, names=names,
+                             totalseg_role=args.totalseg_role)
     bad_path = bad_list_path(out)
     bad = [(printable_path(p), printable_path(q)) for p, q in bad]
     try:
@@ -91,10 +98,25 @@ def run_scan(args: argparse.Namespace) -> int:
         if not cases:
             raise ScanError(root, f"no usable scans found ({len(bad)} bad, see {bad_path})")
         write_manifest([relative_case(c, out.resolve().parent) for c in cases], out)
+        names_path = write_label_names(names, out)
     except OSError as e:  # full disk, read-only folder: one line naming the folder and the cause
         raise ScanError(out.parent.resolve(), f"cannot write the manifest: {write_problem(out.parent, e)}") from None
-    print(f"wrote {out} ({len(cases)} cases)" + (f" and {bad_path} ({len(bad)} bad)" if bad else ""))
+    print(f"wrote {out} ({len(cases)} cases)" + (f" and {bad_path} ({len(bad)} bad)" if bad else "")
+          + (f"; label names of {len(names)} case(s) in {names_path}" if names else ""))
     return 0
+
+
+def write_label_names(names: dict, out: Path) -> Path:
+    """``<out stem>.labels.json``: {case_id: {'label' | 'anatomy': {id: name}}} beside the
+    manifest (written when the dataset names its labels, else removed so it is never stale)."""
+    path = out.with_name(f"{out.stem}.labels.json")
+    if names:
+        text = json.dumps({cid: {kind: {str(k): v for k, v in table.items()} for kind, table in kinds.items()}
+                           for cid, kinds in sorted(names.items())}, indent=1)
+        atomic_write_text(path, text + "\n")
+    elif path.is_file():
+        path.unlink()
+    return path
 
 
 def bad_list_path(out: Path) -> Path:

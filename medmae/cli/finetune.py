@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
 
 from medmae.cli.main import add_config_args, require_cache
 
@@ -34,11 +35,17 @@ def run(args: argparse.Namespace) -> int:
     from medmae.heads.segmentation.config import FinetuneConfig
     from medmae.heads.segmentation.engine import finetune
     from medmae.training.checkpoint import CheckpointError
+    from medmae.training.signals import StopRequested
 
     cfg = load_config(FinetuneConfig, args.config, args.overrides)
     require_cache(cfg.data.cache_dir)
     try:
         result = finetune(cfg)
+    except StopRequested as e:
+        if os.environ.get("RANK", "0") == "0":
+            print(f"medmae finetune: {e}; checkpoint {e.checkpoint}. Run the same command to resume.",
+                  file=sys.stderr)
+        return e.exit_code
     except LoadError as e:
         raise ConfigError(f"the pretrained encoder does not load fully (set init.allow_partial=true to "
                           f"accept it):\n{e}") from None

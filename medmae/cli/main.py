@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"medmae {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="compute threads (default: the cores this process may use, from its CPU affinity "
+                             "and cgroup quota; $OMP_NUM_THREADS when set)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name, _help in COMMANDS:
         try:
@@ -85,17 +88,34 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from medmae.training.threads import configure_process_threads
+
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be at least 1 (got {args.threads})")
+    configure_process_threads(args.threads)  # before PyTorch loads (medmae/training/threads.py)
     from medmae.config.base import ConfigError
+    from medmae.interrupts import exit_code, sigterm_interrupts
     from medmae.io.errors import ScanError
 
     try:
-        return int(args.func(args) or 0)
+        with sigterm_interrupts():  # SIGTERM stops every command as Ctrl-C does (exit 143)
+            return int(args.func(args) or 0)
     except (ConfigError, ScanError) as e:
         print(f"medmae {args.command}: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"medmae {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        code = exit_code(e)
+        print(f"medmae {command_name(args)}: {e or 'interrupted'} (exit {code}); what was complete before "
+              "the signal is kept", file=sys.stderr)
+        return code
+
+
+def command_name(args: argparse.Namespace) -> str:
+    """``anomaly score``, ``segment evaluate``, ``study run``, ... for messages."""
+    sub = getattr(args, "anomaly_command", None) or getattr(args, "study_command", None)
+    if args.command == "segment" and getattr(args, "inputs", None) and args.inputs[0] == "evaluate":
+        sub = "evaluate"
+    return f"{args.command} {sub}" if sub else str(args.command)
 
 
 if __name__ == "__main__":

@@ -65,7 +65,8 @@ class Case:
 
     def source_paths(self) -> list[Path]:
         """Files and folders the case is read from (``folder#key`` series paths give the folder)."""
-        return [split_series_path(p)[0] for p in [*self.image, self.label, self.anatomy, self.mask] if p]
+        paths = [split_series_path(p)[0] for p in [*self.image, self.label, self.anatomy, self.mask] if p]
+        return list(dict.fromkeys(paths))  # the channels of one 4D file ('x.nii.gz#c0', '#c1'): that file once
 
     @property
     def sequences(self) -> list[str]:

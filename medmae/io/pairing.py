@@ -4,6 +4,8 @@ Rules (also in docs/ingestion.md):
 - nnU-Net layout: ``imagesXx/<case>_<0000>.nii.gz`` (one file per channel, ``_0000``,
   ``_0001``... -> one multi-contrast case) with ``labelsXx/<case>.nii.gz`` as its label;
   ``dataset.json`` beside them may name the channels (``channel_names`` or ``modality``).
+  Medical Segmentation Decathlon: the same folders with ``dataset.json`` and no channel
+  suffixes: one file per case, a 4D NIfTI's 4th axis its channels (``file#c0``...).
 - Elsewhere a file's role comes from the words of its name (:mod:`medmae.io.roles`): seg,
   label, mask, lesion, roi, manual, ground truth... -> label; anatomy, organs, parc, aseg,
   seg_total... -> anatomy; brain mask, brainmask, body mask -> mask; else an image. A
@@ -13,6 +15,10 @@ Rules (also in docs/ingestion.md):
   A map that pairs with no image by name is returned as an orphan: the scan then pairs it
   by voxel grid (:mod:`medmae.io.grid_pairing`) or reports it.
 - Every folder holding DICOM image files gives one image per series.
+- BIDS derivatives (``derivatives/*/sub-XX/anat/*_mask|_dseg``) pair with their subject's
+  raw image by entities, their role from their suffix (:mod:`medmae.io.bids`).
+- A TotalSegmentator output folder (``segmentations/<organ>.nii.gz``, :mod:`medmae.io.totalseg`)
+  is one map, the anatomy map of the image beside it (``--totalseg-role label``: its label).
 - Symlinked folders are followed; a link back to a folder already on the walk (a loop) and
   a folder that cannot be listed are reported, never skipped in silence.
 - A file or folder whose name is not valid UTF-8 is reported (shown with ``\\x`` escapes)
@@ -29,13 +35,16 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from medmae.io.bids import attach_derivatives, split_derivatives
 from medmae.io.case_id import MAX_CASE_ID, safe_case_id
+from medmae.io.dataset_json import read_task
 from medmae.io.channels import KEYWORDS, group_channels
 from medmae.io.dicom import DicomSeg, scan_dicom_folder, series_uid
 from medmae.io.errors import ScanError
 from medmae.io.paths import printable_path, series_path, split_series_path, utf8_problem
-from medmae.io.read import ITK_SUFFIXES, NIFTI_SUFFIXES, scan_format
+from medmae.io.read import ITK_SUFFIXES, NIFTI_SUFFIXES, channel_path, channels_in_header, scan_format
 from medmae.io.roles import folder_role, overridden_role, role_from_name
+from medmae.io.totalseg import is_totalseg_folder, names_table, organ_files
 
 NNUNET_IMAGES = re.compile(r"^images(Tr|Ts|Val|Va)$")
 NNUNET_CHANNEL = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$", re.S)
@@ -66,6 +75,9 @@ class Candidate:
     declared: str = ""
     channel_hints: list[str] = field(default_factory=list)
     forced: bool = False  # the user said (--roles) this is an image: no content check
+    forced_maps: list[str] = field(default_factory=list)  # maps whose role --roles gave: kept as given
+    label_names: dict[int, str] = field(default_factory=dict)  # label id -> name (dataset.json)
+    anatomy_names: dict[int, str] = field(default_factory=dict)  # anatomy id -> name (TotalSegmentator)
     left_out: str = ""  # why an image (not a map, once its content is read) is no case
     series_uid: str = ""  # DICOM only, to pair a SEG; never written or logged
     frame_uid: str = ""
@@ -96,13 +108,15 @@ def role(name_stem: str) -> tuple[str, str]:
 
 
 def discover(root: str | os.PathLike, overrides: list[tuple[str, str]] = (), channels: list[str] = (),
-             keep_other_images: bool = False) -> tuple[list[Candidate], list[Problem], list[Orphan]]:
+             keep_other_images: bool = False, totalseg_role: str = "anatomy"
+             ) -> tuple[list[Candidate], list[Problem], list[Orphan]]:
     """Walk ``root`` and pair maps with images by the rules above.
 
     ``overrides``: [(file glob, role)] from ``--roles``; ``channels``: channel patterns
     from ``--channels`` (see :mod:`medmae.io.channels`); images beside a multi-channel case
-    that no channel names are listed and left out unless ``keep_other_images``. Returns (candidates, problems,
-    orphans: maps no image claimed by name).
+    that no channel names are listed and left out unless ``keep_other_images``; a
+    TotalSegmentator output folder pairs with its image as its ``totalseg_role`` map
+    ('anatomy' or 'label'). Returns (candidates, problems, orphans: maps no image claimed by name).
     """
     root = Path(root)
     images: dict[tuple[Path, str], Candidate] = {}  # (folder, base name) -> candidate
@@ -110,13 +124,20 @@ def discover(root: str | os.PathLike, overrides: list[tuple[str, str]] = (), cha
     problems: list[Problem] = []
     orphans: list[Orphan] = []
     segs: list[DicomSeg] = []
+    forced_paths: set[Path] = set()
+    derived: list[tuple[str, Path]] = []  # BIDS derivatives, paired by entities
     for folder, files in _walk(root, problems):
         scans = [f for f in files if scan_format(f) in ("nifti", "itk")]
-        if NNUNET_IMAGES.match(folder.name):
+        if folder != root and is_totalseg_folder(folder):
+            _add_totalseg(folder, images, maps, problems, totalseg_role, overrides, forced_paths)
+        elif NNUNET_IMAGES.match(folder.name):
             _add_nnunet(root, folder, scans, images, maps, problems)
         elif re.match(r"^labels(Tr|Ts|Val|Va)$", folder.name):
             maps += [("label", folder.parent / ("images" + folder.name[6:]), stem(f), f) for f in scans]
         else:
+            found, scans, bad = split_derivatives(root, scans, stem, role, lambda n: overridden_role(n, list(overrides)))
+            derived += found
+            problems += bad
             plain = {}
             by_folder = folder_role(folder.name) if folder != root else None
             claimed = {role(stem(f))[1] for f in scans if role(stem(f))[0] != "image"}  # bases maps name
@@ -129,12 +150,19 @@ def discover(root: str | os.PathLike, overrides: list[tuple[str, str]] = (), cha
                     plain[f] = forced == "image"
                 else:
                     maps.append((forced or kind, folder, base if kind != "image" else stem(f), f))
+                    if forced:
+                        forced_paths.add(f)
             _add_images(root, folder, plain, channels, images, problems, keep_other_images)
         if any(_maybe_dicom(f) for f in files):
             _add_dicom(root, folder, images, problems, segs)
     _attach_segs(segs, list(images.values()), problems)
+    attach_derivatives(derived, images, stem, problems, lambda k, p, why: orphans.append(Orphan(k, p, stem(p), why)))
     for kind, folder, base, path in maps:
-        _attach(kind, folder, base, path, images, problems, orphans)
+        cand = _attach(kind, folder, base, path, images, problems, orphans)
+        if cand is not None and path in forced_paths:
+            cand.forced_maps.append(str(path))
+        if cand is not None and path.is_dir() and is_totalseg_folder(path):  # its names table travels with it
+            setattr(cand, f"{kind}_names", names_table(organ_files(path)))
     return _unique_ids(list(images.values())), problems, orphans
 
 
@@ -263,42 +291,71 @@ def _attach_segs(segs: list[DicomSeg], cands: list[Candidate], problems: list[Pr
             log.info("%s: DICOM SEG paired by %s as the label of %s", seg.path, how, match[0].case_id)
 
 
+def _add_totalseg(folder: Path, images: dict, maps: list, problems: list[Problem], kind: str,
+                  overrides: list[tuple[str, str]], forced_paths: set) -> None:
+    """A TotalSegmentator output folder: a ``kind`` map of the image beside it (its parent
+    folder's image whose name starts the folder's, e.g. ``ct`` for ``ct_segmentations/``, else
+    the parent's only image); ``--roles 'FOLDER=ROLE'`` names its role instead."""
+    forced = overridden_role(folder.name, list(overrides))
+    kind = forced if forced in ("label", "anatomy") else kind
+    beside = [b for (d, b) in images if d == folder.parent]
+    named = [b for b in beside if folder.name.lower().startswith(b.lower())]
+    base = (max(named, key=len) if named else beside[0] if len(beside) == 1 else "")
+    if not base:
+        problems.append((str(folder), f"unpaired TotalSegmentator folder: {len(beside)} images beside it and none "
+                                      f"named by the folder; name it <image>_segmentations beside its image"))
+        return
+    maps.append((kind, folder.parent, base, folder))
+    forced_paths.add(folder)  # its role is the option's (or --roles'), not its content's
+
+
 def _add_nnunet(root: Path, folder: Path, scans: list[Path], images: dict, maps: list, problems: list[Problem]) -> None:
-    """Group ``<case>_<0000>`` channel files of an nnU-Net images folder into one candidate each."""
+    """Group ``<case>_<0000>`` channel files of an nnU-Net images folder into one candidate
+    each; in an MSD task (dataset.json, no channel suffixes) each file is one case, a 4D
+    file's 4th axis its channels (:mod:`medmae.io.dataset_json`)."""
+    task = read_task(folder.parent)
+    msd = task.found and not any(NNUNET_CHANNEL.match(stem(f)) for f in scans)
     channels: dict[str, dict[int, Path]] = {}
     for f in scans:
         m = NNUNET_CHANNEL.match(stem(f))
-        if not m:
-            problems.append((str(f), "nnU-Net images folder: name lacks the _0000 channel suffix"))
-            continue
-        channels.setdefault(m["case"], {})[int(m["channel"])] = f
-    names, declared = _dataset_json(folder.parent)
+        if msd:
+            _add_msd_case(root, folder, f, task, images, problems)
+        elif not m:
+            problems.append((str(f), "nnU-Net images folder: name lacks the _0000 channel suffix (an MSD task "
+                                     "needs its dataset.json beside imagesTr/)"))
+        else:
+            channels.setdefault(m["case"], {})[int(m["channel"])] = f
     for case, by_channel in channels.items():
         idx = sorted(by_channel)
         if idx != list(range(len(idx))):
             problems.append((str(by_channel[idx[0]]), f"nnU-Net case {case}: channels {idx} are not 0..{len(idx) - 1}"))
             continue
-        hint = [names.get(i, "") for i in idx]
+        hint = [task.channels.get(i, "") for i in idx]
         images[(folder, case)] = Candidate(_case_id(root, folder.parent / case), [str(by_channel[i]) for i in idx],
-                                           names=[*hint, *_names(root, by_channel[0])], declared=declared,
-                                           channel_hints=[h or stem(by_channel[i]) for h, i in zip(hint, idx)])
+                                           names=[*hint, *_names(root, by_channel[0])], declared=task.declared,
+                                           channel_hints=[h or stem(by_channel[i]) for h, i in zip(hint, idx)],
+                                           label_names=task.labels)
 
 
-def _dataset_json(folder: Path) -> tuple[dict[int, str], str]:
-    """Channel names and a declared modality ('CT' when every channel is CT) from dataset.json."""
-    try:
-        meta = json.loads((folder / "dataset.json").read_text())
-        raw = meta.get("channel_names") or meta.get("modality") or {}
-        names = {int(k): str(v) for k, v in raw.items()}
-    except (OSError, ValueError, AttributeError):
-        return {}, ""
-    upper = {v.strip().upper() for v in names.values()}
-    return names, ("CT" if upper == {"CT"} else "MR" if upper and "CT" not in upper else "")
+def _add_msd_case(root: Path, folder: Path, f: Path, task, images: dict, problems: list[Problem]) -> None:
+    """One MSD case: a 3D file, or a 4D NIfTI read as ``file#c0``, ``file#c1``... channels."""
+    n = channels_in_header(f) if scan_format(f) == "nifti" else 1
+    if task.channels and n != len(task.channels):
+        names = ", ".join(task.channels[i] for i in sorted(task.channels))
+        problems.append((str(f), f"MSD task: dataset.json names {len(task.channels)} channel(s) ({names}) but the "
+                                 f"image has {n} on its 4th axis"))
+        return
+    paths = [channel_path(f, i) for i in range(n)] if n > 1 else [str(f)]
+    hint = [task.channels.get(i, "") for i in range(n)]
+    images[(folder, stem(f))] = Candidate(_case_id(root, folder.parent / stem(f)), paths,
+                                          names=[*hint, *_names(root, f)], declared=task.declared,
+                                          channel_hints=[h or f"c{i}" for i, h in enumerate(hint)] if n > 1 else [],
+                                          label_names=task.labels)
 
 
 def _attach(kind: str, folder: Path, base: str, path: Path, images: dict, problems: list[Problem],
-            orphans: list[Orphan]) -> None:
-    """Set ``path`` as the label/anatomy/mask of its image, or record why it has none."""
+            orphans: list[Orphan]) -> Candidate | None:
+    """Set ``path`` as the label/anatomy/mask of its image (returned), or record why it has none."""
     cand = images.get((folder, base))
     if cand is None:
         near = [c for (d, b), c in images.items() if d == folder and re.match(re.escape(base) + r"[_\-. ]", b)]
@@ -314,8 +371,9 @@ def _attach(kind: str, folder: Path, base: str, path: Path, images: dict, proble
     if getattr(cand, kind):
         problems.append((str(path), f"unpaired {kind} map: second {kind} map for {cand.case_id} (already "
                                     f"{Path(getattr(cand, kind)).name}); remove one"))
-        return
+        return None
     setattr(cand, kind, str(path))
+    return cand
 
 
 def _case_id(root: Path, path: Path) -> str:

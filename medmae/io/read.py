@@ -25,7 +25,8 @@ from medmae.io.errors import ScanError
 from medmae.io.header_checks import (check_detached_data, check_nifti_header, check_scaling, nifti_needs,
                                      raw_nifti_header, read_gzip_capped)
 from medmae.io.limits import check_image_size
-from medmae.io.paths import split_series_path
+from medmae.io.totalseg import is_totalseg_folder, read_totalseg
+from medmae.io.paths import SERIES_SEP, split_series_path
 from medmae.io.volume import Volume
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -54,7 +55,8 @@ def scan_format(path: str | os.PathLike) -> str | None:
 
 
 def read_volume(path: str | os.PathLike, series: int | str | None = None) -> Volume:
-    """Read one 3D scan: .nii/.nii.gz, .nrrd/.nhdr, .mha/.mhd, a DICOM series folder, a DICOM SEG.
+    """Read one 3D scan: .nii/.nii.gz, .nrrd/.nhdr, .mha/.mhd, a DICOM series folder, a DICOM SEG,
+    a TotalSegmentator output folder (its organ masks as one label map, :mod:`medmae.io.totalseg`).
 
     ``series`` picks one series (index or key, see :func:`medmae.io.dicom.find_series`) when a
     folder holds several; ``"folder#key"`` does the same inside the path (manifests use it).
@@ -65,6 +67,9 @@ def read_volume(path: str | os.PathLike, series: int | str | None = None) -> Vol
     series = key if series is None else series
     check_reachable(path)
     kind = scan_format(path)
+    if kind == "dicom" and is_totalseg_folder(path):
+        array, affine, meta = read_totalseg(path)
+        return validate(Volume(array=array, affine=affine, path=path, meta=meta))
     if kind == "dicom":
         from medmae.io.dicom import read_series
 
@@ -78,11 +83,50 @@ def read_volume(path: str | os.PathLike, series: int | str | None = None) -> Vol
     if path.stat().st_size == 0:
         raise ScanError(path, "empty file (0 bytes)")
     reader = _read_nifti if kind == "nifti" else _read_itk
+    channel = channel_index(path, key)
     try:
         array, affine, meta = reader(path)
     except PermissionError:
         raise ScanError(path, "permission denied: this user cannot read the file (fix its permissions)") from None
+    if channel is not None:
+        array = take_channel(path, array, channel)
+        meta["channel"] = channel
     return validate(Volume(array=array, affine=affine, path=path, meta=meta))
+
+
+def channel_path(path: str | os.PathLike, channel: int) -> str:
+    """The manifest path of one channel of a 4D file whose 4th axis is channels: ``x.nii.gz#c1``."""
+    return f"{path}{SERIES_SEP}c{channel}"
+
+
+def channel_index(path: Path, key: str | None) -> int | None:
+    """The channel a ``file#cN`` path names (None without a key); ScanError for another key."""
+    if key is None:
+        return None
+    m = re.fullmatch(r"c(\d+)", key)
+    if not m:
+        raise ScanError(path, f"'#{key}' after a file name: expected '#c<N>', channel N of a 4D image")
+    return int(m.group(1))
+
+
+def take_channel(path: Path, array: np.ndarray, channel: int) -> np.ndarray:
+    """Channel ``channel`` (4th axis) of a 4D array; ScanError naming the file when there is none."""
+    if array.ndim != 4:
+        raise ScanError(path, f"channel {channel} asked for, but the image is {array.ndim}D "
+                              f"{tuple(array.shape)}, not 4D with channels on its 4th axis")
+    if not 0 <= channel < array.shape[3]:
+        raise ScanError(path, f"channel {channel} asked for, but the 4D image has {array.shape[3]} "
+                              f"(0..{array.shape[3] - 1})")
+    return np.ascontiguousarray(array[..., channel])
+
+
+def channels_in_header(path: str | os.PathLike) -> int:
+    """Number of volumes on the 4th axis of a NIfTI file, from its header alone (1 for 3D)."""
+    try:
+        shape = raw_nifti_header(Path(path)).get_data_shape()
+    except Exception:  # read_volume reports an unreadable file with its real cause
+        return 1
+    return int(shape[3]) if len(shape) >= 4 and all(s == 1 for s in shape[4:]) else 1
 
 
 def check_reachable(path: Path) -> None:

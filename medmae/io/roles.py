@@ -15,7 +15,10 @@ Two sources, names first:
 - **Content.** A volume no scanner makes: whole numbers >= 0 that are binary, or few
   distinct values forming piecewise-constant regions. Binary and large (>= 15 % of the
   grid) -> a body/brain mask; binary and small, or 2..10 values -> a label map; more ->
-  an anatomy map (TotalSegmentator, FreeSurfer).
+  an anatomy map (TotalSegmentator, FreeSurfer). A map named only ``seg``
+  (``ct_abdomen_seg``: TotalSegmentator's and many tools' output name) whose content is
+  such an anatomy map (more than 10 labels) is paired as its image's anatomy map, not its
+  label; ``label`` / ``gt`` / ``manual`` names, ``labelsTr/`` and ``--roles`` stay labels.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ MASK_WORDS = {"brainmask", "bodymask", "headmask", "skullmask", "brain_mask", "b
               "skullstrip_mask"}
 MASK_LEADS = {"brain", "body", "head", "skull", "skullstrip", "foreground"}  # '<lead> mask'
 GENERIC_MASK = {"mask", "masks", "msk"}
+SEG_WORDS = {"seg", "segs", "segmentation", "segmentations"}
 LABEL_ENDINGS = ("seg", "mask", "label", "labels")  # 'cordseg', 'tumormask'
 DROP_FROM_BASE = ("desc", "space", "label")  # BIDS entity keys left dangling before the role part
 _WORD = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
@@ -103,10 +107,29 @@ def generic_mask_name(path) -> bool:
     return bool(folder) and set(folder) <= GENERIC_MASK
 
 
+def generic_seg_name(path) -> bool:
+    """True when only 'seg' / 'segmentation' words ('ct_seg', 'cordseg') made ``path`` a label
+    map: the name does not say whether it is a training label or a model-made parcellation."""
+    from medmae.io.pairing import stem
+
+    words = [m.group().lower() for m in _WORD.finditer(stem(path))]
+    role_words = [w for w in words if _is_role_word(w)]
+    return bool(role_words) and all(w in SEG_WORDS or (len(w) > 4 and w.endswith("seg")) for w in role_words)
+
+
 def refine_kind(kind: str, path, array: np.ndarray) -> str:
-    """'mask' for a generically named 'label' map whose content is a large binary mask."""
-    if kind == "label" and generic_mask_name(path) and role_from_content(array)[0] == "mask":
+    """The kind a name-given 'label' map really is, by its content:
+
+    'mask' for a generically named ('mask') map holding a large binary mask; 'anatomy' for a
+    map named only 'seg' ('ct_seg', TotalSegmentator's and FreeSurfer's output names) holding
+    more than :data:`LABEL_MAX_VALUES` labels in flat regions. Else ``kind`` unchanged.
+    """
+    if kind != "label":
+        return kind
+    if generic_mask_name(path) and role_from_content(array)[0] == "mask":
         return "mask"
+    if generic_seg_name(path) and role_from_content(array)[0] == "anatomy":
+        return "anatomy"
     return kind
 
 

@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 
 def scan_folder(root: str | os.PathLike, val_fraction: float = 0.0, seed: int = 0, progress: bool = True,
                 roles: list[tuple[str, str]] = (), content_check: bool = True, channels: list[str] = (),
-                keep_other_images: bool = False) -> tuple[list[Case], list[tuple[str, str]]]:
+                keep_other_images: bool = False, names: dict | None = None, totalseg_role: str = "anatomy"
+                ) -> tuple[list[Case], list[tuple[str, str]]]:
     """Find, read and check every scan under ``root``.
 
     Returns (cases sorted by case_id with absolute paths, bad list of (path, problem)).
@@ -45,13 +46,18 @@ def scan_folder(root: str | os.PathLike, val_fraction: float = 0.0, seed: int = 
     ``channels``: patterns that group a folder's images into multi-contrast cases
     (:mod:`medmae.io.channels`); ``keep_other_images``: scan the images beside a
     multi-channel case that no channel names as cases of their own (else listed, left out).
+    ``names``: filled with {case_id: {'label' | 'anatomy': {id: name}}} where the dataset
+    names its label ids (dataset.json, TotalSegmentator's files). ``totalseg_role``: what a
+    TotalSegmentator output folder is to the image beside it ('anatomy', or 'label' to train on it).
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     root = Path(root).resolve()
     if not root.is_dir():
         raise ScanError(root, "not a folder")
-    candidates, bad, orphans = discover(root, list(roles), list(channels), keep_other_images)
+    if totalseg_role not in ("anatomy", "label"):
+        raise ValueError(f"totalseg_role must be 'anatomy' or 'label', got {totalseg_role!r}")
+    candidates, bad, orphans = discover(root, list(roles), list(channels), keep_other_images, totalseg_role)
     cases, grids = [], []
     for cand in tqdm(candidates, desc="scan", unit="case", disable=not progress or None, leave=False):
         try:
@@ -78,6 +84,11 @@ def scan_folder(root: str | os.PathLike, val_fraction: float = 0.0, seed: int = 
             continue
         cases.append(case)
         grids.append(Grid.of(case, first))
+        if names is not None:
+            found = {k: v for k, v in (("label", cand.label_names if case.label else {}),
+                                       ("anatomy", cand.anatomy_names if case.anatomy else {})) if v}
+            if found:
+                names[case.case_id] = found
     for orphan, case in pair_orphans(orphans, grids, bad):
         log.info("%s: paired by voxel grid as the %s map of %s", orphan.path, orphan.kind, case.case_id)
     assign_splits(cases, val_fraction, seed)
@@ -118,12 +129,19 @@ def build_case(cand: Candidate, first: Volume | None = None) -> Case:
         check_intensities(vol)
     for vol in vols[1:]:
         check_same_grid(first, vol, what="channel")
+    checked = set()
     for kind in ("label", "anatomy", "mask"):
-        if getattr(cand, kind):
-            vol = read_volume(getattr(cand, kind))
-            check_label(first, vol, kind)
-            if not cand.mask and refine_kind(kind, vol.path, vol.array) == "mask":  # 'x_mask' holding a brain mask
-                cand.mask, cand.label = cand.label, ""
+        path = getattr(cand, kind)
+        if not path or path in checked:
+            continue
+        vol = read_volume(path)
+        check_label(first, vol, kind)
+        checked.add(path)
+        real = kind if path in cand.forced_maps else refine_kind(kind, vol.path, vol.array)
+        if real != kind and not getattr(cand, real):  # 'x_mask' holding a brain mask, 'x_seg' holding organs
+            setattr(cand, real, path)
+            setattr(cand, kind, "")
+            log.info("%s: %s map by its content, paired as the %s map of %s", vol.path.name, real, real, cand.case_id)
     try:
         modality, how = infer_modality(first.array, first.meta.get("modality", "") or cand.declared, tuple(cand.names))
     except ValueError as e:

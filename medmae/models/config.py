@@ -37,7 +37,8 @@ class ModelConfig(StrictModel):
     """Regress per-patch, per-channel normalised voxels (MAE's norm_pix_loss)."""
     norm_crop_loss: bool = False
     """Without norm_pix_loss: regress voxels normalised per crop and channel (mean / std
-    over the crop's valid voxels). Keeps patch intensity levels in the target (unlike
+    over the voxels of the crop's visible tokens: no hidden voxel sets the frame its
+    reconstruction is mapped back with). Keeps patch intensity levels in the target (unlike
     norm_pix_loss) while CT and MR crops weigh the same in the loss (unlike raw voxels)."""
     input_norm: bool = False
     """The encoder normalises its input per crop and channel (mean / std over the voxels of

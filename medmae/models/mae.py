@@ -52,8 +52,9 @@ class MaskedAutoencoder3D(nn.Module):
         embed_dim, depth, num_heads: encoder; decoder_*: decoder; mlp_ratio, qkv_bias: both.
         norm_pix_loss: regress voxels normalised per token and channel (MAE).
         norm_crop_loss: (without norm_pix_loss) regress voxels normalised per crop and channel
-            over its valid voxels: patch intensity levels stay in the target, and crops of
-            different scales (CT in [0, 1], z-scored MR) weigh the same in the loss.
+            by the mean / std of its visible tokens' voxels (never a hidden one): patch
+            intensity levels stay in the target, and crops of different scales (CT in [0, 1],
+            z-scored MR) weigh the same in the loss.
         input_norm: the encoder normalises its input per crop and channel over the visible
             tokens' voxels (see :class:`ViTEncoder3D`).
         interp_residual: the prediction is the interpolation of the hidden voxels from the
@@ -105,7 +106,7 @@ class MaskedAutoencoder3D(nn.Module):
         latent = self.encoder.forward_visible(x, plan.visible.ids, plan.visible.keep)  # B L D
         pred = self.decoder(latent, plan.visible, plan.decoded).float()  # B N P*C
         source = patchify(x.float(), self.patch_size)
-        stats = self.target_stats(source, valid)
+        stats = self.target_stats(source, valid, mask)
         target = self._in_target_units(source, stats)
         visible = ~mask if valid is None else valid & ~mask
         if self.interp_residual:  # the decoder corrects the interpolation of the hidden voxels
@@ -146,13 +147,21 @@ class MaskedAutoencoder3D(nn.Module):
         decoded = None if all_valid else select_tokens(valid, n_valid)
         return _Plan(select_tokens(visible, n_visible), decoded)
 
-    def target_stats(self, source: torch.Tensor, valid: torch.Tensor | None = None):
+    def target_stats(self, source: torch.Tensor, valid: torch.Tensor | None = None,
+                     mask: torch.Tensor | None = None):
         """Patchified x (B, N, P*C) -> the (mean, std) its targets are normalised with: per
-        token (norm_pix_loss), per crop over the valid tokens (norm_crop_loss), or None (raw)."""
+        token (norm_pix_loss), per crop over the visible tokens (norm_crop_loss: valid and not
+        hidden by ``mask`` (B, N); all valid tokens without a mask), or None (raw).
+
+        norm_crop_loss never reads a hidden voxel: the frame that maps a prediction back to
+        intensities (:meth:`reconstruct`) depends on what the model was shown only, so a lesion
+        in one hidden token cannot move the expected value of any other voxel. With
+        ``input_norm`` these are the statistics the encoder normalises its input with."""
         if self.norm_pix_loss:
             return patch_stats(source, self.in_channels)
         if self.norm_crop_loss:
-            return crop_stats(source, self.in_channels, valid)
+            seen = valid if mask is None else (~mask if valid is None else valid & ~mask)
+            return crop_stats(source, self.in_channels, seen)
         return None
 
     def _in_target_units(self, tokens: torch.Tensor, stats) -> torch.Tensor:
@@ -161,29 +170,33 @@ class MaskedAutoencoder3D(nn.Module):
         mean, std = stats
         return ((per_channel(tokens, self.in_channels) - mean) / std).flatten(2)
 
-    def patch_target(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, C, X, Y, Z) (and valid (B, N) for ``norm_crop_loss``) -> (B, N, P*C) float32 target."""
+    def patch_target(self, x: torch.Tensor, valid: torch.Tensor | None = None,
+                     mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, C, X, Y, Z) (and valid, mask (B, N) for ``norm_crop_loss``) -> (B, N, P*C)
+        float32 target, as ``forward`` computes it."""
         source = patchify(x.float(), self.patch_size)
-        return self._in_target_units(source, self.target_stats(source, valid))
+        return self._in_target_units(source, self.target_stats(source, valid, mask))
 
     def reconstruct(
         self, pred: torch.Tensor, x: torch.Tensor | None = None, mask: torch.Tensor | None = None,
-        valid: torch.Tensor | None = None,
+        valid: torch.Tensor | None = None, paste: bool = True,
     ) -> torch.Tensor:
-        """(B, N, P*C) predictions -> (B, C, X, Y, Z) volume, for figures.
+        """(B, N, P*C) predictions -> (B, C, X, Y, Z) volume in x's intensity units.
 
-        With ``norm_pix_loss`` and ``x`` given, each token is mapped back to voxel units
-        with x's per-patch mean/std (without x it stays in normalised units). With ``x``
-        and ``mask`` given, tokens not hidden are pasted from x (MAE's "reconstruction +
+        With ``x`` given, normalised predictions are mapped back to voxel units with the
+        statistics of :meth:`target_stats` (x's per-patch mean/std with ``norm_pix_loss``; its
+        visible tokens' mean/std with ``norm_crop_loss``, so pass the ``mask`` and ``valid``
+        the prediction was made with); without x they stay in target units. With ``x``,
+        ``mask`` and ``paste``, tokens not hidden are pasted from x (MAE's "reconstruction +
         visible" figure).
         """
         pred = pred.float()
         if x is not None:
             source = patchify(x.float(), self.patch_size)
-            stats = self.target_stats(source, valid)
+            stats = self.target_stats(source, valid, mask)
             if stats is not None:
                 mean, std = stats
                 pred = (per_channel(pred, self.in_channels) * std + mean).flatten(2)
-            if mask is not None:
+            if mask is not None and paste:
                 pred = torch.where(mask[..., None], pred, source)
         return unpatchify(pred, self.patch_size, self.grid, self.in_channels)

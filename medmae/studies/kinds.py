@@ -72,7 +72,7 @@ def run_preprocess(step: Step, folder: Path, deps: dict, ctx: StudyContext) -> d
     if not (report.done or report.skipped):
         raise RuntimeError(f"preprocessing cached no case (see {folder / 'cache' / 'report.csv'})")
     return {"metrics": {"cases_cached": len(report.done) + len(report.skipped), "bad_cases": len(report.bad)},
-            "paths": {"cache": str(folder / "cache")}}
+            "paths": {"cache": str(folder / "cache"), "manifest": data["paths"]["manifest"]}}
 
 
 def pretrain_config(step: Step, folder: Path, cache: str, ctx: StudyContext):
@@ -284,7 +284,8 @@ def run_segmentation(step: Step, folder: Path, deps: dict, ctx: StudyContext) ->
 
     c = step.config
     ft = dict(c["finetune"])
-    (cache,) = [r["paths"]["cache"] for d, r in deps.items() if d.startswith("preprocess-")]
+    (pre,) = [r["paths"] for d, r in deps.items() if d.startswith("preprocess-")]
+    cache = pre["cache"]
     ft["data"] = {**ft["data"], "cache_dir": cache}
     ft["init"] = {**ft["init"], "source": deps[f"export-{step.name}"]["paths"]["export"]}
     ft["train"] = {**ft["train"], "out_dir": str(folder / "finetune"), "resume": True}
@@ -294,6 +295,7 @@ def run_segmentation(step: Step, folder: Path, deps: dict, ctx: StudyContext) ->
     arms = {"pretrained": [], **({"scratch": ["init.load_weights=false"]} if c["scratch"] else {})}
     ev = EvaluateConfig(finetune_config=str(cfg_file), arms=arms, label_counts=c["label_counts"],
                         seeds=[c["seed"]], split=c["split"], corruptions=c["corruptions"], out_dir=str(folder),
+                        manifest=pre.get("manifest"),  # Dice/HD95 on the scans' own grids
                         tracking={"experiment": ctx.experiment, "tracking_uri": ctx.tracking_uri,
                                   "run_name": f"segmentation-{step.name}", "system_metrics": False,
                                   "log_model": False, "log_checkpoint": False})

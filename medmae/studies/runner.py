@@ -4,16 +4,21 @@
     same key, or run it into its own folder -> summary table + plots -> MLflow parent run
 
 A killed study run again skips every finished step and resumes the one it was in (a
-pretraining step continues from its checkpoint).
+pretraining step continues from its checkpoint). One ``study run`` per output folder: it
+holds ``OUT/.medmae-study.lock`` (medmae.pidlock); a second one stops before running anything.
+SIGTERM / Ctrl-C mark the study's parent run KILLED (the step's own runs stop as their
+engines do) and the command exits 143 / 130.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from medmae.pidlock import FolderBusyError, folder_lock
 from medmae.studies.kinds import KINDS, StudyContext
 from medmae.studies.plan import build_plan
 from medmae.studies.spec import load_study, spec_hash
@@ -22,6 +27,8 @@ from medmae.studies.summary import rows_from_results, write_summary
 from medmae.studies.tracking import StudyRuns
 
 log = logging.getLogger(__name__)
+
+LOCK = ".medmae-study.lock"
 
 
 @dataclass
@@ -37,17 +44,28 @@ class StudyResult:
 
 
 def run_study(study_file: str | Path, out: str | Path | None = None, tracking_uri: str | None = None) -> StudyResult:
-    """Run (or resume) the study; ConfigError before anything runs when the file is wrong."""
-    from medmae.config.base import flatten
+    """Run (or resume) the study; ConfigError before anything runs when the file is wrong or
+    another ``study run`` uses the output folder."""
+    from medmae.config.base import ConfigError
     from medmae.tracking.mlflow_run import resolve_tracking_uri
-    from medmae.tracking.provenance import code_tags
 
     study_file = Path(study_file)
     spec, root = load_study(study_file)
     plan = build_plan(spec, root, study_file)  # every config resolved: typos fail here
     out = Path(out or spec.out.format(name=spec.name)).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    uri = resolve_tracking_uri(tracking_uri)
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(folder_lock(out, LOCK, "study run"))
+        except FolderBusyError as e:
+            raise ConfigError(f"study {spec.name!r}: {e}") from None
+        return _run(spec, plan, out, resolve_tracking_uri(tracking_uri))
+
+
+def _run(spec, plan, out: Path, uri: str) -> StudyResult:
+    """The study's steps in order, with the output folder locked (see run_study)."""
+    from medmae.config.base import flatten
+    from medmae.tracking.provenance import code_tags
+
     digest = spec_hash(spec)
     runs = StudyRuns(uri, f"medmae-study-{spec.name}")
     runs.start(spec.name, {"medmae.study_hash": digest, **code_tags()}, flatten(spec.model_dump(mode="json")))
@@ -81,10 +99,12 @@ def run_study(study_file: str | Path, out: str | Path | None = None, tracking_ur
         rows = rows_from_results(done)
         summary = write_summary(spec.name, rows, out)
         status = "FINISHED"
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         status = "KILLED"
+        log.warning("study %s %s after %d step(s) run, %d reused; run it again to resume", spec.name,
+                    e or "interrupted", len(ran), len(reused))
         raise
     finally:
-        runs.finish(summary, {"seconds": time.perf_counter() - t0,
-                                                  "steps_run": len(ran), "steps_reused": len(reused)}, status)
+        runs.finish(summary, {"seconds": time.perf_counter() - t0, "steps_run": len(ran),
+                              "steps_reused": len(reused)}, status)
     return StudyResult(spec.name, out, rows, summary, ran, reused, uri, runs.parent)

@@ -19,9 +19,9 @@ STUDY_TAG = "medmae.study"
 
 
 def _client(uri: str):
-    from mlflow.tracking import MlflowClient
+    from medmae.tracking.store import client_for
 
-    return MlflowClient(tracking_uri=uri)
+    return client_for(uri)  # a new SQLite store is created under a file lock
 
 
 class StudyRuns:

@@ -3,20 +3,23 @@
 Saved in MLflow's ``pt2`` format (a ``torch.export`` graph: it loads with
 ``mlflow.pytorch.load_model`` without unpickling code and without medmae installed) with
 a tensor signature ``(-1, C, X, Y, Z) -> (-1, N, D)``: any batch size, the training crop
-size. If the encoder cannot be exported, it falls back to MLflow's pickle format (which
-then needs medmae to load). Requirements are pinned explicitly, so nothing is inferred:
-no subprocess, no network.
+size. If the encoder cannot be exported, no MLflow model is made: a pickled model would run
+code in whoever loads it. Its weights alone are saved instead (``encoder_weights/encoder.pt``,
+a state dict that loads with ``torch.load(..., weights_only=True)``, and ``encoder.json``
+with its input and output shapes), logged as plain run artifacts, with a warning that says
+so. Requirements are pinned explicitly, so nothing is inferred: no subprocess, no network.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
 import shutil
 from importlib import metadata
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -28,6 +31,14 @@ from medmae.atomic import atomic_dir
 logger = logging.getLogger(__name__)
 
 MODEL_DIR = "encoder"
+WEIGHTS_DIR = "encoder_weights"
+
+
+class SavedEncoder(NamedTuple):
+    path: Path
+    """``folder/encoder`` (an MLflow model) or ``folder/encoder_weights`` (weights only)."""
+    is_model: bool
+    """True for an MLflow model (log it as a Logged Model), False for weights only (artifacts)."""
 EXAMPLE_FILES = ("input_example.json", "serving_input_example.json")
 
 
@@ -62,11 +73,12 @@ def _drop_input_example(model_dir: Path) -> None:
 
 
 def save_encoder_model(encoder: nn.Module, folder: str | os.PathLike, in_channels: int,
-                       crop_size: Sequence[int]) -> Path:
-    """Write ``folder/encoder/`` (an MLflow model of a CPU copy of ``encoder``) atomically.
+                       crop_size: Sequence[int]) -> SavedEncoder:
+    """Write ``folder/encoder/`` (an MLflow pt2 model of a CPU copy of ``encoder``) atomically;
+    when ``torch.export`` cannot trace the encoder, ``folder/encoder_weights/`` instead
+    (weights only, never a pickled model; see the module docstring).
 
-    encoder: (B, C, X, Y, Z) -> (B, N, D). Returns the model folder, ready for
-    ``log_artifacts(..., "encoder")``.
+    encoder: (B, C, X, Y, Z) -> (B, N, D).
     """
     import mlflow.pytorch
 
@@ -81,12 +93,34 @@ def save_encoder_model(encoder: nn.Module, folder: str | os.PathLike, in_channel
             mlflow.pytorch.save_model(model, str(target), serialization_format="pt2", input_example=example.numpy(),
                                       signature=sig, pip_requirements=_requirements())
             _drop_input_example(target)
-        except Exception as e:  # an op torch.export cannot trace: keep a pickled model instead
-            logger.warning("encoder could not be exported as pt2 (%s: %s); saving it pickled", type(e).__name__, e)
+            exported = True
+        except Exception as e:  # an op torch.export cannot trace: weights only, never a pickle
             shutil.rmtree(target, ignore_errors=True)
-            mlflow.pytorch.save_model(model, str(target), serialization_format="pickle", signature=sig,
-                                      pip_requirements=_requirements())
-    return Path(folder) / MODEL_DIR
+            weights = _save_weights(model, tmp / WEIGHTS_DIR, tuple(example.shape[1:]), out_shape)
+            logger.warning("the encoder could not be exported as an MLflow pt2 model (%s: %s); no MLflow model "
+                           "is logged (a pickled one would run code when loaded): its weights alone are saved "
+                           "to %s and logged as run artifacts (load with torch.load(..., weights_only=True) "
+                           "into medmae's encoder, or use `medmae export`)", type(e).__name__, _first_line(e),
+                           Path(folder) / WEIGHTS_DIR / weights.name)
+            exported = False
+    return SavedEncoder(Path(folder) / (MODEL_DIR if exported else WEIGHTS_DIR), exported)
+
+
+def _first_line(err: Exception) -> str:
+    """torch.export's errors run to pages of advice: their first line says what failed."""
+    return next((line.strip() for line in str(err).splitlines() if line.strip()), "")
+
+
+def _save_weights(model: nn.Module, folder: Path, in_shape: tuple, out_shape: tuple) -> Path:
+    """``folder/encoder.pt`` (state dict) and ``folder/encoder.json`` (shapes, class, versions)."""
+    folder.mkdir(parents=True)
+    path = folder / "encoder.pt"
+    torch.save(model.state_dict(), path)
+    (folder / "encoder.json").write_text(json.dumps({
+        "class": f"{type(model).__module__}.{type(model).__qualname__}", "input": ["B", *in_shape],
+        "output": ["B", *out_shape], "requirements": _requirements(),
+        "load": "torch.load(encoder.pt, weights_only=True) -> state_dict"}, indent=1) + "\n")
+    return path
 
 
 def log_logged_model(client, run_id: str, folder: str | os.PathLike, name: str = MODEL_DIR, step: int = 0) -> str:

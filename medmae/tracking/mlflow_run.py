@@ -28,8 +28,8 @@ from medmae.atomic import atomic_write_text
 from medmae.tracking.config import TrackingConfig
 from medmae.tracking.quiet_http import HTTP_ENV, short_http_retries, silence_threads
 from medmae.tracking.store import (EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, MAX_KEY, MAX_PARAM_VALUE,  # noqa: F401
-                                   MAX_TAG_VALUE, artifact_root_for, clip_key, experiment_id, param_values,
-                                   resolve_tracking_uri, sqlite_path, ui_command)
+                                   MAX_TAG_VALUE, artifact_root_for, client_for, clip_key, experiment_id,
+                                   param_values, resolve_tracking_uri, sqlite_path, ui_command)
 from medmae.tracking.store import run_tags_list as _run_tags
 from medmae.tracking.system_metrics import PREFIX as SYSTEM_PREFIX
 from medmae.tracking.system_metrics import THREAD_NAME as SYSTEM_THREAD
@@ -228,9 +228,7 @@ class MlflowTracker(Tracker):
                 batch = self._take_batch()
             try:
                 if client is None:
-                    from mlflow.tracking import MlflowClient
-
-                    client = MlflowClient(tracking_uri=self.uri)
+                    client = client_for(self.uri)  # a new SQLite store is created under a file lock
                 self._run(client, batch)
             except Exception as e:
                 if is_permanent(e):  # retrying cannot help: drop the call (all calls, if it was the run's creation)

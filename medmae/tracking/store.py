@@ -1,9 +1,11 @@
-"""Where MLflow runs go and what fits in them: tracking URI, SQLite store layout, the UI
-hint, the experiment (with its MLflow 3 kind), and MLflow's limits on keys and values."""
+"""Where MLflow runs go and what fits in them: tracking URI, SQLite store layout (created
+under a file lock), the UI hint, the experiment (with its MLflow 3 kind), and MLflow's limits
+on keys and values."""
 
 from __future__ import annotations
 
 import os
+import threading
 import zlib
 from pathlib import Path
 from typing import Any, Mapping
@@ -31,6 +33,49 @@ def sqlite_path(uri: str) -> Path | None:
     """The database file of a ``sqlite:///`` URI (None for other stores)."""
     prefix = "sqlite:///"
     return Path(uri[len(prefix):]) if uri.startswith(prefix) else None
+
+
+STORE_LOCK_TIMEOUT_S = 300.0
+"""How long a process waits for another one creating the same SQLite store."""
+_ready: set[str] = set()
+_ready_lock = threading.Lock()
+
+
+def ensure_store(uri: str) -> None:
+    """Create (or open) an SQLite store once per process, under ``<db>.lock``.
+
+    MLflow creates a new SQLite store's tables on first use, unlocked: two processes doing it
+    at once (two `study run`, or a study and a training run on a fresh ``mlruns/``) collide,
+    and one fails ("table ... already exists", "Online migration expected to match one row").
+    Here the first process creates the tables while the others wait, then find them made.
+    Other stores (tracking servers) need nothing.
+    """
+    db = sqlite_path(uri)
+    if db is None or uri in _ready:
+        return
+    from filelock import FileLock, Timeout
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with _ready_lock:
+        if uri in _ready:
+            return
+        try:
+            with FileLock(f"{db}.lock", timeout=STORE_LOCK_TIMEOUT_S):
+                SqlAlchemyStore(uri, artifact_root_for(uri)).engine.dispose()  # creates the tables if missing
+        except Timeout:
+            raise TimeoutError(f"{db}: another process has held {db}.lock for over {STORE_LOCK_TIMEOUT_S:g} s "
+                               "while creating this MLflow store; if no medmae or mlflow process uses it, "
+                               "delete the lock file") from None
+        _ready.add(uri)
+
+
+def client_for(uri: str):
+    """An ``MlflowClient`` on ``uri``, its SQLite store created safely first (:func:`ensure_store`)."""
+    from mlflow.tracking import MlflowClient
+
+    ensure_store(uri)
+    return MlflowClient(tracking_uri=uri)
 
 
 def artifact_root_for(uri: str) -> str | None:

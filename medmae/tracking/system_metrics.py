@@ -7,7 +7,9 @@ whatever the server does, and each sample goes into the tracker's queue like any
 samples taken while the server is down are sent when it is back.
 
 Keys are MLflow's (``system/cpu_utilization_percentage``, ...); steps count samples, and
-continue after the last one already logged when a run is resumed.
+continue after the last one already logged when a run is resumed. A run that ends before
+its first interval gets one sample at :meth:`SystemMetricsSampler.stop`, so every tracked
+run has system metrics, however short or however loaded the machine.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ class SystemMetricsSampler:
     def __init__(self, log: Callable[[Mapping[str, float], int], None], interval_s: float, first_step: int = 0):
         self._log = log
         self.interval_s = float(interval_s)
-        self.step = int(first_step)
+        self.step = self.first_step = int(first_step)
         self._collectors = _collectors()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=THREAD_NAME, daemon=True)
@@ -63,15 +65,21 @@ class SystemMetricsSampler:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
-            try:
-                values = self.sample()
-            except Exception as e:  # a collector that fails once (e.g. a vanished disk) is skipped
-                logger.debug("system metrics sample failed: %s: %s", type(e).__name__, e)
-                continue
-            self._log(values, self.step)
-            self.step += 1
+            self._sample_and_log()
+
+    def _sample_and_log(self) -> None:
+        try:
+            values = self.sample()
+        except Exception as e:  # a collector that fails once (e.g. a vanished disk) is skipped
+            logger.debug("system metrics sample failed: %s: %s", type(e).__name__, e)
+            return
+        self._log(values, self.step)
+        self.step += 1
 
     def stop(self) -> None:
+        """Stop sampling; take one sample now if none was taken (a run shorter than one interval)."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5.0)
+        if self.step == self.first_step and not self._thread.is_alive():
+            self._sample_and_log()

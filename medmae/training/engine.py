@@ -9,7 +9,8 @@ then clip, AdamW step, LR from the warm-up + cosine schedule. Rank 0 writes ever
     OUT/metrics.jsonl          one record per step (loss, predict-the-mean baseline, lr, ...)
     OUT/checkpoints/           latest.pt + the last K step files (see medmae.training.state)
     OUT/figures/step_*.png     input / mask / reconstruction montages
-    OUT/mlflow_model/encoder/  the encoder as an MLflow model (logged as a Logged Model of the run)
+    OUT/mlflow_model/encoder/  the encoder as an MLflow model (logged as a Logged Model of the run;
+                               encoder_weights/ instead, weights only, if it cannot be exported)
     OUT/mlflow_run.json        the MLflow run's id, once created (a resumed run continues it)
     OUT/.medmae-train.lock     held while the run lives (one run per folder)
 
@@ -311,7 +312,8 @@ def _start_tracking(tracker: Tracker, cfg: PretrainConfig, info: DistInfo, out_d
     config_path = save_config(cfg, out_dir / "config.yaml")
     params: dict[str, Any] = flatten(cfg)
     params.update({"derived.effective_batch": crops_per_step, "derived.peak_lr": schedule.peak_lr,
-                   "derived.world_size": info.world_size, "derived.precision": precision})
+                   "derived.world_size": info.world_size, "derived.precision": precision,
+                   "derived.threads": torch.get_num_threads()})
     tags = run_tags(cfg.data.cache_dir, info.device, info.world_size,
                     {"masking.strategy": cfg.masking.strategy, "out_dir": str(out_dir)})
     if start:
@@ -332,6 +334,9 @@ def _log_final(tracker: Tracker, cfg: PretrainConfig, model: nn.Module, result: 
     if cfg.tracking.enabled and cfg.tracking.log_model:
         from medmae.tracking.encoder_model import save_encoder_model
 
-        folder = save_encoder_model(model.encoder, result.out_dir / "mlflow_model", cfg.model.in_channels,
-                                    cfg.data.crop_size)
-        tracker.log_model(folder, "encoder", step=result.steps)  # an MLflow 3 Logged Model of the run
+        saved = save_encoder_model(model.encoder, result.out_dir / "mlflow_model", cfg.model.in_channels,
+                                   cfg.data.crop_size)
+        if saved.is_model:
+            tracker.log_model(saved.path, "encoder", step=result.steps)  # an MLflow 3 Logged Model of the run
+        else:  # not exportable: weights only, as plain artifacts (never a pickled model)
+            tracker.log_artifacts(saved.path, saved.path.name)

@@ -3,7 +3,7 @@ inside the first step becomes a :class:`~medmae.config.base.ConfigError` naming 
 and the fix.
 
 - resuming into a ``train.out_dir`` whose checkpoint was made with another model, crop
-  size or masking config;
+  size or masking config (:func:`refuse_changed_resume`, also used by fine-tuning);
 - a cache whose image channel count is not ``model.in_channels``, or mixes channel counts;
 - anatomy masking whose prior map (``masking.anatomy.source``) is not in ``data.priors``,
   or that no training case has;
@@ -47,22 +47,35 @@ def preflight(cfg: PretrainConfig, state: dict[str, Any] | None) -> None:
     check_midlines(cfg, rows)
 
 
-def _differences(saved: dict, current: dict) -> list[str]:
-    a = {k: v for k, v in flatten(saved).items() if k.startswith(RESUME_KEYS)}
-    b = {k: v for k, v in flatten(current).items() if k.startswith(RESUME_KEYS)}
+def _watched(key: str, keys: tuple[str, ...]) -> bool:
+    """``key`` is one of ``keys`` (``"model."``: every key under model; ``"data.classes"``: that key
+    and the keys under it)."""
+    return any(key.startswith(k) if k.endswith(".") else key == k or key.startswith(k + ".") for k in keys)
+
+
+def resume_differences(saved: dict, current: dict, keys: tuple[str, ...] = RESUME_KEYS) -> list[str]:
+    """``key: checkpoint X, config Y`` for each watched key whose value changed."""
+    a = {k: v for k, v in flatten(saved).items() if _watched(k, keys)}
+    b = {k: v for k, v in flatten(current).items() if _watched(k, keys)}
     return [f"{k}: checkpoint {a.get(k, '(unset)')!r}, config {b.get(k, '(unset)')!r}"
             for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 
-def check_resume_config(cfg: PretrainConfig, saved: dict, step: int) -> None:
-    """The checkpoint's model / crop / masking settings equal the config's."""
-    diffs = _differences(saved, cfg.model_dump(mode="json"))
+def refuse_changed_resume(out_dir: str, saved: dict, current: dict, step: int, keys: tuple[str, ...]) -> None:
+    """ConfigError naming every watched key that differs between a checkpoint's config
+    (``saved``) and this run's (``current``), and the three ways out."""
+    diffs = resume_differences(saved, current, keys)
     if diffs:
         raise ConfigError(
-            f"train.out_dir={cfg.train.out_dir!r} holds a checkpoint at step {step} made with other settings, "
+            f"train.out_dir={out_dir!r} holds a checkpoint at step {step} made with other settings, "
             f"so it cannot be resumed: {'; '.join(diffs)}. Fix: set these keys back to the checkpoint's values "
             f"to continue it, choose another train.out_dir for the new settings, or train.resume=false to "
             f"start over in this folder")
+
+
+def check_resume_config(cfg: PretrainConfig, saved: dict, step: int) -> None:
+    """The checkpoint's model / crop / masking settings equal the config's."""
+    refuse_changed_resume(cfg.train.out_dir, saved, cfg.model_dump(mode="json"), step, RESUME_KEYS)
 
 
 def _channels(cache_dir: str, case_id: str) -> int | None:

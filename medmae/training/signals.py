@@ -27,6 +27,7 @@ import threading
 import torch
 import torch.distributed as dist
 
+from medmae.interrupts import Interrupted
 from medmae.training.distributed import DistInfo
 
 logger = logging.getLogger("medmae.training.engine")
@@ -34,16 +35,12 @@ logger = logging.getLogger("medmae.training.engine")
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-class StopRequested(KeyboardInterrupt):
+class StopRequested(Interrupted):
     """The run stopped on a signal after ``step`` steps (its checkpoint is written)."""
 
     def __init__(self, signum: int, step: int, checkpoint=None):
-        self.signum, self.step, self.checkpoint = int(signum), int(step), checkpoint
-        super().__init__(f"stopped by {signal.Signals(self.signum).name} after step {self.step}")
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + self.signum
+        self.step, self.checkpoint = int(step), checkpoint
+        super().__init__(signum, f"stopped by {signal.Signals(int(signum)).name} after step {self.step}")
 
 
 class GracefulStop:
@@ -70,7 +67,7 @@ class GracefulStop:
         if os.getpid() != self._pid:
             return  # a forked child before its own handlers: the training process decides
         if self.signum is not None:
-            raise KeyboardInterrupt(f"second {signal.Signals(signum).name}: stopping at once")
+            raise Interrupted(signum, f"second {signal.Signals(signum).name}: stopped at once, without a checkpoint")
         self.signum = signum
         logger.warning("%s received: stopping after the step in progress, with a checkpoint "
                        "(send it again to stop at once)", signal.Signals(signum).name)

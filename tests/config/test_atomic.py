@@ -32,3 +32,21 @@ def test_atomic_dir_failure_keeps_old_content(tmp_path):
             raise RuntimeError("crash mid-write")
     assert (target / "v").read_text() == "old"
     assert [x.name for x in tmp_path.iterdir()] == ["case"]
+
+
+def test_a_device_folder_or_symlink_is_never_replaced(tmp_path):
+    """`--out /dev/null` (or a FIFO, a folder, a link) must not become an ordinary file."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    target = tmp_path / "target.txt"
+    target.write_text("kept")
+    link = tmp_path / "link.txt"
+    link.symlink_to(target)
+    for path in (fifo, folder, link):
+        with pytest.raises(OSError, match="refusing to replace"):
+            atomic_write_text(path, "x")
+    assert not fifo.is_file() and folder.is_dir() and link.is_symlink() and target.read_text() == "kept"
+    atomic_write_text(tmp_path / "new.txt", "ok")
+    assert (tmp_path / "new.txt").read_text() == "ok"

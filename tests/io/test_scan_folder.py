@@ -80,12 +80,13 @@ def test_modalities_sequences_and_maps(tree):
     by = {c.case_id: c for c in cases}
     expect = {  # case: (modality, sequence, label name, anatomy name)
         "abdomen__ct_abdomen_3mm": ("CT", "", "ct_abdomen_3mm_seg.nii.gz", "ct_abdomen_3mm_organs.nii.gz"),
-        "abdomen__mr_abdomen_3mm": ("MR", "", "mr_abdomen_3mm_seg.nii.gz", ""),
+        # a '_seg' map of 24 organs is TotalSegmentator's anatomy, not a label (unless the case has one)
+        "abdomen__mr_abdomen_3mm": ("MR", "", "", "mr_abdomen_3mm_seg.nii.gz"),
         "anon__scan_0001": ("CT", "", "", ""),
         "anon__scan_0002": ("MR", "", "", ""),
         "brain__brain1_t1c": ("MR", "t1c", "brain1_tumour.nrrd", ""),
         "spine__spine_t2": ("MR", "t2", "spine_t2_cordseg.nii.gz", ""),
-        "dicom__ct_abdomen_j2k_series_s0": ("CT", "", "ct_abdomen_j2k_series_seg.nii.gz", ""),
+        "dicom__ct_abdomen_j2k_series_s0": ("CT", "", "", "ct_abdomen_j2k_series_seg.nii.gz"),
         "dicom__mixed_s0": ("CT", "", "", ""),
         "dicom__mixed_s1": ("CT", "", "", ""),
         "Dataset001_Pros__pros_001": ("MR", "t2,dwi", "pros_001.nii.gz", "")  # T2 and ADC channels,

@@ -83,7 +83,7 @@ def _cfg(cache, out, uri, *extra):
     return tiny_config(cache, out, "train.steps=6", "train.warmup_steps=1", "train.log_every=2",
                        "train.figure_every=3", "train.checkpoint_every=3", "train.base_lr=0.05", "data.batch_size=2",
                        f"tracking.tracking_uri={uri}", "tracking.experiment=server-test",
-                       "tracking.system_metrics=true", "tracking.system_metrics_interval_s=1", *extra)
+                       "tracking.system_metrics=true", "tracking.system_metrics_interval_s=3600", *extra)
 
 
 def test_run_reads_back_through_the_server(server, cache, tmp_path, monkeypatch):
@@ -114,6 +114,8 @@ def test_run_reads_back_through_the_server(server, cache, tmp_path, monkeypatch)
         pair = [r["loss"] for r in local if m.step - 2 < r["step"] <= m.step]
         assert m.value == pytest.approx(sum(pair) / 2, rel=1e-6)
     assert {"baseline", "lr", "loss_over_baseline", "crops_per_s", "grad_norm"} <= set(run.data.metrics)
+    # one sample, however short the run and however loaded the machine: the interval (1 h) never
+    # elapses, so it is the one taken at the end (medmae.tracking.system_metrics)
     assert any(k.startswith("system/") for k in run.data.metrics), sorted(run.data.metrics)
 
     def listing(path=None):
@@ -165,6 +167,15 @@ def test_server_dying_mid_run_does_not_stop_training(server, cache, tmp_path, mo
     assert any("could not be sent" in m for m in ours)  # ... and said what was left unsent
 
 
+def _wait_until(condition, timeout_s: float = 120.0) -> None:
+    """Poll ``condition`` until true; fail after ``timeout_s`` (a bound for a hung run, not a timing)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout_s} s")
+        time.sleep(0.05)
+
+
 def test_system_metrics_survive_an_outage_with_one_warning(tmp_path, caplog):
     """A server that goes away and comes back on the same port and store: the sampler keeps
     sampling, the samples are sent once the server is back, and the outage is one warning
@@ -182,17 +193,18 @@ def test_system_metrics_survive_an_outage_with_one_warning(tmp_path, caplog):
     tracker = MlflowTracker(cfg)
     try:
         tracker.start({"a": 1}, {}, run_name="outage-test")
-        deadline = time.monotonic() + 60
-        while tracker.run_id is None and time.monotonic() < deadline:
-            time.sleep(0.2)
-        time.sleep(1.5)
+        _wait_until(lambda: tracker.run_id is not None and tracker._monitor is not None)
+        sampler = tracker._monitor
+        _wait_until(lambda: sampler.step >= 2)  # conditions, not durations: a loaded machine only waits longer
         first.kill()
-        time.sleep(3.0)  # samples taken while the server is down
+        killed_at = sampler.step
+        _wait_until(lambda: sampler.step >= killed_at + 4)  # samples taken while the server is down
         down_until = int(time.time() * 1000)
         second = Server(tmp_path, first.port)  # same store, same address
         try:
             second.wait_healthy()
-            time.sleep(2.0)  # samples after the server is back
+            back_at = sampler.step
+            _wait_until(lambda: sampler.step >= back_at + 2)  # samples after the server is back
             assert tracker.finish() is True
             client = MlflowClient(second.uri)
             history = client.get_metric_history(tracker.run_id, "system/cpu_utilization_percentage")

@@ -88,9 +88,8 @@ class WindowScorer:
         mask = torch.stack([j[2] for j in jobs])
         with torch.autocast(x.device.type, dtype=self.dtype, enabled=self.dtype is not None):
             pred = model(x, mask, valid).pred
-        # normalised targets (per patch or per window) are mapped back to intensity units
-        normalised = model.norm_pix_loss or getattr(model, "norm_crop_loss", False)
-        pred = model.reconstruct(pred.float(), x.float() if normalised else None, valid=valid)  # B' C X Y Z
+        # normalised targets (per patch, or per window over its visible tokens) back to intensities
+        pred = model.reconstruct(pred.float(), x.float(), mask, valid, paste=False)  # B' C X Y Z
         p = int(torch.tensor(model.patch_size).prod())
         hidden = unpatchify((mask & valid)[..., None].expand(-1, -1, p).float(), model.patch_size, model.grid, 1)
         e = (x - pred) * hidden

@@ -9,8 +9,14 @@ gradients. Rank 0 writes:
     OUT/checkpoints/          latest.pt + last K (atomic; medmae.training.checkpoint)
     OUT/val/step_*.json       validation tables (Dice, HD95 per class and per case)
     OUT/model/                the trained segmenter (medmae.heads.segmentation.bundle)
+    OUT/mlflow_run.json       the MLflow run's id, once created (a resumed run continues it)
 
-``train.resume`` continues from ``latest.pt`` with the same crops and losses, step for step.
+``train.resume`` continues from ``latest.pt`` with the same crops and losses, step for step;
+a checkpoint made with other :data:`RESUME_KEYS` (steps, learning rate, seed, model, classes,
+crop, init) is refused with the keys that differ, since its schedule or weights would not
+continue. One run per ``train.out_dir`` (``OUT/.medmae-train.lock``, medmae.training.lock).
+SIGTERM / Ctrl-C stop after the step in progress, with a checkpoint, the MLflow run marked
+KILLED (medmae.training.signals).
 """
 
 from __future__ import annotations
@@ -39,16 +45,25 @@ from medmae.heads.segmentation.metrics import SegScores
 from medmae.heads.segmentation.model import SegmentationViT
 from medmae.heads.segmentation.optim import apply_lr, build_finetune_optimizer
 from medmae.tracking.metrics_log import MetricsLog
-from medmae.tracking.mlflow_run import MlflowTracker, Tracker
+from medmae.tracking.mlflow_run import MlflowTracker, Tracker, read_run_file
 from medmae.tracking.provenance import run_tags
 from medmae.training.checkpoint import CheckpointDir, load_checkpoint
 from medmae.training.distributed import DistInfo, gather_objects, init_distributed, mean_across_ranks, shutdown, wrap_ddp
+from medmae.training.lock import out_dir_lock
 from medmae.training.precision import autocast, grad_scaler, resolve_precision
+from medmae.training.preflight import refuse_changed_resume
 from medmae.training.progress import Progress
 from medmae.training.rng import capture_rng, restore_rng, seed_everything, to_plain
 from medmae.training.schedule import WarmupCosine
+from medmae.training.signals import GracefulStop, StopRequested, protect_workers
 
 logger = logging.getLogger(__name__)
+
+RUN_FILE = "mlflow_run.json"
+RESUME_KEYS = ("train.steps", "train.lr", "train.seed", "model.", "data.classes", "data.label_map",
+               "data.crop_size", "init.")
+"""Config keys a fine-tuning checkpoint's schedule, crops and weights depend on: a resume with
+another value of any of them is refused (a changed train.steps would make a hybrid schedule)."""
 
 
 @dataclass
@@ -73,7 +88,8 @@ def finetune(cfg: FinetuneConfig, tracker: Tracker | None = None) -> FinetuneRes
     """Run (or resume) fine-tuning as ``cfg`` says; every rank calls it under torchrun."""
     info = init_distributed(cfg.train.device)
     try:
-        return _finetune(cfg, info, tracker)
+        with out_dir_lock(Path(cfg.train.out_dir).resolve(), info, "fine-tuning run"), GracefulStop() as stop:
+            return _finetune(cfg, info, tracker, stop)
     finally:
         shutdown(info)
 
@@ -190,18 +206,22 @@ def _cache_preprocess(cache_dir: str) -> dict | None:
     return yaml.safe_load(p.read_text()) if p.is_file() else None
 
 
-def _finetune(cfg: FinetuneConfig, info: DistInfo, tracker: Tracker | None) -> FinetuneResult:
+def _finetune(cfg: FinetuneConfig, info: DistInfo, tracker: Tracker | None, stop: GracefulStop) -> FinetuneResult:
     t = cfg.train
     out_dir = Path(t.out_dir).resolve()
     ckpts = CheckpointDir(out_dir / "checkpoints", t.keep_last)
     state = load_checkpoint(ckpts.latest) if t.resume and ckpts.latest.exists() else None
+    if state is not None:
+        refuse_changed_resume(t.out_dir, state.get("config") or {}, cfg.model_dump(mode="json"),
+                              int(state.get("step", 0)), RESUME_KEYS)
     run = _Run(cfg, info)
+    protect_workers(run.loader)  # a SIGTERM to the process group leaves the loader's workers running
     start = run.restore(state) if state is not None else 0
     preprocess = _cache_preprocess(cfg.data.cache_dir)
     log = MetricsLog(out_dir / "metrics.jsonl") if info.is_main else None
     if tracker is None:
-        enabled = info.is_main and cfg.tracking.enabled
-        tracker = MlflowTracker(cfg.tracking, state.get("mlflow_run_id") if state else None) if enabled else Tracker()
+        tracker = _make_tracker(cfg, info, state, out_dir)
+    tracker.local_log, tracker.run_file = out_dir / "metrics.jsonl", out_dir / RUN_FILE
     result = FinetuneResult(out_dir, start, start, init=run.init, train_cases=[c.case_id for c in run.cases],
                             tracking_uri=tracker.uri, model=run.model)
     if info.is_main:
@@ -228,11 +248,16 @@ def _finetune(cfg: FinetuneConfig, info: DistInfo, tracker: Tracker | None) -> F
                     tracker.log_metrics(val["metrics"], done)
                     tracker.log_artifact(out_dir / "val" / f"step_{done:07d}.json", "val")
                     logger.info("validation at step %d: %s", done, _val_line(val["table"]))
-            if done % t.checkpoint_every == 0 or last:
+            checkpoint_now = done % t.checkpoint_every == 0 or last
+            if checkpoint_now:
                 ck = run.checkpoint(done, preprocess, tracker.run_id)
                 if ck is not None:
                     result.checkpoint = ckpts.save(done, ck)
             result.steps = done
+            if not last and (signum := stop.requested(info)):
+                result.losses += _flush(window, info, log, tracker, progress) if window else []
+                window = []
+                _stop_now(signum, done, checkpoint_now, run, preprocess, tracker, ckpts, result)
         if info.is_main:
             result.model_dir = _save_model(run, cfg, out_dir, preprocess)
             tracker.log_artifacts(result.model_dir, "model")
@@ -246,6 +271,30 @@ def _finetune(cfg: FinetuneConfig, info: DistInfo, tracker: Tracker | None) -> F
         result.tracking_ok = tracker.finish(status)
         result.run_id = tracker.run_id
     return result
+
+
+def _stop_now(signum: int, done: int, checkpointed: bool, run: _Run, preprocess: dict | None, tracker: Tracker,
+              ckpts: CheckpointDir, result: FinetuneResult) -> None:
+    """A signal arrived: checkpoint the steps done (unless just done), then raise StopRequested."""
+    if not checkpointed:
+        ck = run.checkpoint(done, preprocess, tracker.run_id)
+        if ck is not None:
+            result.checkpoint = ckpts.save(done, ck)
+    if run.info.is_main:
+        logger.warning("stopped after step %d of %d; checkpoint %s (run the same command to resume)", done,
+                       run.cfg.train.steps, result.checkpoint)
+    raise StopRequested(signum, done, result.checkpoint)
+
+
+def _make_tracker(cfg: FinetuneConfig, info: DistInfo, state: dict | None, out_dir: Path) -> Tracker:
+    """Rank 0's MLflow tracker; a resumed run continues its MLflow run (named by the checkpoint,
+    or by OUT/mlflow_run.json when the checkpoint was written before the run was created)."""
+    if not (info.is_main and cfg.tracking.enabled):
+        return Tracker()
+    tracker = MlflowTracker(cfg.tracking)
+    if state is not None:
+        tracker.resume_run_id = state.get("mlflow_run_id") or read_run_file(out_dir / RUN_FILE, tracker.uri)
+    return tracker
 
 
 def _flush(window, info: DistInfo, log: MetricsLog | None, tracker: Tracker, progress: Progress) -> list[float]:
@@ -279,7 +328,7 @@ def _start_tracking(tracker: Tracker, cfg: FinetuneConfig, run: _Run, info: Dist
     r = run.init.report
     params.update({"init.kind": run.init.kind, "init.loaded_fraction": run.init.loaded_fraction,
                    "data.train_cases": len(run.cases), "derived.precision": run.precision,
-                   "derived.world_size": info.world_size})
+                   "derived.world_size": info.world_size, "derived.threads": torch.get_num_threads()})
     if r is not None:
         params.update({"init.loaded": len(r.loaded), "init.missing": len(r.missing),
                        "init.unexpected": len(r.unexpected), "init.mismatched": len(r.mismatched)})

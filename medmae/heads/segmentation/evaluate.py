@@ -7,8 +7,16 @@ every arm), then evaluated on ``split`` (cases never trained on), clean and unde
 configured corruption strength, by sliding window: Dice and HD95 per class. Existing models
 can be evaluated instead (``models``).
 
+Metrics are computed on each scan's SOURCE grid, as a user sees the segmentation in a viewer:
+the prediction (made on the cached grid) is mapped back with nearest neighbour exactly as
+``medmae segment`` writes it, and compared with the manifest's own label file (``manifest``:
+the manifest the cache was built from; its files must be the cached ones, by sha256).
+Without a manifest they fall back to the cached grid, and every row says so (``grid``).
+A missed structure scores HD95 = the scan's diagonal in mm (see
+:mod:`medmae.heads.segmentation.metrics`); ``missed`` counts them beside it.
+
     OUT/<arm>/n<N>_s<seed>/     each fine-tuning run (resumable)
-    OUT/results.csv             arm, label_cases, seed, corruption, strength, class, dice, hd95, ...
+    OUT/results.csv             arm, label_cases, seed, corruption, strength, class, grid, dice, hd95, ...
     OUT/summary.csv             the same averaged over seeds
     OUT/comparison.csv          mean Dice per arm side by side, and the gain pretrained - scratch
     OUT/dice_vs_labels.png, OUT/dice_vs_<corruption>.png
@@ -34,8 +42,10 @@ from medmae.heads.segmentation.bundle import load_bundle
 from medmae.heads.segmentation.classmap import lookup_table, to_classes
 from medmae.heads.segmentation.config import FinetuneConfig
 from medmae.heads.segmentation.corrupt import KINDS, corrupt
+from medmae.heads.segmentation.data import manifest_cases, source_reference
 from medmae.heads.segmentation.metrics import SegScores
 from medmae.heads.segmentation.predict import Segmenter
+from medmae.preprocess.inverse import to_source_grid
 from medmae.tracking.config import TrackingConfig
 from medmae.tracking.mlflow_run import MlflowTracker, Tracker
 from medmae.training.distributed import pick_device
@@ -60,7 +70,11 @@ class EvaluateConfig(StrictModel):
     models: dict[str, str] = {}
     """Evaluate these trained models (name -> model folder) instead of training arms."""
     split: str = "test"
-    """Cache split evaluated (its label map is the reference)."""
+    """Cache split evaluated (its cases' label maps are the reference)."""
+    manifest: str | None = None
+    """The manifest the cache was built from: Dice and HD95 are then computed on each scan's
+    own (source) grid against its label file, as a viewer shows them. Without it they are
+    computed on the cached grid (rows say ``grid: cached``)."""
     corruptions: dict[str, list[float]] = {}
     """Corruption kind -> strengths (see medmae.heads.segmentation.corrupt), e.g. {noise: [0.05, 0.1]}."""
     corruption_seed: int = 0
@@ -96,25 +110,37 @@ def train_arms(cfg: EvaluateConfig) -> list[tuple[dict, Path]]:
 
 
 def evaluate_model(seg: Segmenter, cache_dir: str, cfg: EvaluateConfig) -> list[dict]:
-    """Rows (corruption, strength, class, dice, hd95, counts) of one model on ``cfg.split``."""
-    cases = [c for c in list_cases(cache_dir, cfg.split) if c.has(seg.meta["label_map"])][: cfg.max_cases]
+    """Rows (corruption, strength, class, grid, dice, hd95, counts) of one model on ``cfg.split``."""
+    label_map = seg.meta["label_map"]
+    cases = [c for c in list_cases(cache_dir, cfg.split) if c.has(label_map)][: cfg.max_cases]
     if not cases:
-        raise ValueError(f"{cache_dir}: no case of split {cfg.split!r} has a {seg.meta['label_map']!r} map")
+        raise ValueError(f"{cache_dir}: no case of split {cfg.split!r} has a {label_map!r} map")
     lut = lookup_table(seg.classes)
+    sources = manifest_cases(cfg.manifest, cases) if cfg.manifest else None
+    if sources is None:
+        logger.warning("evaluate: no manifest given: Dice and HD95 on the cached grid, not on the scans' own "
+                       "grids that a viewer shows (set manifest=<the manifest the cache was built from>)")
     settings = [("clean", 0.0)] + [(k, float(s)) for k, ss in cfg.corruptions.items() for s in ss]
     scores = {s: SegScores(list(seg.classes)) for s in settings}
     for c in cases:
         image = np.asarray(c.image)
-        ref = to_classes(np.asarray(c.map(seg.meta["label_map"])), lut)
-        spacing = np.sqrt((c.affine[:3, :3] ** 2).sum(0)).tolist()
+        cached_spacing = np.sqrt((c.affine[:3, :3] ** 2).sum(0)).tolist()
+        if sources is None:
+            ref, spacing = to_classes(np.asarray(c.map(label_map)), lut), cached_spacing
+        else:
+            ref, spacing = source_reference(sources[c.case_id], c.meta, label_map, lut)
         for kind, strength in settings:
             seed = cfg.corruption_seed + zlib.crc32(f"{c.case_id}/{kind}/{strength}".encode())
-            x = image if kind == "clean" else corrupt(image, kind, strength, seed, spacing)
-            scores[(kind, strength)].add(seg.predict_cached_grid(x), torch.from_numpy(ref), spacing, c.case_id)
+            x = image if kind == "clean" else corrupt(image, kind, strength, seed, cached_spacing)
+            pred = seg.predict_cached_grid(x).cpu().numpy()
+            if sources is not None:  # as `medmae segment` writes it: nearest neighbour onto the scan's grid
+                pred = np.rint(to_source_grid(pred, c.meta, order=0)).astype(np.int64)
+            scores[(kind, strength)].add(pred, ref, spacing, c.case_id)
+    grid = "cached" if sources is None else "source"
     rows = []
     for (kind, strength), sc in scores.items():
         for name, d in sc.table().items():
-            rows.append({"corruption": kind, "strength": strength, "class": name, **d})
+            rows.append({"corruption": kind, "strength": strength, "class": name, "grid": grid, **d})
     return rows
 
 
@@ -140,24 +166,30 @@ def run_evaluation(cfg: EvaluateConfig, tracker: Tracker | None = None) -> list[
     return rows
 
 
-COLUMNS = ["arm", "label_cases", "seed", "corruption", "strength", "class", "dice", "hd95", "cases", "missed",
-           "empty_reference", "fp_on_empty"]
+COLUMNS = ["arm", "label_cases", "seed", "corruption", "strength", "class", "grid", "dice", "hd95", "missed",
+           "hd95_detected", "cases", "empty_reference", "fp_on_empty"]
+
+
+def _mean(values) -> float:
+    finite = [float(v) for v in values if v is not None and v == v]
+    return float(np.mean(finite)) if finite else float("nan")
 
 
 def summarise(rows: list[dict]) -> list[dict]:
-    """Mean Dice / HD95 over seeds per (arm, label count, corruption, strength, class)."""
+    """Mean Dice / HD95 over seeds per (arm, label count, corruption, strength, class);
+    ``missed`` and ``cases``: structures missed / with a reference, summed over seeds."""
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault((r["arm"], r["label_cases"], r["corruption"], r["strength"], r["class"]), []).append(r)
     out = []
     for (arm, n, kind, s, name), rs in groups.items():
         dice = [r["dice"] for r in rs if r["dice"] == r["dice"]]
-        hd = [r.get("hd95", float("nan")) for r in rs]
-        hd = [h for h in hd if h == h]
         out.append({"arm": arm, "label_cases": n, "corruption": kind, "strength": s, "class": name,
-                    "dice": float(np.mean(dice)) if dice else float("nan"),
+                    "grid": rs[0].get("grid", ""), "dice": _mean(dice),
                     "dice_sd": float(np.std(dice)) if dice else float("nan"),
-                    "hd95": float(np.mean(hd)) if hd else float("nan"), "seeds": len(rs)})
+                    "hd95": _mean(r.get("hd95") for r in rs), "missed": sum(int(r.get("missed", 0)) for r in rs),
+                    "hd95_detected": _mean(r.get("hd95_detected") for r in rs),
+                    "cases": sum(int(r.get("cases", 0)) for r in rs), "seeds": len(rs)})
     return out
 
 

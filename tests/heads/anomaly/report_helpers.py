@@ -23,7 +23,7 @@ THRESHOLD, FPR = 9.0, 0.05
 
 
 def case_maps(case: Case, spacing: float = 3.0) -> CaseMaps:
-    cfg = load_config(PreprocessConfig, None, [f"spacing=[{spacing},{spacing},{spacing}]", "priors.supervoxels=0"])
+    cfg = load_config(PreprocessConfig, None, [f"spacing=[{spacing},{spacing},{spacing}]", "priors.supervoxels=0", "min_extent_mm=0"])
     image, maps, meta = prepare_case(case, cfg, priors=False)
     body = maps["body"].astype(bool)
     med = np.median(image[0][body])

@@ -18,7 +18,7 @@ from report_helpers import DATA, brain_case, scored_run
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("scored")
-    odd = [brain_case("brain1"), brain_case("odd $\\frac{x$ <b>id</b>"), brain_case("nested/id")]
+    odd = [brain_case("brain1"), brain_case("odd $frac{x$ <b>id<b> & 'q'"), brain_case("second-case")]
     scored_run(out, odd)
     healthy = scored_run(tmp_path_factory.mktemp("healthy"),
                          [Case("spine", [str(DATA / "spine_t2.nii.gz")], "MR", sequence="t2")])
@@ -69,18 +69,18 @@ def test_findings_table_measures_components_on_the_source_grid(run, page, tmp_pa
 def test_every_case_id_is_shown_or_explained(run, page, tmp_path):
     out, _ = run
     assert page.count("class=\"worklist-row\"") == 3
-    assert "odd $\\frac{x$ &lt;b&gt;id&lt;/b&gt;" in page and "<b>id</b>" not in page
-    assert ">nested/id<" in page
+    assert "odd $frac{x$ &lt;b&gt;id&lt;b&gt; &amp; &#x27;q&#x27;" in page and "<b>id<b>" not in page
+    assert ">second-case<" in page
     # a case folder lost after scoring: a line says so, the rest is reported
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
-    shutil.rmtree(copy / "cases" / "nested")
+    shutil.rmtree(copy / "cases" / "second-case")
     (copy / "cases" / "brain1" / "preview.npz").unlink()
-    (copy / "cases" / "odd $\\frac{x$ <b>id</b>" / "preview.npz").write_bytes(b"PK\x03\x04 truncated")
+    (copy / "cases" / "odd $frac{x$ <b>id<b> & 'q'" / "preview.npz").write_bytes(b"PK\x03\x04 truncated")
     page = write_report(copy, tmp_path / "r2.html").read_text(encoding="utf-8")
-    assert "case nested/id: listed in scores.csv but its case folder is missing" in page
+    assert "case second-case: listed in scores.csv but its case folder is missing" in page
     assert "case brain1 (#" in page and "preview.npz" in page
-    assert "case odd $\\frac{x$ &lt;b&gt;id&lt;/b&gt; (#" in page and "BadZipFile" in page
+    assert "case odd $frac{x$ &lt;b&gt;id&lt;b&gt; &amp; &#x27;q&#x27; (#" in page and "BadZipFile" in page
     assert str(copy) not in page
 
 

@@ -22,7 +22,7 @@ from medmae.heads.segmentation.config import InitConfig
 from medmae.models.config import ModelConfig
 from medmae.tracking.mlflow_run import Tracker
 
-from seg_helpers import TINY, phantom_cache, pretrained_export, tiny_finetune
+from seg_helpers import ORGANS, TINY, phantom_cache, pretrained_export, tiny_finetune
 
 LEARN = ["data.crop_size=[24,24,24]", "data.classes={liver: [5]}", "data.label_cases=2", "train.lr=5e-3",
          "data.augment.flip_prob=0", "train.steps=50", "train.val_every=50", "train.decoder_only_steps=5"]
@@ -210,3 +210,82 @@ def test_evaluate_label_counts_and_corruptions_pretrained_vs_scratch(phantoms, t
     assert {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")} >= {
         "evaluation/results.csv", "evaluation/comparison.csv", "evaluation/dice_vs_labels.png"}
     assert any(k.startswith("dice/pretrained/n2/noise") for k in run.data.metrics)
+
+
+def test_sigterm_checkpoints_the_step_marks_killed_and_a_changed_resume_is_refused(phantoms, tmp_path, monkeypatch,
+                                                                                     capsys):
+    """SIGTERM mid-run: the step in progress finishes and is checkpointed, MLflow says KILLED,
+    exit 143, the lock is released; a resume with another train.steps is refused with the key
+    and the fix; the same config resumes from the checkpoint and finishes the same MLflow run."""
+    import os
+    import signal
+
+    from mlflow.tracking import MlflowClient
+
+    from medmae.heads.segmentation import engine
+    from medmae.tracking.metrics_log import read_metrics
+    from medmae.training.checkpoint import load_checkpoint
+    from medmae.training.lock import LOCK
+
+    _, cache, _ = phantoms
+    out, uri = tmp_path / "run", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = ["finetune", *TINY, *ORGANS, f"data.cache_dir={cache}", f"train.out_dir={out}", "data.val_split=null",
+            "data.crop_size=[16,16,16]", "train.steps=5", "train.log_every=1", f"tracking.tracking_uri={uri}",
+            "tracking.experiment=ft-sigterm"]
+    real_step = engine._Run.step
+
+    def terminated_during_step_2(self, step):
+        if step == 1:
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives while the step runs
+        return real_step(self, step)
+
+    monkeypatch.setattr(engine._Run, "step", terminated_during_step_2)
+    assert main(args) == 143
+    err = capsys.readouterr().err
+    assert "stopped by SIGTERM after step 2" in err and "Run the same command to resume" in err, err
+    assert load_checkpoint(out / "checkpoints" / "latest.pt")["step"] == 2  # the step in progress, finished
+    assert [r["step"] for r in read_metrics(out / "metrics.jsonl")] == [1, 2]
+    assert not (out / LOCK).exists()
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("ft-sigterm").experiment_id])
+    assert run.info.status == "KILLED" and run.data.params["derived.threads"] == "1"  # the fixture's one thread
+
+    monkeypatch.setattr(engine._Run, "step", real_step)
+    assert main([*args, "train.steps=8", "train.lr=1e-3", "data.classes={liver: [5]}"]) == 2
+    err = capsys.readouterr().err
+    assert "train.steps: checkpoint 5, config 8" in err and "train.lr: checkpoint 0.002, config 0.001" in err, err
+    assert "data.classes.spleen: checkpoint [1], config '(unset)'" in err, err
+    assert "train.resume=false" in err and "another train.out_dir" in err
+    assert load_checkpoint(out / "checkpoints" / "latest.pt")["step"] == 2  # nothing was touched
+
+    assert main(args) == 0
+    assert [r["step"] for r in read_metrics(out / "metrics.jsonl")] == [1, 2, 3, 4, 5]
+    (again,) = client.search_runs([run.info.experiment_id])  # the same run, continued (mlflow_run.json)
+    assert again.info.run_id == run.info.run_id and again.info.status == "FINISHED"
+
+
+def test_second_finetune_on_the_same_out_dir_stops_with_a_clear_message(phantoms, tmp_path, capsys):
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    import psutil
+
+    from medmae.training.lock import LOCK
+
+    _, cache, _ = phantoms
+    out = tmp_path / "run"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / LOCK).write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname(),
+                                            "started": psutil.Process(holder.pid).create_time()}))
+        assert main(["finetune", *TINY, *ORGANS, f"data.cache_dir={cache}", f"train.out_dir={out}",
+                     "train.steps=1", "data.val_split=null", "tracking.enabled=false"]) == 2
+        err = capsys.readouterr().err
+        assert f"pid {holder.pid}" in err and "fine-tuning run" in err and "train.out_dir" in err, err
+        assert sorted(p.name for p in out.iterdir()) == [LOCK]  # nothing written
+    finally:
+        holder.kill()
+        holder.wait()

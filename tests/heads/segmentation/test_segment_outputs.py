@@ -80,7 +80,7 @@ def model(tmp_path_factory):
     (ct,), _ = cases_from_inputs([CT])
     ct.anatomy, ct.split = str(CT_SEG), "train"
     write_manifest([ct], root / "manifest.csv")
-    cfg = PreprocessConfig(spacing=(3.0, 3.0, 3.0), workers=0)
+    cfg = PreprocessConfig(spacing=(3.0, 3.0, 3.0), workers=0, min_extent_mm=0)  # segment keeps it: the DICOM has 3 slices
     cfg.priors.supervoxels = 0
     preprocess_manifest(root / "manifest.csv", root / "cache", cfg, progress=False)
     assert main(["finetune", "data.cache_dir=" + str(root / "cache"), "train.out_dir=" + str(root / "run"),
