@@ -12,7 +12,7 @@ from medmae.heads.anomaly.config import AnomalyConfig
 from medmae.heads.anomaly.contrast import Contrast, resolve
 from medmae.heads.anomaly.identity import image_digest
 from medmae.heads.anomaly.maps import (anomaly_map, case_statistic, combined_map, edge_distance_mm,
-                                       intensity_baseline)
+                                       edge_normalised, intensity_baseline)
 from medmae.heads.anomaly.model import PretrainedMAE
 from medmae.heads.anomaly.scorer import ErrorStats, score_volume
 from medmae.io.errors import ScanError
@@ -77,6 +77,21 @@ def prepare(case: Case, model: PretrainedMAE) -> tuple[np.ndarray, dict, dict]:
         raise ScanError(case.image[0], str(e)) from e
 
 
+def derive_maps(stats: ErrorStats, image: np.ndarray, body: np.ndarray, contrast: Contrast, cfg: AnomalyConfig,
+                spacing: tuple[float, ...]) -> dict[str, np.ndarray]:
+    """The three (X, Y, Z) maps of MAPS from a scan's error statistics, per the score settings."""
+    s = cfg.score
+    mae = anomaly_map(stats, contrast.map, body, s.channel, s.median_filter)
+    if s.normalise == "edge":
+        mae = edge_normalised(mae, body, spacing)
+    base = intensity_baseline(image, body, cfg.baseline.channel, contrast.baseline_sign)
+    out = {"model": mae, "baseline": base, "combined": combined_map(mae, base, body, s.combine)}
+    if s.rim_mm > 0:
+        inner = edge_distance_mm(body, spacing) > s.rim_mm
+        out = {k: np.where(inner, v, 0.0).astype(np.float32) for k, v in out.items()}
+    return out
+
+
 def analyse_case(case: Case, model: PretrainedMAE, cfg: AnomalyConfig) -> CaseMaps:
     """Score one case. Raises ScanError (naming the file) for a scan the model cannot score."""
     s = cfg.score
@@ -91,12 +106,7 @@ def analyse_case(case: Case, model: PretrainedMAE, cfg: AnomalyConfig) -> CaseMa
     stats = score_volume(image, body, units, model, s, floors)
     t2 = time.perf_counter()
     contrast = resolve(cfg, model, case)
-    mae = anomaly_map(stats, contrast.map, body, s.channel, s.median_filter)
-    base = intensity_baseline(image, body, cfg.baseline.channel, contrast.baseline_sign)
-    out = {"model": mae, "baseline": base, "combined": combined_map(mae, base, body, s.combine)}
-    if s.rim_mm > 0:
-        inner = edge_distance_mm(body, tuple(model.preprocess.spacing)) > s.rim_mm
-        out = {k: np.where(inner, v, 0.0).astype(np.float32) for k, v in out.items()}
+    out = derive_maps(stats, image, body, contrast, cfg, tuple(model.preprocess.spacing))
     voxel_ml = float(np.prod(model.preprocess.spacing)) / 1000.0
     scores = {k: case_statistic(v, body, s.case_statistic, s.abnormal_level, s.top_percent, voxel_ml)
               for k, v in out.items()}

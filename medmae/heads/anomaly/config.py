@@ -44,6 +44,11 @@ class ScoreConfig(StrictModel):
     mean (either map alone can raise it), geometric (sqrt of the product) or min (both must be
     high: bright normal structures that the MAE reconstructs well, the baseline's false
     positives, are suppressed; so is a lesion the MAE reconstructs)."""
+    normalise: Literal["none", "edge"] = "none"
+    """edge: the anomaly map divided, per band of distance to the mask edge (0-1.5-3-4.5-6-9-12 mm
+    and beyond), by its robust scale in that band (times its scale in the whole body): errors
+    relative to the error expected at that depth in the same case, against false alarms on the
+    rim of a skull-stripped brain (maps.edge_normalised). Applied to the MAE map before combining."""
     rim_mm: float = Field(0.0, ge=0)
     """Score inside the body mask eroded by this many mm: every map is 0 within ``rim_mm`` of
     the mask's edge (the body mask itself, and so the voxels evaluated, stay the same).

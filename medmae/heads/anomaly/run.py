@@ -31,7 +31,7 @@ from medmae.heads.anomaly.case import MAPS, CaseMaps, analyse_case
 from medmae.heads.anomaly.compat import require_sequence
 from medmae.heads.anomaly.config import AnomalyConfig
 from medmae.heads.anomaly.contrast import resolve
-from medmae.heads.anomaly.maps import rim_share
+from medmae.heads.anomaly.falsealarm import csf_mask, false_alarm_shares
 from medmae.heads.anomaly.model import PretrainedMAE, load_model
 from medmae.heads.anomaly.outputs import write_case
 from medmae.heads.inputs import cases_from_inputs
@@ -113,6 +113,12 @@ def find_calibration(model: PretrainedMAE, cfg: AnomalyConfig, path: str | os.Pa
     return load_calibration(auto, model.digest, cfg) if auto.is_file() else None
 
 
+def _false_alarm(cm: CaseMaps, model: PretrainedMAE) -> dict:
+    """Per map: the share of its top 1 % body voxels within 3 mm of the mask edge / in CSF (falsealarm)."""
+    csf = csf_mask(cm.image[0], cm.body, cm.case.sequences[0] if cm.case.sequences else "", cm.label)
+    return {k: false_alarm_shares(v, cm.body, tuple(model.preprocess.spacing), csf) for k, v in cm.maps.items()}
+
+
 def _record(cm: CaseMaps, cal: Calibration | None, model: PretrainedMAE, cfg: AnomalyConfig) -> dict:
     rec = {
         "case_id": cm.case.case_id, "modality": cm.case.modality, "sequence": cm.case.sequence,
@@ -123,7 +129,7 @@ def _record(cm: CaseMaps, cal: Calibration | None, model: PretrainedMAE, cfg: An
         "midline_voxel": cm.midline, "model_digest": model.digest, "settings_digest": settings_digest(cfg),
         "seconds": cm.seconds, "image_sha256": cm.image_sha256,
         "contrast": cm.contrast.as_dict() if cm.contrast else None,
-        "rim_share": {k: rim_share(v, cm.body, tuple(model.preprocess.spacing)) for k, v in cm.maps.items()},
+        "false_alarm": _false_alarm(cm, model),
     }
     if cal is not None:
         rec["percentiles"] = {k: cal.percentile(k, v) for k, v in cm.scores.items()}
