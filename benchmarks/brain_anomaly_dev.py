@@ -9,7 +9,7 @@ voxels inside the brain mask, on the model's 1.5 mm grid:
   oracle Dice         the best Dice over thresholds of the pooled map (ORACLE: tuned on the
                       evaluated voxels; an upper bound, not a result)
   hotspot             cases whose first hotspot region (findings.hotspots) touches the lesion
-  rim+csf             mean share of the top 1 % body voxels within 3 mm of the edge or in CSF
+  rim, csf            mean share of the top 1 % body voxels within 3 mm of the edge or in CSF
                       (falsealarm.false_alarm_shares; CSF estimated per case, lesion excluded)
 
 and per case, the reconstruction: mean squared error and Pearson r between the scan and the
@@ -123,13 +123,13 @@ def evaluate(model, cases: list, variants: dict[str, list[str]], feats: dict[str
                     pooled[k][1].append(m[cm.body])
                     regions = hotspots(m, cm.body, np.diag([*spacing, 1.0]))
                     hot[k] += bool(regions and (regions[0] & lab).any())
-                    fa[k].append(false_alarm_shares(m, cm.body, spacing, csf)["rim_or_csf"])
+                    fa[k].append(false_alarm_shares(m, cm.body, spacing, csf))
             for k, (ys, ss) in pooled.items():
                 y, s = np.concatenate(ys), np.concatenate(ss).astype(np.float64)
                 auroc, auprc = voxel_auc(y, s)
                 res["sets"].setdefault(sname, {}).setdefault(vname, {})[k] = {
                     "auroc": auroc, "auprc": auprc, "oracle_dice": oracle_dice(y, s),
-                    "hotspot_on_lesion": f"{hot[k]}/{len(group)}", "rim_or_csf_top1": float(np.mean(fa[k]))}
+                    "hotspot_on_lesion": f"{hot[k]}/{len(group)}", **{f"top1_{r}": float(np.mean([f[r] for f in fa[k]])) for r in ("rim", "csf", "rim_or_csf")}}
     return res
 
 
@@ -167,7 +167,7 @@ def main() -> None:
         for vname, maps in vs.items():
             for k, m in maps.items():
                 print(f"{sname:9s} {vname:16s} {k:9s} AUROC {m['auroc']:.3f} AUPRC {m['auprc']:.3f} "
-                      f"Dice* {m['oracle_dice']:.3f} hot {m['hotspot_on_lesion']} rim/csf {m['rim_or_csf_top1']:.2f}")
+                      f"Dice* {m['oracle_dice']:.3f} hot {m['hotspot_on_lesion']} rim {m['top1_rim']:.2f} csf {m['top1_csf']:.2f}")
     for cid, q in res["recon"].items():
         print(f"recon {cid:22s} mse {q['mse']:.3f} r {q['r']:.3f}")
 

@@ -44,6 +44,11 @@ class ScoreConfig(StrictModel):
     mean (either map alone can raise it), geometric (sqrt of the product) or min (both must be
     high: bright normal structures that the MAE reconstructs well, the baseline's false
     positives, are suppressed; so is a lesion the MAE reconstructs)."""
+    feature_bank: str | None = None
+    """A manifest of reference scans (healthy scans, or the training scans) whose encoder token
+    features form a memory bank; when set, the MAE map is the feature-space map (each token's
+    distance to its nearest bank token, PatchCore-style, upsampled to voxels;
+    medmae.heads.anomaly.features) instead of the reconstruction error. None: reconstruction."""
     normalise: Literal["none", "edge"] = "none"
     """edge: the anomaly map divided, per band of distance to the mask edge (0-1.5-3-4.5-6-9-12 mm
     and beyond), by its robust scale in that band (times its scale in the whole body): errors

@@ -47,3 +47,22 @@ def test_feature_map_ranks_phantom_lesions_above_healthy_tissue(pretrained):
     assert auroc > 0.6
     with pytest.raises(ValueError, match="bank would be empty"):
         bank_features([(healthy[0][0], np.zeros_like(healthy[0][1]), healthy[0][2])], model)
+
+
+def test_score_feature_bank_makes_the_mae_map_the_feature_map(pretrained):
+    """score.feature_bank (a manifest of reference scans): the case's MAE map is the feature map,
+    the bank is built once per model, the baseline stays the same."""
+    from medmae.heads.anomaly.case import analyse_case, feature_bank
+    from medmae.heads.anomaly.config import AnomalyConfig
+
+    model, _ = open_model(pretrained.run)
+    case = read_manifest(pretrained.lesions)[0]
+    cfg = AnomalyConfig.model_validate({"score": {"feature_bank": str(pretrained.healthy_calib)}})
+    cm = analyse_case(case, model, cfg)
+    bank = feature_bank(model, str(pretrained.healthy_calib))
+    assert feature_bank(model, str(pretrained.healthy_calib)) is bank
+    image, body, floors, _ = _prepared(pretrained.lesions, model)[0]
+    assert np.allclose(cm.maps["model"], feature_map(image, body, floors, model, bank))
+    plain = analyse_case(case, model, AnomalyConfig())
+    assert np.array_equal(cm.maps["baseline"], plain.maps["baseline"])
+    assert not np.allclose(cm.maps["model"], plain.maps["model"])
