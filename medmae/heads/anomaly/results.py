@@ -125,7 +125,7 @@ def write_results(results: list[MapResult], settings: dict, cases: int, skipped:
 def log_to_mlflow(tracking, data: dict, settings: dict, out: Path) -> bool:
     """One MLflow run: settings as params, every metric as ``<map>.<metric>``, files as artifacts."""
     from medmae.config.base import flatten
-    from medmae.tracking.mlflow_run import MlflowTracker
+    from medmae.tracking.mlflow_run import MlflowTracker, ending
 
     tracker = MlflowTracker(tracking)
     params = {**flatten(settings.get("config") or {}), "model.digest": settings["model"]["digest"],
@@ -133,10 +133,11 @@ def log_to_mlflow(tracking, data: dict, settings: dict, out: Path) -> bool:
     tracker.start(params, {"medmae.head": "anomaly", "medmae.model_digest": settings["model"]["digest"]})
     metrics = {f"{name}.{k}": v for name, m in data["maps"].items() for k, v in m["metrics"].items()
                if isinstance(v, float)}
-    tracker.log_metrics(metrics, step=0)
-    for name in ("evaluation.json", "evaluation.md", "curves.png", "report.html"):
-        if (out / name).is_file():
-            tracker.log_artifact(out / name)
-    if (out / "report_images").is_dir():
-        tracker.log_artifacts(out / "report_images", "report_images")
-    return tracker.finish("FINISHED")
+    with ending(tracker) as end:  # KILLED, not RUNNING for good, when SIGTERM comes while logging
+        tracker.log_metrics(metrics, step=0)
+        for name in ("evaluation.json", "evaluation.md", "curves.png", "report.html"):
+            if (out / name).is_file():
+                tracker.log_artifact(out / name)
+        if (out / "report_images").is_dir():
+            tracker.log_artifacts(out / "report_images", "report_images")
+    return end.ok

@@ -47,7 +47,7 @@ from medmae.heads.segmentation.metrics import SegScores
 from medmae.heads.segmentation.predict import Segmenter
 from medmae.preprocess.inverse import to_source_grid
 from medmae.tracking.config import TrackingConfig
-from medmae.tracking.mlflow_run import MlflowTracker, Tracker
+from medmae.tracking.mlflow_run import MlflowTracker, Tracker, ending
 from medmae.training.distributed import pick_device
 
 logger = logging.getLogger(__name__)
@@ -233,11 +233,11 @@ def _write_outputs(cfg: EvaluateConfig, out: Path, rows: list[dict], tracker: Tr
     tracker.start({"split": cfg.split, "arms": ",".join(cfg.arms if not cfg.models else cfg.models),
                    "label_counts": str(cfg.label_counts), "seeds": str(cfg.seeds),
                    "corruptions": str(cfg.corruptions)}, {"head": "segmentation", "kind": "evaluate"})
-    for r in summary:
-        if r["class"] == "mean" and r["dice"] == r["dice"]:
-            name = f"dice/{r['arm']}/n{r['label_cases']}/{r['corruption']}"
-            tracker.log_metrics({name: r["dice"]}, int(round(r["strength"] * 1000)))
-    for f in files:
-        tracker.log_artifact(f, "evaluation")
-    tracker.log_artifact(out / "evaluate.yaml")
-    tracker.finish("FINISHED")
+    with ending(tracker):  # KILLED, not RUNNING for good, when SIGTERM comes while logging
+        for r in summary:
+            if r["class"] == "mean" and r["dice"] == r["dice"]:
+                name = f"dice/{r['arm']}/n{r['label_cases']}/{r['corruption']}"
+                tracker.log_metrics({name: r["dice"]}, int(round(r["strength"] * 1000)))
+        for f in files:
+            tracker.log_artifact(f, "evaluation")
+        tracker.log_artifact(out / "evaluate.yaml")
