@@ -32,10 +32,10 @@ import numpy as np
 from medmae.atomic import atomic_write_text
 from medmae.heads.anomaly.case import analyse_case, derive_maps
 from medmae.heads.anomaly.config import AnomalyConfig
-from medmae.heads.anomaly.features import bank_features, feature_map
-from medmae.heads.anomaly.maps import combined_map, edge_distance_mm, edge_normalised
 from medmae.heads.anomaly.falsealarm import csf_mask, false_alarm_shares
+from medmae.heads.anomaly.features import bank_features, feature_map
 from medmae.heads.anomaly.findings import hotspots
+from medmae.heads.anomaly.maps import combined_map, edge_distance_mm, edge_normalised
 from medmae.heads.anomaly.metrics import voxel_auc
 from medmae.heads.anomaly.run import open_model
 from medmae.io.manifest import read_manifest
