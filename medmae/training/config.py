@@ -25,6 +25,11 @@ class TrainConfig(StrictModel):
     """Floor of the cosine decay (absolute, not scaled by the batch)."""
     grad_accum: int = Field(1, ge=1)
     """Micro-batches per optimizer step (effective batch = batch_size * grad_accum * ranks)."""
+    trim_fraction: float = Field(0.0, ge=0, le=0.5)
+    """Robust pretraining: each crop's loss leaves out this fraction of its hidden voxels with
+    the largest error (medmae/training/robust_loss.py), so a model trained on unlabeled
+    patient scans learns lesions less; 0 = the plain mean squared error. The logged loss
+    stays the plain one (comparable across settings)."""
     grad_clip: float | None = Field(1.0, gt=0)
     """Clip the global gradient norm to this value (None: no clipping)."""
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
