@@ -48,7 +48,7 @@ def documented_commands() -> list[str]:
     (a line already run is not run again), comments cut."""
     out = []
     for doc in DOCS:
-        for block in re.findall(r"```bash\n(.*?)```", doc.read_text(), flags=re.S):
+        for block in re.findall(r"```bash\n(.*?)```", doc.read_text(encoding="utf-8"), flags=re.S):
             for line in block.splitlines():
                 line = line.strip()
                 if line.startswith("medmae "):

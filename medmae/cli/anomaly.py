@@ -36,27 +36,33 @@ def register(subparsers) -> None:
     s.set_defaults(func=run_score)
     c = sub.add_parser("calibrate", help="voxel thresholds and case-score norms from healthy scans",
                        description="Calibrate on scans of healthy subjects only; stored beside the model.")
-    c.add_argument("--model", "-m", required=True)
-    c.add_argument("inputs", nargs="+", metavar="HEALTHY")
+    c.add_argument("--model", "-m", required=True, help="pretraining run folder, checkpoint or export folder")
+    c.add_argument("inputs", nargs="+", metavar="HEALTHY",
+                   help="scans of healthy subjects only: files, DICOM folders, manifest .csv files")
     c.add_argument("--out", "-o", default=None, help="calibration JSON path (default: beside the model)")
+    c.add_argument("--sequence", default=None, metavar="SEQ",
+                   help="MR sequence of healthy scans whose sequence is not known from header or name "
+                        "(e.g. flair; per channel comma-joined): calibration.sequence")
     _common(c)
     c.set_defaults(func=run_calibrate)
     e = sub.add_parser("evaluate", help="metrics against lesion masks, baselines beside, report, MLflow",
                        description="Evaluate score outputs whose cases have lesion masks (manifest label column).")
     e.add_argument("runs", nargs="+", metavar="SCORES", help="`anomaly score` output folders (cases with lesion masks)")
     e.add_argument("--healthy", nargs="*", default=[], metavar="SCORES", help="score folders of healthy scans")
-    e.add_argument("--out", "-o", required=True)
+    e.add_argument("--out", "-o", required=True, help="output folder (evaluation.json, evaluation.md, curves.png, "
+                                                      "report.html)")
     e.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
     _common(e)
     e.set_defaults(func=run_evaluate)
     r = sub.add_parser("report", help="self-contained HTML report of a score folder")
-    r.add_argument("run", metavar="SCORES")
+    r.add_argument("run", metavar="SCORES", help="an `anomaly score` output folder")
     r.add_argument("--out", "-o", required=True, help="HTML file to write")
     r.add_argument("--evaluation", default=None, help="an `anomaly evaluate` output folder to include")
     r.add_argument("--healthy", nargs="*", default=[], metavar="SCORES",
                    help="score folders of healthy scans (ideally the calibration scans): the protocol check's reference")
     r.add_argument("--min-healthy", type=int, default=None, metavar="N",
-                   help="fewer healthy calibration scans than N: healthy percentiles shown as insufficient (default 10)")
+                   help="fewer healthy calibration scans than N: healthy percentiles shown as insufficient "
+                        "(default: the run's calibration.min_healthy, 10)")
     r.set_defaults(func=run_report)
     p.set_defaults(func=lambda a: p.print_help() or 2)
 
@@ -97,15 +103,19 @@ def run_score(args) -> int:
 def run_calibrate(args) -> int:
     from medmae.heads.anomaly.run import calibrate_inputs
 
+    if args.sequence is not None:
+        args.overrides = [*(args.overrides or []), f"calibration.sequence={args.sequence}"]
+    cfg = _config(args)
     try:
-        cal, path, res = calibrate_inputs(args.inputs, args.model, _config(args), args.out,
-                                          progress=not args.no_progress)
+        cal, path, res = calibrate_inputs(args.inputs, args.model, cfg, args.out, progress=not args.no_progress)
     except _errors() as e:
         print(f"medmae anomaly calibrate: error: {e}", file=sys.stderr)
         return 2
     print(f"calibrated on {cal.cases} healthy scan(s), {cal.voxels} voxels -> {path}")
     for fpr, thr in cal.thresholds["model"].items():
         print(f"  voxel FPR {fpr}: threshold {thr:.4g}")
+    for w in res.warnings:
+        print(f"  warning: {w}", file=sys.stderr)
     _print_bad(res.bad)
     return 0
 
@@ -137,9 +147,6 @@ def run_evaluate(args) -> int:
 def run_report(args) -> int:
     from medmae.heads.anomaly.report import write_report
 
-    from medmae.heads.anomaly.report import MIN_HEALTHY
-
-    path = write_report(args.run, args.out, args.evaluation, args.healthy,
-                        MIN_HEALTHY if args.min_healthy is None else args.min_healthy)
+    path = write_report(args.run, args.out, args.evaluation, args.healthy, args.min_healthy)
     print(f"wrote {path}")
     return 0

@@ -15,15 +15,26 @@ def register(subparsers) -> None:
                     "the inputs that failed; OUT/labels.json, labels.ctbl (3D Slicer), labels_itksnap.txt "
                     "(ITK-SNAP), structures.csv, and OUT/<case>_seg.dcm (DICOM SEG) for DICOM series. `medmae segment evaluate --help`: Dice/HD95 against references, "
                     "under corruptions, pretrained vs scratch.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--model", "-m", help="fine-tuned model folder (train.out_dir or its model/)")
     p.add_argument("--out", "-o", help="output folder")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--config", "-c", default=None, help="evaluate: its YAML config (EvaluateConfig)")
-    p.add_argument("inputs", nargs="*", metavar="INPUT",
-                   help="scan files, DICOM folders, manifests (.csv); or: evaluate [KEY=VALUE ...]")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to run the model")
+    p.add_argument("--config", "-c", default=None, help=argparse.SUPPRESS)  # the older `segment --config F evaluate`
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="scan files, DICOM folders, manifests (.csv)")
     p.set_defaults(func=run, overrides=[])
+    from medmae.cli.main import add_config_args
+
+    e = subparsers.add_parser(  # no help=: listed as `segment evaluate` in segment's description only
+        "segment evaluate",
+        description="Fine-tune every arm (default: pretrained and scratch), label count and seed from one "
+                    "fine-tuning config, then evaluate each model on the cache's `split` (cases never "
+                    "trained on): Dice and HD95 per class on each scan's own grid (with `manifest`), clean "
+                    "and under the configured corruptions. OUT/results.csv, summary.csv, comparison.csv "
+                    "(pretrained vs scratch), dice_vs_*.png, one MLflow run with the fine-tuning runs nested "
+                    "under it. Keys: `medmae config reference` (EvaluateConfig), docs/segmentation.md.")
+    add_config_args(e)
+    e.set_defaults(func=lambda a: evaluate(a.config, a.overrides))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("segment needs --model MODEL, --out DIR and at least one INPUT")
     device = pick_device(args.device)
     model, meta = load_bundle(args.model)
-    seg = Segmenter(model.to(device), meta, device, resolve_precision("auto", device))
+    seg = Segmenter(model.to(device), meta, device, resolve_precision("auto", device),
+                    progress=not args.no_progress)
     report = segment_inputs(seg, args.inputs, args.out)
     print(f"segmented {len(report.written)} scan(s) into {args.out} (volumes.csv, structures.csv, labels.*, *_seg.nii.gz)")
     for path, problem in report.bad:

@@ -15,15 +15,20 @@ def register(subparsers) -> None:
     r = sub.add_parser("run", help="run or resume a study")
     r.add_argument("study", help="study YAML file")
     r.add_argument("--out", "-o", default=None, help="output folder (default: the study's `out`)")
-    r.add_argument("--tracking-uri", default=None, help="MLflow store (default: $MLFLOW_TRACKING_URI "
-                                                        "or ./mlruns/mlflow.db)")
+    r.add_argument("--tracking-uri", default=None, help="MLflow store (default: the study file's tracking_uri, "
+                                                        "else $MLFLOW_TRACKING_URI or ./mlruns/mlflow.db)")
     r.set_defaults(func=run)
-    s = sub.add_parser("show", help="print a study's summary table from MLflow")
-    s.add_argument("name")
-    s.add_argument("--tracking-uri", default=None)
+    s = sub.add_parser("show", help="print a study's summary table from MLflow",
+                       description="Print the summary table of the study's latest finished run, read from "
+                                   "its MLflow store: the one named by --tracking-uri, else by the study "
+                                   "file (tracking_uri) or recorded in its output folder (mlflow_run.json), "
+                                   "else $MLFLOW_TRACKING_URI or ./mlruns/mlflow.db.")
+    s.add_argument("study", metavar="STUDY", help="study file, study output folder, or study name")
+    s.add_argument("--tracking-uri", default=None, help="MLflow store to read (overrides the study's)")
     s.set_defaults(func=show)
     ls = sub.add_parser("list", help="list the studies in the MLflow store")
-    ls.add_argument("--tracking-uri", default=None)
+    ls.add_argument("--tracking-uri", default=None, help="MLflow store (default: $MLFLOW_TRACKING_URI "
+                                                         "or ./mlruns/mlflow.db)")
     ls.set_defaults(func=list_studies)
 
 
@@ -43,13 +48,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def show(args: argparse.Namespace) -> int:
-    from medmae.studies.tracking import download_summary, find_study_runs
-    from medmae.tracking.mlflow_run import resolve_tracking_uri
+    from medmae.studies.tracking import download_summary, find_study_runs, locate_study
 
-    uri = resolve_tracking_uri(args.tracking_uri)
-    runs = [r for r in find_study_runs(uri, args.name) if r.info.status == "FINISHED"]
+    name, uri = locate_study(args.study, args.tracking_uri)
+    runs = [r for r in find_study_runs(uri, name) if r.info.status == "FINISHED"]
     if not runs:
-        print(f"medmae study show: no finished run of study {args.name!r} in {uri}", file=sys.stderr)
+        print(f"medmae study show: no finished run of study {name!r} in {uri} (give the study file, its "
+              "output folder, or --tracking-uri)", file=sys.stderr)
         return 1
     with tempfile.TemporaryDirectory() as tmp:
         print(download_summary(uri, runs[0].info.run_id, tmp).read_text(encoding="utf-8"), end="")

@@ -43,13 +43,13 @@ def case_midline(case: CachedCase) -> float:
 
 
 def case_midlines(cases: Sequence[CachedCase]) -> np.ndarray:
-    """(n_cases,) float64 planes; logs one line naming how many cases have none (at INFO: it
+    """(n_cases,) float64 planes; logs one line naming how many cases have none (at DEBUG: it
     matters only to symmetric masking, whose pretraining preflight warns about it)."""
     out = np.array([case_midline(c) for c in cases], dtype=np.float64)
     missing = int(np.isnan(out).sum())
     if missing:
         example = next(c.case_id for c, m in zip(cases, out) if np.isnan(m))
-        log.info("%d of %d cached cases (e.g. %s) %s", missing, len(cases), example, MISSING)
+        log.debug("%d of %d cached cases (e.g. %s) %s", missing, len(cases), example, MISSING)
     return out
 
 

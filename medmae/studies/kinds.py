@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,6 +24,21 @@ class StudyContext:
     experiment: str
     """MLflow experiment of the study's runs."""
     tracking_uri: str
+    tags: dict[str, str] = field(default_factory=dict)
+    """Tags of every MLflow run the current step starts (its parent, the step's id and key)."""
+
+
+HEAD_TRACKING = {"system_metrics": False, "log_model": False, "log_checkpoint": False}
+"""A head step's runs log no system metrics, model or checkpoint unless the study asks."""
+
+
+def step_tracking(step: Step, ctx: StudyContext, run_name: str, defaults: dict | None = None) -> dict:
+    """The tracking section of a step's runs: ``defaults``, then the study file's own
+    ``tracking.*`` settings (merged, not replaced), then where the study records them:
+    its experiment and store, the run's name, and tags nesting it under the study's run."""
+    merged = {**(defaults or {}), **step.tracking}
+    return {**merged, "experiment": ctx.experiment, "tracking_uri": ctx.tracking_uri, "run_name": run_name,
+            "tags": {**merged.get("tags", {}), **ctx.tags}}
 
 
 def run_data(step: Step, folder: Path, deps: dict, ctx: StudyContext) -> dict:
@@ -81,8 +96,7 @@ def pretrain_config(step: Step, folder: Path, cache: str, ctx: StudyContext):
     body = {k: v for k, v in step.config.items() if k != "torchrun"}
     body["data"] = {**body["data"], "cache_dir": cache}
     body["train"] = {**body["train"], "out_dir": str(folder / "run"), "resume": True}
-    body["tracking"] = {"experiment": ctx.experiment, "tracking_uri": ctx.tracking_uri,
-                        "run_name": f"pretrain-{step.name}"}
+    body["tracking"] = step_tracking(step, ctx, f"pretrain-{step.name}")
     return PretrainConfig.model_validate(body)
 
 
@@ -210,10 +224,10 @@ def run_anomaly(step: Step, folder: Path, deps: dict, ctx: StudyContext) -> dict
     from medmae.heads.anomaly.results import log_to_mlflow, write_results
     from medmae.heads.anomaly.run import calibrate_inputs, score_inputs
     from medmae.heads.anomaly.scored import read_runs
+    from medmae.tracking.mlflow_run import MlflowTracker
 
-    cfg = AnomalyConfig.model_validate({**step.config, "tracking": {
-        "experiment": ctx.experiment, "tracking_uri": ctx.tracking_uri, "run_name": f"anomaly-{step.name}",
-        "system_metrics": False, "log_model": False, "log_checkpoint": False}})
+    cfg = AnomalyConfig.model_validate({**step.config, "tracking": step_tracking(
+        step, ctx, f"anomaly-{step.name}", HEAD_TRACKING)})
     limit = cfg.evaluation.max_bad_share
     model = deps[f"pretrain-{step.name}"]["paths"]["checkpoint"]
     healthy = deps["data-anomaly_healthy"]["paths"]["manifest"]
@@ -237,7 +251,11 @@ def run_anomaly(step: Step, folder: Path, deps: dict, ctx: StudyContext) -> dict
     out = folder / "evaluation"
     data = write_results(results, settings, len(cases), skipped, out)
     report = write_report(folder / "scored", out / "report.html", out)
-    log_to_mlflow(cfg.tracking, data, settings, out)
+    run_id = None
+    if cfg.tracking.enabled:
+        tracker = MlflowTracker(cfg.tracking)
+        log_to_mlflow(cfg.tracking, data, settings, out, tracker)
+        run_id = tracker.run_id
     metrics = {"bad_cases": float(len(bad)), "calibration_bad": float(len(cal.bad)),
                "skipped_cases": float(len(skipped)), "in_sample_cases": results[0].metrics["in_sample_cases"],
                "held_out_cases": results[0].metrics["held_out_cases"]}
@@ -246,7 +264,8 @@ def run_anomaly(step: Step, folder: Path, deps: dict, ctx: StudyContext) -> dict
             v = m["metrics"].get(key)
             if isinstance(v, (int, float)):
                 metrics[f"{name}_{key}"] = float(v)
-    return {"metrics": metrics, "paths": {"report": str(report), "evaluation": str(out / "evaluation.md")}}
+    return {"metrics": metrics, "run_id": run_id,
+            "paths": {"report": str(report), "evaluation": str(out / "evaluation.md")}}
 
 
 def segmentation_metrics(rows: list[dict]) -> dict[str, float]:
@@ -293,6 +312,7 @@ def run_segmentation(step: Step, folder: Path, deps: dict, ctx: StudyContext) ->
     from medmae.config.base import save_config
     from medmae.heads.segmentation.config import FinetuneConfig
     from medmae.heads.segmentation.evaluate import EvaluateConfig, run_evaluation
+    from medmae.tracking.mlflow_run import MlflowTracker, Tracker
 
     c = step.config
     ft = dict(c["finetune"])
@@ -301,18 +321,16 @@ def run_segmentation(step: Step, folder: Path, deps: dict, ctx: StudyContext) ->
     ft["data"] = {**ft["data"], "cache_dir": cache}
     ft["init"] = {**ft["init"], "source": deps[f"export-{step.name}"]["paths"]["export"]}
     ft["train"] = {**ft["train"], "out_dir": str(folder / "finetune"), "resume": True}
-    ft["tracking"] = {"experiment": ctx.experiment, "tracking_uri": ctx.tracking_uri,
-                      "system_metrics": False, "log_model": False, "log_checkpoint": False}
+    ft["tracking"] = step_tracking(step, ctx, f"finetune-{step.name}", HEAD_TRACKING)  # + "-<arm>-n<N>-s<seed>"
     cfg_file = save_config(FinetuneConfig.model_validate(ft), folder / "finetune.yaml")
     arms = {"pretrained": [], **({"scratch": ["init.load_weights=false"]} if c["scratch"] else {})}
     ev = EvaluateConfig(finetune_config=str(cfg_file), arms=arms, label_counts=c["label_counts"],
                         seeds=[c["seed"]], split=c["split"], corruptions=c["corruptions"], out_dir=str(folder),
                         manifest=pre.get("manifest"),  # Dice/HD95 on the scans' own grids
-                        tracking={"experiment": ctx.experiment, "tracking_uri": ctx.tracking_uri,
-                                  "run_name": f"segmentation-{step.name}", "system_metrics": False,
-                                  "log_model": False, "log_checkpoint": False})
-    rows = run_evaluation(ev)
-    return {"metrics": segmentation_metrics(rows),
+                        tracking=step_tracking(step, ctx, f"segmentation-{step.name}", HEAD_TRACKING))
+    tracker = MlflowTracker(ev.tracking) if ev.tracking.enabled else Tracker()
+    rows = run_evaluation(ev, tracker)  # the fine-tuning runs nested under its run
+    return {"metrics": segmentation_metrics(rows), "run_id": tracker.run_id,
             "paths": {"results": str(folder / "results.csv"), "summary": str(folder / "summary.csv")}}
 
 

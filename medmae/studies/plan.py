@@ -96,9 +96,10 @@ def build_plan(spec: StudySpec, root: Path, study_file: Path) -> list[Step]:
             for k in ("out_dir", "resume"):  # where it writes is the study's business
                 body["train"].pop(k, None)
             body["data"].pop("cache_dir", None)
-            body["tracking"] = {}  # tracking does not change what is trained
+            body["tracking"] = {}  # tracking does not change what is trained: kept beside the key
             body["torchrun"] = spec.pretrain.torchrun
-            steps.append(Step("pretrain", name, body, deps=["preprocess-cache", "data-cases"], labels=labels))
+            steps.append(Step("pretrain", name, body, deps=["preprocess-cache", "data-cases"], labels=labels,
+                              tracking=cfg.tracking.model_dump(mode="json")))
             steps.append(Step("export", name, {}, deps=[f"pretrain-{name}"], labels=labels))
             variants.append((name, labels))
     steps += head_steps(spec, root, study_file, variants)
@@ -120,10 +121,12 @@ def head_steps(spec: StudySpec, root: Path, study_file: Path, variants: list[tup
             steps.append(data_step(spec, root, study_file, spec.anomaly.healthy_test, "anomaly_healthy_test",
                                    "anomaly.healthy_test"))
             data_deps.append("data-anomaly_healthy_test")
-        cfg = load_stage(AnomalyConfig, spec.anomaly, root, [], study_file).model_dump(mode="json")
+        anomaly = load_stage(AnomalyConfig, spec.anomaly, root, [], study_file)
+        cfg = anomaly.model_dump(mode="json")
         cfg.pop("tracking", None)
         for name, labels in variants:
-            steps.append(Step("anomaly", name, cfg, labels=labels, deps=[f"pretrain-{name}", *data_deps]))
+            steps.append(Step("anomaly", name, cfg, labels=labels, deps=[f"pretrain-{name}", *data_deps],
+                              tracking=set_tracking(anomaly)))
     if spec.segmentation is not None:
         seg = spec.segmentation
         cache = "preprocess-cache"
@@ -134,7 +137,8 @@ def head_steps(spec: StudySpec, root: Path, study_file: Path, variants: list[tup
             steps.append(Step("preprocess", "segmentation", seg_pre.model_dump(mode="json"),
                               deps=["data-segmentation"]))
             cache = "preprocess-segmentation"
-        ft = load_stage(FinetuneConfig, seg, root, [], study_file).model_dump(mode="json")
+        finetune = load_stage(FinetuneConfig, seg, root, [], study_file)
+        ft = finetune.model_dump(mode="json")
         for k in ("out_dir", "resume"):
             ft["train"].pop(k, None)
         ft["data"].pop("cache_dir", None)
@@ -144,5 +148,11 @@ def head_steps(spec: StudySpec, root: Path, study_file: Path, variants: list[tup
                 "corruptions": seg.corruptions}
         for name, labels in variants:
             steps.append(Step("segmentation", name, {**body, "seed": labels["seed"]}, labels=labels,
-                              deps=[f"export-{name}", cache]))
+                              deps=[f"export-{name}", cache], tracking=set_tracking(finetune)))
     return steps
+
+
+def set_tracking(cfg) -> dict:
+    """The ``tracking.*`` keys a head's config file or the study's overrides set (a head's runs
+    log no system metrics, model or checkpoint unless asked)."""
+    return cfg.tracking.model_dump(mode="json", exclude_unset=True)

@@ -13,6 +13,7 @@ engines do) and the command exits 143 / 130.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from medmae.studies.plan import build_plan
 from medmae.studies.spec import load_study, spec_hash
 from medmae.studies.store import load_result, save_result, step_dir, step_key
 from medmae.studies.summary import rows_from_results, write_summary
-from medmae.studies.tracking import StudyRuns
+from medmae.studies.tracking import StudyRuns, record_store, study_store
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,6 @@ def run_study(study_file: str | Path, out: str | Path | None = None, tracking_ur
     """Run (or resume) the study; ConfigError before anything runs when the file is wrong or
     another ``study run`` uses the output folder."""
     from medmae.config.base import ConfigError
-    from medmae.tracking.mlflow_run import resolve_tracking_uri
-
     study_file = Path(study_file)
     spec, root = load_study(study_file)
     plan = build_plan(spec, root, study_file)  # every config resolved: typos fail here
@@ -58,7 +57,7 @@ def run_study(study_file: str | Path, out: str | Path | None = None, tracking_ur
             stack.enter_context(folder_lock(out, LOCK, "study run"))
         except FolderBusyError as e:
             raise ConfigError(f"study {spec.name!r}: {e}") from None
-        return _run(spec, plan, out, resolve_tracking_uri(tracking_uri))
+        return _run(spec, plan, out, study_store(spec, root, tracking_uri))
 
 
 def _run(spec, plan, out: Path, uri: str) -> StudyResult:
@@ -70,6 +69,7 @@ def _run(spec, plan, out: Path, uri: str) -> StudyResult:
     runs = StudyRuns(uri, f"medmae-study-{spec.name}")
     runs.start(spec.name, {"medmae.study_hash": digest, **code_tags()}, flatten(spec.model_dump(mode="json")))
     ctx = StudyContext(experiment=runs.experiment, tracking_uri=uri)
+    record_store(out, spec.name, uri, runs)  # `medmae study show OUT` reads the store from it
 
     results, keys = {}, {}
     done: list[tuple[dict, str, dict]] = []
@@ -86,7 +86,8 @@ def _run(spec, plan, out: Path, uri: str) -> StudyResult:
                 log.info("study %s [%d/%d]: running %s (%s)", spec.name, i, len(plan), step.id, folder.name)
                 folder.mkdir(parents=True, exist_ok=True)
                 t = time.perf_counter()
-                result = KINDS[step.kind](step, folder, {d: results[d] for d in step.deps}, ctx)
+                step_ctx = dataclasses.replace(ctx, tags=runs.step_tags(step.id, key))
+                result = KINDS[step.kind](step, folder, {d: results[d] for d in step.deps}, step_ctx)
                 result["seconds"] = time.perf_counter() - t
                 result = save_result(folder, key, result, step.kind)
                 ran.append(step.id)
@@ -95,9 +96,11 @@ def _run(spec, plan, out: Path, uri: str) -> StudyResult:
                 reused.append(step.id)
             results[step.id], keys[step.id] = result, key
             done.append((step.labels, step.kind, result))
-            runs.step(step.id, step.labels, result.get("metrics", {}), step.id in reused, key, result.get("run_id"))
+            runs.step(step.id, step.kind, step.labels, result.get("metrics", {}), step.id in reused, key,
+                      result.get("run_id"))
         rows = rows_from_results(done)
         summary = write_summary(spec.name, rows, out)
+        runs.summary(rows)
         status = "FINISHED"
     except KeyboardInterrupt as e:
         status = "KILLED"

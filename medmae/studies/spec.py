@@ -121,6 +121,10 @@ class StudySpec(StrictModel):
     description: str = ""
     out: str = "studies_out/{name}"
     """Where the steps write (relative to the working directory; ``{name}`` is replaced)."""
+    tracking_uri: str | None = None
+    """MLflow store of the study's runs; a relative ``sqlite:///`` path is relative to the study
+    file's folder, so ``medmae study show <study file>`` finds the runs from any folder. None:
+    ``--tracking-uri``, else $MLFLOW_TRACKING_URI, else ./mlruns/mlflow.db of the working directory."""
     seeds: list[int] = Field([0], min_length=1)
     data: DataSpec
     preprocess: StageSpec = StageSpec()

@@ -37,6 +37,9 @@ class Step:
     """Ids (``kind-name``) of the steps whose results this one reads."""
     labels: dict[str, Any] = field(default_factory=dict)
     """What the summary table groups by (variant, seed, ...); not part of the key."""
+    tracking: dict[str, Any] = field(default_factory=dict)
+    """The ``tracking.*`` settings the study's file gave this step's MLflow runs (system metrics,
+    logged model, ...); not part of the key: they do not change what is computed."""
 
     @property
     def id(self) -> str:

@@ -57,9 +57,10 @@ def write_case(out: Path, case_id: str, ph: Phantom, split: str, brain_mask: boo
     if brain_mask:
         mask = str(Path("masks") / f"{case_id}.nii.gz")
         save_nifti(ph.mask, ph.affine, out / mask)
-    files = [out / image, out / anatomy] + [out / p for p in (label, mask) if p]
-    return Case(case_id=case_id, image=[str(image)], modality=ph.modality, sequence=ph.sequence,
-                label=label, anatomy=str(anatomy), mask=mask, split=split, sha256=sha256_of(files))
+    case = Case(case_id=case_id, image=[str(image)], modality=ph.modality, sequence=ph.sequence,
+                label=label, anatomy=str(anatomy), mask=mask, split=split)
+    case.sha256 = sha256_of([out / p for p in case.source_paths()])  # the files and order preprocessing hashes
+    return case
 
 
 def generate(out: str | os.PathLike, kind: str, n: int, seed: int = 0, lesions: bool = False,

@@ -24,6 +24,9 @@ class TrackingConfig(StrictModel):
     """Log the encoder as an MLflow PyTorch Logged Model of the run (``models:/<model id>``) at the end."""
     log_checkpoint: bool = True
     """Upload the final checkpoint as an artifact."""
+    tags: dict[str, str] = {}
+    """Extra tags on the run, e.g. ``{project: liver}``; ``mlflow.parentRunId: <run id>`` nests it
+    under that run (a study nests every run it starts this way)."""
     retry_every_s: float = Field(60.0, gt=0)
     """After a failed call (server down), wait this long before trying again."""
     finish_timeout_s: float = Field(120.0, ge=0)

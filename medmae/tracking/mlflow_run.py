@@ -30,7 +30,8 @@ from medmae.tracking.config import TrackingConfig
 from medmae.tracking.quiet_http import HTTP_ENV, short_http_retries, silence_threads
 from medmae.tracking.store import (EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, MAX_KEY, MAX_PARAM_VALUE,  # noqa: F401
                                    MAX_TAG_VALUE, artifact_root_for, client_for, clip_key, experiment_id,
-                                   param_values, resolve_tracking_uri, sqlite_path, ui_command)
+                                   is_local, model_name, param_values, resolve_tracking_uri, sqlite_path,
+                                   ui_command)
 from medmae.tracking.store import run_tags_list as _run_tags
 from medmae.tracking.system_metrics import PREFIX as SYSTEM_PREFIX
 from medmae.tracking.system_metrics import THREAD_NAME as SYSTEM_THREAD
@@ -97,6 +98,9 @@ class Tracker:
 
     def log_model(self, folder: str | os.PathLike, name: str, step: int = 0) -> None: ...
 
+    def wait_for_run(self, timeout_s: float) -> str | None:
+        return None
+
     def finish(self, status: str = "FINISHED") -> bool:
         return True
 
@@ -125,6 +129,7 @@ class MlflowTracker(Tracker):
         self._monitor: SystemMetricsSampler | None = None
         self._monitor_off = False
         self._logged_through = -1  # a resumed run's last training step already in MLflow
+        self._run_name: str | None = None
         _import_mlflow()  # here, not in two threads at once (mlflow's imports are not thread-safe)
         self._prepare_store()
         silence_threads(THREAD_NAME, SYSTEM_THREAD)
@@ -135,6 +140,7 @@ class MlflowTracker(Tracker):
     def start(self, params: Mapping[str, Any], tags: Mapping[str, str], run_name: str | None = None) -> None:
         """Queue the run's creation (or resumption) with its params and tags."""
         name = run_name or self.cfg.run_name
+        self._run_name = name
         self._put(_Op("start run", lambda client, _: self._start_run(client, dict(params), dict(tags), name)))
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
@@ -165,10 +171,12 @@ class MlflowTracker(Tracker):
         self._put(_Op("set tags", lambda client, run: client.log_batch(run, tags=values)))
 
     def log_model(self, folder: str | os.PathLike, name: str, step: int = 0) -> None:
-        """Queue a saved MLflow model folder as a Logged Model of the run (see encoder_model)."""
+        """Queue a saved MLflow model folder as a Logged Model of the run (see encoder_model),
+        named for the run and the step (:func:`model_name`: ``pretrain-random-s0-encoder-step6``)."""
         from medmae.tracking.encoder_model import log_logged_model
 
         folder = str(folder)
+        name = model_name(self.cfg.run_name or self._run_name, name, step)
         self._put(_Op(f"log model {name}", lambda client, run: log_logged_model(client, run, folder, name, step)))
 
     def finish(self, status: str = "FINISHED") -> bool:
@@ -176,7 +184,10 @@ class MlflowTracker(Tracker):
         self._stop_monitor()  # before "end run" is queued, so that no sample follows it
         self._put(_Op("end run", lambda client, run: self._end_run(client, run, status)))
         deadline = time.monotonic() + self.cfg.finish_timeout_s
-        if (self._down or self.run_id is None) and self._ops and self.cfg.finish_timeout_s > 0:
+        # a local store that is merely slow (a busy SQLite file) is waited for quietly; a failed
+        # call has warned already, and what is still unsent at the deadline is reported below
+        slow_server = self.run_id is None and not is_local(self.uri)
+        if (self._down or slow_server) and self._ops and self.cfg.finish_timeout_s > 0:
             logger.warning("MLflow at %s %s: waiting up to %g s (tracking.finish_timeout_s) for it before "
                            "ending; every step is in %s", self.uri,
                            "is unreachable" if self._down else "has not answered yet", self.cfg.finish_timeout_s,
@@ -196,6 +207,15 @@ class MlflowTracker(Tracker):
                            "dropped from the full backlog (last error: %s); every step is in %s",
                            unsent, self.uri, self._dropped, self.last_error, self._where())
         return not (unsent or self._dropped or self.rejected)
+
+    def wait_for_run(self, timeout_s: float) -> str | None:
+        """The run's id once created, waiting at most ``timeout_s`` (None: not created by then,
+        or refused)."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while self.run_id is None and not self._abandon and time.monotonic() < deadline:
+                self._cond.wait(timeout=min(0.5, max(0.0, deadline - time.monotonic())))
+            return self.run_id
 
     def _where(self) -> str:
         return str(self.local_log) if self.local_log else "the run's local metrics.jsonl"
@@ -306,10 +326,14 @@ class MlflowTracker(Tracker):
     def _start_run(self, client, params: dict, tags: dict, run_name: str | None) -> None:
         from mlflow.entities import Param
 
+        from medmae.tracking.provenance import code_tags
+
+        tags = {**code_tags(), **self.cfg.tags, **tags}  # every run says what code made it, and its parent
         run = self._find_resumable(client)
         system_step = 0
         if run is None:
-            run = client.create_run(experiment_id(client, self.uri, self.cfg.experiment or "medmae"), run_name=run_name)
+            run = client.create_run(experiment_id(client, self.uri, self.cfg.experiment or "medmae"), run_name=run_name,
+                                    tags=dict(self.cfg.tags))  # nested from the start
             existing = {}
         else:
             client.update_run(run.info.run_id, status="RUNNING")
@@ -317,7 +341,7 @@ class MlflowTracker(Tracker):
             self._logged_through, system_step = _last_steps(client, run)
         run_id = run.info.run_id
         self.experiment_id = run.info.experiment_id
-        values = param_values(params)
+        values = param_values({k: v for k, v in params.items() if not k.startswith("tracking.tags.")})  # tags already
         new = [Param(k, v) for k, v in values.items() if k not in existing]
         changed = {f"resume.changed.{k}": v for k, v in values.items() if k in existing and existing[k] != v}
         client.log_batch(run_id, params=new, tags=_run_tags({**tags, **changed}))  # MLflow splits it up

@@ -4,6 +4,7 @@ on keys and values."""
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import zlib
@@ -60,6 +61,9 @@ def ensure_store(uri: str) -> None:
     with _ready_lock:
         if uri in _ready:
             return
+        quiet = logging.getLogger("mlflow.store.db.utils")  # "Creating initial MLflow database tables..."
+        level = quiet.level
+        quiet.setLevel(max(level, logging.WARNING))
         try:
             with FileLock(f"{db}.lock", timeout=STORE_LOCK_TIMEOUT_S):
                 SqlAlchemyStore(uri, artifact_root_for(uri)).engine.dispose()  # creates the tables if missing
@@ -67,6 +71,8 @@ def ensure_store(uri: str) -> None:
             raise TimeoutError(f"{db}: another process has held {db}.lock for over {STORE_LOCK_TIMEOUT_S:g} s "
                                "while creating this MLflow store; if no medmae or mlflow process uses it, "
                                "delete the lock file") from None
+        finally:
+            quiet.setLevel(level)
         _ready.add(uri)
 
 
@@ -105,6 +111,20 @@ def experiment_id(client, uri: str, name: str) -> str:
     if EXPERIMENT_KIND_TAG not in exp.tags:
         client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
     return exp.experiment_id
+
+
+def is_local(uri: str) -> bool:
+    """An embedded store (SQLite, a folder), not a tracking server."""
+    return not uri.startswith(("http://", "https://", "databricks"))
+
+
+def model_name(run_name: str | None, name: str, step: int) -> str:
+    """A Logged Model's name: what made it (the run's name without its start time), what it is,
+    and the step: ``pretrain-random-s0-encoder-step6``, ``random-encoder-step1000``."""
+    import re
+
+    base = re.sub(r"-\d{8}-\d{6}$", "", run_name or "")
+    return "-".join(p for p in (base, name, f"step{step}") if p)
 
 
 def clip_key(key: str) -> str:

@@ -76,6 +76,11 @@ class TrainConfig(RunConfig):
     (logged as ``derived.peak_lr``)."""
     grad_accum: int = Field(1, ge=1)
     """Micro-batches per optimizer step (effective batch = batch_size * grad_accum * ranks)."""
+    trim_fraction: float = Field(0.0, ge=0, le=0.5)
+    """Robust pretraining: each crop's loss leaves out this fraction of its hidden voxels with
+    the largest error (medmae/training/robust_loss.py), so a model trained on unlabeled
+    patient scans learns lesions less; 0 = the plain mean squared error. The logged loss
+    stays the plain one (comparable across settings)."""
     figure_every: int = Field(200, ge=1)
     """Reconstruction montage every this many steps (and at the end)."""
     figure_samples: int = Field(2, ge=1)

@@ -49,6 +49,7 @@ from medmae.training.optim import build_optimizer, optimizer_step
 from medmae.training.precision import autocast, grad_scaler, resolve_precision
 from medmae.training.preflight import RESUME_KEYS, preflight
 from medmae.training.rng import seed_everything
+from medmae.training.robust_loss import trimmed_loss
 from medmae.training.schedule import WarmupCosine, scaled_lr
 from medmae.training.signals import protect_workers
 from medmae.training.state import TrainParts
@@ -194,7 +195,8 @@ def _train_step(cfg: PretrainConfig, parts: TrainParts, train_model: nn.Module, 
                 sync = train_model.no_sync()
             with sync:
                 out = train_model(ctx.image, mask, ctx.valid)
-                loss = out.loss / t.grad_accum
+                loss = (out.loss if not t.trim_fraction else
+                        trimmed_loss(out.pred, out.target, mask, ctx.valid, t.trim_fraction)) / t.grad_accum
                 (parts.scaler.scale(loss) if parts.scaler is not None else loss).backward()
         metrics.append(parts.strategy.update(ctx, mask, out.token_loss.detach(), step))
         losses.append(out.loss.detach())

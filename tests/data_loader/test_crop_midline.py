@@ -71,11 +71,12 @@ def test_crop_midline_arithmetic():
 
 
 def test_missing_midlines_are_reported_once(coded_cache, caplog):
-    with caplog.at_level("INFO", logger="medmae.data.crop_midline"):
+    with caplog.at_level("DEBUG", logger="medmae.data.crop_midline"):
         CropDataset(list_cases(coded_cache), loader_cfg(coded_cache), seed=0)
     lines = [r for r in caplog.records if "no midline" in r.getMessage()]
-    # INFO: only symmetric masking needs planes, and its preflight warns (tests/training/test_preflight.py)
-    assert len(lines) == 1 and "1 of 6" in lines[0].getMessage() and lines[0].levelname == "INFO"
+    # DEBUG: only symmetric masking needs planes, and its preflight warns (tests/training/test_preflight.py);
+    # under random masking a user sees nothing about them
+    assert len(lines) == 1 and "1 of 6" in lines[0].getMessage() and lines[0].levelname == "DEBUG"
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")

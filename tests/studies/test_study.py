@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -113,8 +114,14 @@ def test_show_and_list_read_the_store(first, store, capsys):
     client = MlflowClient(store)
     exp = client.get_experiment_by_name("medmae-study-tiny")
     children = client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{first.run_id}'")
-    names = {r.data.tags.get("mlflow.runName") for r in children}
-    assert {"data-cases", "pretrain-random-s0", "export-anatomy-s0"} <= names
+    names = sorted(re.sub(r"-\d{8}-\d{6}$", "", r.info.run_name) for r in children)  # pretrain: + start time
+    # one run per step that trains or evaluates, each once (data, preprocess, export start none);
+    # a pretraining run resumed by a later study call (test_killed_step_reruns_and_resumes) moves there
+    assert len(set(names)) == len(names) and {"anomaly-anatomy-s0", "anomaly-random-s0", "pretrain-anatomy-s0",
+                                              "segmentation-anatomy-s0", "segmentation-random-s0"} <= set(names)
+    assert not [n for n in names if n.startswith(("data-", "preprocess-", "export-"))], names
+    anomaly = next(r for r in children if r.info.run_name == "anomaly-random-s0")
+    assert anomaly.data.tags["version.torch"] and anomaly.data.metrics["model.voxel_auroc"] >= 0
     parent = client.get_run(first.run_id)
     assert parent.data.tags["medmae.study_hash"] and "version.torch" in parent.data.tags
 

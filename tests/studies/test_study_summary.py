@@ -76,8 +76,8 @@ def test_files(tmp_path):
     paths = write_summary("demo", _rows(), tmp_path)
     assert [p.name for p in paths] == ["summary.csv", "summary.md", "summary.txt", "summary.png"]
     assert (tmp_path / "summary.png").stat().st_size > 5000
-    assert (tmp_path / "summary.txt").read_text() == terminal_table("demo", _rows())
-    assert "segmentation.dice_gain" in (tmp_path / "summary.md").read_text()
+    assert (tmp_path / "summary.txt").read_text(encoding="utf-8") == terminal_table("demo", _rows())
+    assert "segmentation.dice_gain" in (tmp_path / "summary.md").read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("missing", ["anomaly", "segmentation"])

@@ -130,7 +130,7 @@ def test_run_reads_back_through_the_server(server, cache, tmp_path, monkeypatch)
     # by models:/<id> without unpickling (pt2 export) and registrable
     (output,) = run.outputs.model_outputs
     model = client.get_logged_model(output.model_id)
-    assert model.source_run_id == result.run_id and model.name == "encoder" and model.status == "READY"
+    assert model.source_run_id == result.run_id and model.name == "random-encoder-step6" and model.status == "READY"
     assert output.step == 6
     monkeypatch.setenv("MLFLOW_TRACKING_URI", server.uri)
     encoder = mlflow.pytorch.load_model(f"models:/{model.model_id}")

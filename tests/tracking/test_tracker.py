@@ -184,3 +184,66 @@ def test_a_run_shorter_than_one_interval_gets_one_system_sample():
     assert "system/cpu_utilization_percentage" in logged[0][1]
     sampler.stop()
     assert len(logged) == 1  # once
+
+
+def test_configured_tags_nest_a_run_and_every_run_says_what_code_made_it(store):
+    """tracking.tags (how a study nests its runs) are on the run from its creation; the source,
+    git and version tags are on every run, also when the caller passes none (a head's run)."""
+    from mlflow.tracking import MlflowClient
+
+    parent = MlflowTracker(TrackingConfig(tracking_uri=store, experiment="nest-test", system_metrics=False))
+    parent.start({}, {})
+    assert parent.finish() is True
+    cfg = TrackingConfig(tracking_uri=store, experiment="nest-test", system_metrics=False, run_name="anomaly-x",
+                         tags={"mlflow.parentRunId": parent.run_id, "project": "liver"})
+    child = MlflowTracker(cfg)
+    child.start({}, {"medmae.head": "anomaly"})
+    assert child.finish() is True
+    tags = MlflowClient(store).get_run(child.run_id).data.tags
+    assert tags["mlflow.parentRunId"] == parent.run_id and tags["project"] == "liver"
+    assert tags["medmae.head"] == "anomaly" and tags["mlflow.runName"] == "anomaly-x"
+    assert tags["version.torch"] and tags["version.medmae"] and tags["mlflow.source.name"]
+
+
+def test_logged_models_are_named_for_the_run_and_step():
+    from medmae.tracking.store import model_name
+
+    assert model_name("pretrain-random-s0-20261207-102507", "encoder", 6) == "pretrain-random-s0-encoder-step6"
+    assert model_name("pretrain-random-s0", "encoder", 6) == "pretrain-random-s0-encoder-step6"
+    assert model_name(None, "encoder", 1000) == "encoder-step1000"
+
+
+def test_a_slow_local_store_is_waited_for_quietly(store, caplog, monkeypatch):
+    """The run is created only after finish() began waiting (a busy SQLite file): no
+    'has not answered yet' warning for a local store, and everything arrives."""
+    from mlflow.tracking import MlflowClient
+
+    from medmae.tracking.store import is_local
+
+    assert is_local(store) and is_local("file:///tmp/mlruns") and not is_local("http://127.0.0.1:5000")
+    caplog.set_level(logging.INFO, logger="medmae.tracking.mlflow_run")
+    original = MlflowTracker._start_run
+
+    def late_start(self, *args):
+        with self._cond:  # until finish() is waiting for the queue
+            while not self._stopping:
+                self._cond.wait(timeout=1.0)
+        return original(self, *args)
+
+    monkeypatch.setattr(MlflowTracker, "_start_run", late_start)
+    tracker = MlflowTracker(TrackingConfig(tracking_uri=store, experiment="slow-test", system_metrics=False,
+                                           finish_timeout_s=60))
+    tracker.start({}, {})
+    tracker.log_metrics({"loss": 1.0}, 1)
+    assert tracker.finish() is True
+    assert MlflowClient(store).get_run(tracker.run_id).data.metrics == {"loss": 1.0}
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_a_new_local_store_is_created_quietly(tmp_path, capfd):
+    """No "Creating initial MLflow database tables..." lines from MLflow on a fresh ./mlruns."""
+    from medmae.tracking.store import client_for
+
+    client = client_for(f"sqlite:///{tmp_path / 'fresh' / 'mlflow.db'}")
+    assert [e.name for e in client.search_experiments()] == ["Default"]
+    assert "database tables" not in capfd.readouterr().err

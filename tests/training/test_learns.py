@@ -16,7 +16,8 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 STEPS = 100
 
 
-@pytest.mark.parametrize("name", ["pretrain_demo_cpu.yaml", "pretrain_vitb_gpu.yaml"])
+@pytest.mark.parametrize("name", ["pretrain_demo_cpu.yaml", "pretrain_vitb_gpu.yaml", "anomaly_pretrain_brain_cpu.yaml",
+                                  "anomaly_pretrain_brain_gpu.yaml"])
 def test_example_configs_are_valid(name):
     cfg = load_config(PretrainConfig, CONFIGS / name)
     assert cfg.train.warmup_steps < cfg.train.steps

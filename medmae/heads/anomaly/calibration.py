@@ -75,10 +75,11 @@ def _key(fpr: float) -> str:
 
 
 def calibrate(healthy: list[tuple[dict[str, np.ndarray], np.ndarray, dict[str, float]]], model_digest: str,
-              cfg: AnomalyConfig, inputs: list[str] | None = None) -> Calibration:
+              cfg: AnomalyConfig, inputs: list[str] | None = None, contrast: dict | None = None) -> Calibration:
     """``healthy``: per scan (maps by name, body mask, case scores by name) -> Calibration.
 
-    ``inputs``: the sha256 of each scan's images, stored so that evaluations can find them."""
+    ``inputs``: the sha256 of each scan's images, stored so that evaluations can find them.
+    ``contrast``: {"map", "baseline_sign"} the maps were made with (score.map auto resolved)."""
     if not healthy:
         raise CalibrationError("no healthy scan could be scored: nothing to calibrate on")
     names = list(healthy[0][0])
@@ -92,7 +93,17 @@ def calibrate(healthy: list[tuple[dict[str, np.ndarray], np.ndarray, dict[str, f
     return Calibration(model_digest, settings_digest(cfg), thresholds, scores, len(healthy), voxels,
                        cfg.calibration.min_component_mm3,
                        {"score": cfg.score.model_dump(mode="json"), "baseline": cfg.baseline.model_dump(mode="json"),
-                        "fprs": cfg.calibration.fprs}, sorted(set(inputs or [])))
+                        "fprs": cfg.calibration.fprs, "contrast": contrast}, sorted(set(inputs or [])))
+
+
+def contrast_mismatch(cal: Calibration, used: dict) -> str | None:
+    """Why a case's map kind / baseline sign differs from the calibration's (None: same, or not recorded)."""
+    ref = cal.settings.get("contrast")
+    if not ref:
+        return None
+    diff = [f"{k} {used[k]} (calibrated: {ref[k]})" for k in ("map", "baseline_sign") if ref.get(k) != used.get(k)]
+    return None if not diff else ("scored with " + ", ".join(diff) + ": its sequence differs from the calibration "
+                                  "scans'; calibrate on healthy scans of this sequence or set score.map explicitly")
 
 
 def default_path(folder: str | os.PathLike, model_digest: str, cfg: AnomalyConfig) -> Path:

@@ -9,12 +9,15 @@ import numpy as np
 
 from medmae.heads.anomaly.compat import check_case, check_spacing
 from medmae.heads.anomaly.config import AnomalyConfig
+from medmae.heads.anomaly.contrast import Contrast, resolve
+from medmae.heads.anomaly.features import FeatureBank, bank_features, feature_map
 from medmae.heads.anomaly.identity import image_digest
-from medmae.heads.anomaly.maps import anomaly_map, case_score, combined_map, intensity_baseline
+from medmae.heads.anomaly.maps import (anomaly_map, case_statistic, combined_map, edge_distance_mm,
+                                       edge_normalised, intensity_baseline)
 from medmae.export.pretrained import PretrainedMAE
 from medmae.heads.anomaly.scorer import ErrorStats, score_volume
 from medmae.io.errors import ScanError
-from medmae.io.manifest import Case
+from medmae.io.manifest import Case, read_manifest
 from medmae.preprocess.case import prepare_case
 from medmae.preprocess.midline import estimate_midline
 
@@ -43,6 +46,8 @@ class CaseMaps:
     seconds: dict[str, float] = field(default_factory=dict)
     image_sha256: str = ""
     """sha256 of the scan's image bytes (:func:`medmae.heads.anomaly.identity.image_digest`)."""
+    contrast: Contrast | None = None
+    """The map kind and baseline sign used (score.map / baseline.sign resolved by sequence)."""
 
 
 def unit_map(kind: str, image: np.ndarray, body: np.ndarray, anatomy: np.ndarray | None, path: str
@@ -73,6 +78,34 @@ def prepare(case: Case, model: PretrainedMAE) -> tuple[np.ndarray, dict, dict]:
         raise ScanError(case.image[0], str(e)) from e
 
 
+def feature_bank(model: PretrainedMAE, manifest: str) -> FeatureBank:
+    """The feature bank of the reference scans ``manifest`` names (built once per model)."""
+    key = ("feature_bank", str(manifest))
+    if key not in model._built:
+        refs = []
+        for case in read_manifest(manifest):
+            image, maps, meta = prepare(case, model)
+            refs.append((image, maps["body"].astype(bool), [p["floor"] for p in meta["normalisation"]]))
+        model._built[key] = bank_features(refs, model)
+    return model._built[key]
+
+
+def derive_maps(stats: ErrorStats, image: np.ndarray, body: np.ndarray, contrast: Contrast, cfg: AnomalyConfig,
+                spacing: tuple[float, ...], features: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The three (X, Y, Z) maps of MAPS from a scan's error statistics (or, given, its feature
+    map as the MAE map), per the score settings."""
+    s = cfg.score
+    mae = anomaly_map(stats, contrast.map, body, s.channel, s.median_filter) if features is None else features
+    if s.normalise == "edge":
+        mae = edge_normalised(mae, body, spacing)
+    base = intensity_baseline(image, body, cfg.baseline.channel, contrast.baseline_sign)
+    out = {"model": mae, "baseline": base, "combined": combined_map(mae, base, body, s.combine)}
+    if s.rim_mm > 0:
+        inner = edge_distance_mm(body, spacing) > s.rim_mm
+        out = {k: np.where(inner, v, 0.0).astype(np.float32) for k, v in out.items()}
+    return out
+
+
 def analyse_case(case: Case, model: PretrainedMAE, cfg: AnomalyConfig) -> CaseMaps:
     """Score one case. Raises ScanError (naming the file) for a scan the model cannot score."""
     s = cfg.score
@@ -86,10 +119,13 @@ def analyse_case(case: Case, model: PretrainedMAE, cfg: AnomalyConfig) -> CaseMa
     floors = [p["floor"] for p in meta["normalisation"]]
     stats = score_volume(image, body, units, model, s, floors)
     t2 = time.perf_counter()
-    mae = anomaly_map(stats, s.map, body, s.channel, s.median_filter)
-    base = intensity_baseline(image, body, cfg.baseline.channel, cfg.baseline_sign())
-    out = {"model": mae, "baseline": base, "combined": combined_map(mae, base, body)}
-    scores = {k: case_score(v, body, s.top_percent) for k, v in out.items()}
+    contrast = resolve(cfg, model, case)
+    feats = None if s.feature_bank is None else feature_map(image, body, floors, model,
+                                                             feature_bank(model, s.feature_bank))
+    out = derive_maps(stats, image, body, contrast, cfg, tuple(model.preprocess.spacing), feats)
+    voxel_ml = float(np.prod(model.preprocess.spacing)) / 1000.0
+    scores = {k: case_statistic(v, body, s.case_statistic, s.abnormal_level, s.top_percent, voxel_ml)
+              for k, v in out.items()}
     return CaseMaps(case, image, body, maps.get("label"), out, stats, scores, meta, midline,
                     {"preprocess": t1 - t0, "score": t2 - t1, "maps": time.perf_counter() - t2},
-                    image_digest(case))
+                    image_digest(case), contrast)

@@ -31,6 +31,19 @@ def check_case(case: Case, model: PretrainedMAE, check_sequence: bool = True) ->
                                "(channel order/contrast differs; score.check_sequence=false to override)")
 
 
+def require_sequence(case: Case, model: PretrainedMAE, named: str | None) -> None:
+    """For calibration: a scan of unknown MR sequence for a model whose sequence is known is
+    refused, unless ``named`` (calibration.sequence) says what it is; then the case takes it."""
+    known = [s for s in (model.data or {}).get("sequences") or [] if s]
+    if case.modality != "MR" or case.sequence or not known:
+        return
+    if named is None:
+        raise ScanError(case.image[0], f"MR sequence unknown (no header or name hint), the model was trained on "
+                                       f"{known}: name it with `calibrate --sequence` (calibration.sequence) if "
+                                       "this healthy scan is of that sequence")
+    case.sequence = named
+
+
 def check_spacing(path: str, modality: str, source_spacing: list[float], model: PretrainedMAE,
                   max_ratio: float) -> None:
     """Raise ScanError when the scan's voxels are ``max_ratio`` times coarser than the training's."""

@@ -9,7 +9,7 @@ from pydantic import Field, field_validator, model_validator
 from medmae.config.base import StrictModel
 from medmae.tracking.config import TrackingConfig
 
-MapKind = Literal["squared", "brighter", "darker", "absolute"]
+MapKind = Literal["auto", "squared", "brighter", "darker", "absolute"]
 
 
 class ScoreConfig(StrictModel):
@@ -32,16 +32,43 @@ class ScoreConfig(StrictModel):
     """Window overlap of MONAI's sliding_window_inference (Gaussian blending)."""
     sw_batch_size: int = Field(2, ge=1)
     """Windows per forward pass (each times its K mask draws)."""
-    map: MapKind = "squared"
-    """The anomaly map: squared = mean squared error over the draws that hid the voxel;
+    map: MapKind = "auto"
+    """The anomaly map. auto = by the MR sequence lesions are seen on (FLAIR/T2/PD/DWI: brighter;
+    SWI: darker; T1, T1c, CT, unknown: squared; medmae.heads.anomaly.contrast); squared = mean squared error over the draws that hid the voxel;
     brighter = observed above expected (mean positive residual); darker = below expected;
     absolute = |mean residual|. Intensity units of the preprocessed scan (z-scores for MR)."""
     channel: int | None = Field(None, ge=0)
     """Channel whose error is the map; None = mean over channels."""
+    combine: Literal["mean", "geometric", "min"] = "mean"
+    """The combined map of the MAE map and the baseline, each first divided by its robust scale:
+    mean (either map alone can raise it), geometric (sqrt of the product) or min (both must be
+    high: bright normal structures that the MAE reconstructs well, the baseline's false
+    positives, are suppressed; so is a lesion the MAE reconstructs)."""
+    feature_bank: str | None = None
+    """A manifest of reference scans (healthy scans, or the training scans) whose encoder token
+    features form a memory bank; when set, the MAE map is the feature-space map (each token's
+    distance to its nearest bank token, PatchCore-style, upsampled to voxels;
+    medmae.heads.anomaly.features) instead of the reconstruction error. None: reconstruction."""
+    normalise: Literal["none", "edge"] = "none"
+    """edge: the anomaly map divided, per band of distance to the mask edge (0-1.5-3-4.5-6-9-12 mm
+    and beyond), by its robust scale in that band (times its scale in the whole body): errors
+    relative to the error expected at that depth in the same case, against false alarms on the
+    rim of a skull-stripped brain (maps.edge_normalised). Applied to the MAE map before combining."""
+    rim_mm: float = Field(0.0, ge=0)
+    """Score inside the body mask eroded by this many mm: every map is 0 within ``rim_mm`` of
+    the mask's edge (the body mask itself, and so the voxels evaluated, stay the same).
+    Against false alarms on the rim of a skull-stripped brain (partial volume, mask cut)."""
     median_filter: int = Field(0, ge=0)
     """Median filter width in voxels (0 = off; odd), applied inside the body mask."""
+    case_statistic: Literal["abnormal_ml", "top_mean"] = "abnormal_ml"
+    """The case score. abnormal_ml: the volume (ml) of body voxels whose map exceeds
+    ``abnormal_level`` times the map's robust scale in that case (more abnormal tissue ranks
+    higher); top_mean: the mean of the top ``top_percent`` % of the map's body voxels (the
+    peak intensity of a region of fixed size: saturates once a lesion fills it)."""
+    abnormal_level: float = Field(3.0, gt=0)
+    """abnormal_ml counts voxels above this many robust scales (maps.robust_scale) of the map."""
     top_percent: float = Field(1.0, gt=0, le=100)
-    """Case score = mean of the top ``top_percent`` % of the map's voxels inside the body."""
+    """top_mean: mean of the top ``top_percent`` % of the map's voxels inside the body."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["fp32", "bf16"] = "fp32"
     """bf16 autocast on CUDA (ignored on CPU)."""
@@ -63,8 +90,8 @@ class BaselineConfig(StrictModel):
     channel: int = Field(0, ge=0)
     """Channel of the intensity baseline (e.g. the FLAIR channel)."""
     sign: Literal["auto", "brighter", "darker", "absolute"] = "auto"
-    """Robust z-score kept above 0 (brighter), below 0 (darker) or both; auto = as score.map
-    (squared -> absolute)."""
+    """Robust z-score kept above 0 (brighter), below 0 (darker) or both; auto = the side of the
+    baseline channel's sequence when score.map is auto, else as score.map (squared -> absolute)."""
 
 
 class CalibrationConfig(StrictModel):
@@ -74,6 +101,22 @@ class CalibrationConfig(StrictModel):
     """FPR whose threshold makes the binary maps; None = the first of ``fprs``."""
     min_component_mm3: float = Field(50.0, ge=0)
     """Connected components of the binary map smaller than this are removed."""
+    min_healthy: int = Field(10, ge=1)
+    """Fewer healthy scans than this: a warning in the calibration's output, settings.json and the report."""
+    sequence: str | None = None
+    """MR sequence keyword(s) of the healthy scans (e.g. flair; per channel, comma-joined), for
+    scans whose sequence is not known from their header or name. Without it, calibration
+    refuses such a scan when the model's training sequence is known (`calibrate --sequence`)."""
+
+    @field_validator("sequence")
+    @classmethod
+    def _keyword(cls, v):
+        from medmae.io.hints import SEQUENCE_PATTERNS
+
+        known = {k for k, _ in SEQUENCE_PATTERNS}
+        if v is not None and any(p.strip().lower() not in known for p in v.split(",")):
+            raise ValueError(f"sequence {v!r}: each channel's keyword must be one of {sorted(known)}")
+        return None if v is None else ",".join(p.strip().lower() for p in v.split(","))
 
     @field_validator("fprs")
     @classmethod
@@ -123,8 +166,3 @@ class AnomalyConfig(StrictModel):
     calibration: CalibrationConfig = CalibrationConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     tracking: AnomalyTracking = AnomalyTracking()
-
-    def baseline_sign(self) -> str:
-        if self.baseline.sign != "auto":
-            return self.baseline.sign
-        return "absolute" if self.score.map == "squared" else self.score.map

@@ -5,7 +5,11 @@ the voxel of the highest anomaly-map value inside it; the location is given at t
 world millimetres (RAS+ as NIfTI and nibabel, LPS+ as DICOM and ITK) and as the source
 scan's voxel indices (i, j, k; for a DICOM series i = column, j = row, k = slice in order
 along the slice normal). Findings are sorted by peak score, highest first. An uncalibrated
-run has no binary map: its single "hotspot" row is the map's maximum inside the body.
+run has no binary map: it lists the top :data:`HOTSPOTS` distinct hotspots instead. The
+first is the map's maximum inside the body; each next one is the highest voxel outside the
+regions already listed and at least :data:`HOTSPOT_SPACING_MM` from their peaks. A
+hotspot's region is the 26-connected set of voxels around its peak whose map value is at
+least half the peak (its volume and mean are those of that region).
 """
 
 from __future__ import annotations
@@ -18,6 +22,10 @@ import numpy as np
 from scipy import ndimage
 
 LPS = np.diag([-1.0, -1.0, 1.0])
+HOTSPOTS = 3
+"""Hotspots listed for a run without a binary map (uncalibrated)."""
+HOTSPOT_SPACING_MM = 20.0
+"""Minimum distance (world mm) between the peaks of two listed hotspots."""
 
 
 @dataclass
@@ -66,7 +74,7 @@ def find_regions(map_: np.ndarray, binary: np.ndarray | None, body: np.ndarray |
     """
     if binary is None:
         region = body if body is not None and body.any() else np.ones(map_.shape, bool)
-        found = [_finding(1, map_, region, affine, "hotspot")]
+        found = [_finding(rank, map_, r, affine, "hotspot") for rank, r in enumerate(hotspots(map_, region, affine), 1)]
     else:
         lab, n = ndimage.label(binary > 0, structure=np.ones((3, 3, 3), bool))
         peaks = np.full(n + 1, -np.inf)
@@ -82,6 +90,36 @@ def find_regions(map_: np.ndarray, binary: np.ndarray | None, body: np.ndarray |
     for f in found:
         f.slices = int(map_.shape[2])
     return found
+
+
+def _half_max_region(map_: np.ndarray, allowed: np.ndarray, peak: tuple[int, ...]) -> np.ndarray:
+    """The 26-connected voxels of ``allowed`` around ``peak`` with map >= half the peak value."""
+    level = map_[peak] / 2.0 if map_[peak] > 0 else map_[peak]
+    lab, _ = ndimage.label(allowed & (map_ >= level), structure=np.ones((3, 3, 3), bool))
+    return lab == lab[peak] if lab[peak] else np.zeros(map_.shape, bool)
+
+
+def hotspots(map_: np.ndarray, body: np.ndarray, affine: np.ndarray, count: int = HOTSPOTS,
+             spacing_mm: float = HOTSPOT_SPACING_MM) -> list[np.ndarray]:
+    """Up to ``count`` distinct hotspot regions (bool (X, Y, Z) masks), highest peak first."""
+    free = body.copy()
+    peaks, regions = [], []
+    order = np.argsort(-np.where(body, map_, -np.inf), axis=None, kind="stable")
+    for flat in order[:int(body.sum())]:
+        if len(regions) == count or not free.any():
+            break
+        ijk = np.unravel_index(int(flat), map_.shape)
+        if not free[ijk]:
+            continue
+        world = affine[:3, :3] @ np.asarray(ijk, float) + affine[:3, 3]
+        if any(np.linalg.norm(world - p) < spacing_mm for p in peaks):
+            continue
+        region = _half_max_region(map_, free, ijk)
+        region[ijk] = True
+        free &= ~region
+        peaks.append(world)
+        regions.append(region)
+    return regions
 
 
 def case_findings(folder: Path, most: int = 20) -> tuple[list[Finding], int]:

@@ -5,10 +5,13 @@ All maps live on the preprocessed grid, are >= 0 and are 0 outside the body mask
 - anomaly map: per ``score.map`` (squared / brighter / darker / absolute error);
 - intensity baseline: the robust z-score ``(x - median) / (1.4826 MAD)`` of one channel
   inside the body, kept on the chosen side of 0;
-- combined: the mean of the anomaly map and the baseline, each first divided by its own
-  robust scale inside the body (``1.4826 MAD`` about 0, so both are in "typical healthy
-  deviations"), so neither dominates by its units;
-- case score: the mean of the top ``q`` % of the map's values inside the body.
+- combined (``score.combine``: mean, geometric or min) of the anomaly map and the baseline, each first divided by its own
+  robust scale inside the body (``1.4826 x`` the median of its non-zero values, which for a
+  one-sided map is the scale of the residual it was cut from), so both are in "typical
+  deviations" and neither dominates by its units;
+- case score (``score.case_statistic``): abnormal_ml, the volume of body voxels above
+  ``score.abnormal_level`` robust scales of the map, or top_mean, the mean of the top ``q`` %
+  of the map's values inside the body.
 """
 
 from __future__ import annotations
@@ -77,18 +80,74 @@ def intensity_baseline(image: np.ndarray, body: np.ndarray, channel: int, sign: 
 
 
 def robust_scale(map_: np.ndarray, body: np.ndarray) -> float:
-    """1.4826 x the median |value| inside the body (> 0; falls back to the mean, then 1)."""
-    v = np.abs(map_[body])
-    s = MAD_TO_SD * float(np.median(v)) if v.size else 0.0
-    if s <= 0:
-        s = float(v.mean()) if v.size and v.mean() > 0 else 1.0
-    return s
+    """1.4826 x the median of the map's NON-ZERO |values| inside the body (1 when there is none).
+
+    For a two-sided map (|e|, e^2) this is the usual 1.4826 x median |v|. A one-sided map
+    (max(e, 0)) is 0 on about half of the body; the median of all its values then lands on
+    a zero or a rounding residue (~1e-7), and dividing by it made the combined map explode
+    (issue 20). The positive values of a half-rectified symmetric residual are distributed
+    as |e|, so their median gives the same scale as the two-sided map's."""
+    v = np.abs(map_[body]).astype(np.float64)
+    v = v[v > 0]
+    return MAD_TO_SD * float(np.median(v)) if v.size else 1.0
 
 
-def combined_map(anomaly: np.ndarray, baseline: np.ndarray, body: np.ndarray) -> np.ndarray:
-    """Mean of the two maps, each divided by its robust scale inside the body."""
-    out = 0.5 * (anomaly / robust_scale(anomaly, body) + baseline / robust_scale(baseline, body))
+def combined_map(anomaly: np.ndarray, baseline: np.ndarray, body: np.ndarray, rule: str = "mean") -> np.ndarray:
+    """The two maps, each divided by its robust scale inside the body, combined by ``rule``:
+    mean, geometric (sqrt of the product: both must be raised, in the same units) or min."""
+    a = anomaly / robust_scale(anomaly, body)
+    b = baseline / robust_scale(baseline, body)
+    if rule == "mean":
+        out = 0.5 * (a + b)
+    elif rule == "geometric":
+        out = np.sqrt(np.maximum(a, 0) * np.maximum(b, 0))
+    elif rule == "min":
+        out = np.minimum(a, b)
+    else:
+        raise ValueError(f"unknown combination rule {rule!r} (mean, geometric, min)")
     return np.where(body, out, 0.0).astype(np.float32)
+
+
+def abnormal_ml(map_: np.ndarray, body: np.ndarray, level: float, voxel_ml: float) -> float:
+    """Volume (ml) of body voxels whose map exceeds ``level`` x its robust scale in the body."""
+    return float((map_[body] > level * robust_scale(map_, body)).sum()) * voxel_ml
+
+
+def case_statistic(map_: np.ndarray, body: np.ndarray, kind: str, level: float, top_percent: float,
+                   voxel_ml: float) -> float:
+    """The case score ``kind`` (abnormal_ml / top_mean) of one (X, Y, Z) map."""
+    if kind == "abnormal_ml":
+        return abnormal_ml(map_, body, level, voxel_ml)
+    return case_score(map_, body, top_percent)
+
+
+def edge_distance_mm(body: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
+    """(X, Y, Z) distance (mm) of each body voxel to the nearest voxel outside the body (0 outside)."""
+    padded = np.pad(body, 1)  # the array border counts as outside
+    return ndimage.distance_transform_edt(padded, sampling=spacing)[1:-1, 1:-1, 1:-1].astype(np.float32)
+
+
+EDGE_BANDS_MM = (1.5, 3.0, 4.5, 6.0, 9.0, 12.0)
+"""Upper edges (mm) of the distance-to-edge bands of ``edge_normalised`` (the last band is open)."""
+
+
+def edge_normalised(map_: np.ndarray, body: np.ndarray, spacing: tuple[float, ...],
+                    bands_mm: tuple[float, ...] = EDGE_BANDS_MM) -> np.ndarray:
+    """(X, Y, Z) map divided, in each band of distance to the mask edge, by its robust scale in
+    that band, times its robust scale in the whole body (so the units stay the map's).
+
+    The error expected at a place: reconstruction errs more near the mask's edge (a hidden
+    token there must guess where the brain ends); this removes that trend within the case, with
+    no healthy data. Robust as long as a lesion is less than half of a band's non-zero voxels."""
+    d = edge_distance_mm(body, spacing)
+    overall = robust_scale(map_, body)
+    out = np.zeros(map_.shape, np.float32)
+    edges = (0.0, *bands_mm, np.inf)
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        band = body & (d > lo) & (d <= hi)
+        if band.any():
+            out[band] = map_[band] * (overall / robust_scale(map_, band))
+    return out
 
 
 def case_score(map_: np.ndarray, body: np.ndarray, top_percent: float) -> float:

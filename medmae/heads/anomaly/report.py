@@ -147,7 +147,7 @@ def _case(rank: int, rec: dict, folder: Path, settings: dict, images: Path, refe
     thr, thr_label = _threshold(settings)
     png, _, _ = save_montage(preview, images / f"case_{rank:03d}.png", thr,
                              f"#{rank}  {rec['case_id']}  score {rec['score']:.4g}", points or None,
-                             map_unit(settings, acq), thr_label)
+                             map_unit(settings, acq, rec), thr_label)
     max_ratio = float(((settings.get("config") or {}).get("score") or {}).get("max_spacing_ratio", 2.0))
     flags = protocol_flags(acq, reference, max_ratio)
     lines = "".join(f"<p class='acq'>{esc(line)}</p>" for line in acquisition_lines(acq))
@@ -191,13 +191,16 @@ def _stamp(run: Path, settings: dict) -> str:
 
 
 def write_report(run: str | Path, out: str | Path, eval_dir: str | Path | None = None,
-                 healthy_runs: list[str | Path] = (), min_healthy: int = MIN_HEALTHY, viewer: bool = True) -> Path:
+                 healthy_runs: list[str | Path] = (), min_healthy: int | None = None, viewer: bool = True) -> Path:
     """Report on a ``score`` output folder (plus an ``evaluate`` folder) -> ``out`` (HTML);
     the montage PNGs are also kept in ``<out folder>/report_images/``, and the viewer's script
     is written beside ``out`` as niivue.js. ``healthy_runs``: score folders of healthy scans,
-    the reference of the protocol check."""
+    the reference of the protocol check. ``min_healthy``: None = the run's
+    calibration.min_healthy (MIN_HEALTHY for runs that do not record it)."""
     run, out = Path(run), Path(out)
     settings = read_settings(run)
+    if min_healthy is None:
+        min_healthy = int(((settings.get("config") or {}).get("calibration") or {}).get("min_healthy") or MIN_HEALTHY)
     recs, problems = _records(run)
     problems += _unlisted(run, recs)
     reference = _reference([Path(h) for h in healthy_runs])

@@ -36,9 +36,11 @@ def read_acquisition(folder: Path) -> dict | None:
         return None
 
 
-def map_unit(settings: dict, acq: dict | None) -> str:
-    """The anomaly map's unit, in words, from the scoring settings and the case's normalisation."""
-    kind = ((settings.get("config") or {}).get("score") or {}).get("map", "squared")
+def map_unit(settings: dict, acq: dict | None, record: dict | None = None) -> str:
+    """The anomaly map's unit, in words, from the map kind the case was scored with (case.json
+    ``contrast``; else the scoring settings) and the case's normalisation."""
+    kind = ((record or {}).get("contrast") or {}).get("map") or (
+        ((settings.get("config") or {}).get("score") or {}).get("map", "squared"))
     norms = sorted({NORM_UNITS.get(n, n) for n in (acq or {}).get("preprocessing", {}).get("normalisation", [])})
     return MAP_UNITS.get(kind, kind) + (f"; intensity: {', '.join(norms)}" if norms else "")
 

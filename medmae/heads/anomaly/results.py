@@ -122,12 +122,13 @@ def write_results(results: list[MapResult], settings: dict, cases: int, skipped:
     return data
 
 
-def log_to_mlflow(tracking, data: dict, settings: dict, out: Path) -> bool:
-    """One MLflow run: settings as params, every metric as ``<map>.<metric>``, files as artifacts."""
+def log_to_mlflow(tracking, data: dict, settings: dict, out: Path, tracker=None) -> bool:
+    """One MLflow run (``tracker``'s, else a new one): settings as params, every metric as
+    ``<map>.<metric>``, files as artifacts."""
     from medmae.config.base import flatten
     from medmae.tracking.mlflow_run import MlflowTracker, ending
 
-    tracker = MlflowTracker(tracking)
+    tracker = tracker or MlflowTracker(tracking)
     params = {**flatten(settings.get("config") or {}), "model.digest": settings["model"]["digest"],
               "cases": data["cases"]}
     tracker.start(params, {"medmae.head": "anomaly", "medmae.model_digest": settings["model"]["digest"]})

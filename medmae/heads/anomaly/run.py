@@ -25,10 +25,13 @@ from tqdm import tqdm
 
 from medmae import __version__
 from medmae.atomic import atomic_write_text
-from medmae.heads.anomaly.calibration import (Calibration, calibrate, default_path, load_calibration,
-                                              save_calibration, settings_digest)
+from medmae.heads.anomaly.calibration import (Calibration, CalibrationError, calibrate, contrast_mismatch,
+                                              default_path, load_calibration, save_calibration, settings_digest)
 from medmae.heads.anomaly.case import MAPS, CaseMaps, analyse_case
+from medmae.heads.anomaly.compat import require_sequence
 from medmae.heads.anomaly.config import AnomalyConfig
+from medmae.heads.anomaly.contrast import resolve
+from medmae.heads.anomaly.falsealarm import csf_mask, false_alarm_shares
 from medmae.export.pretrained import PretrainedMAE, load_model
 from medmae.heads.anomaly.outputs import write_case
 from medmae.heads.inputs import cases_from_inputs
@@ -40,7 +43,15 @@ logger = logging.getLogger(__name__)
 NORM_PIX_WARNING = ("model was pretrained with norm_pix_loss (per-patch normalised targets): it cannot see "
                     "an intensity anomaly, since each patch's own mean and variance are normalised away; "
                     "pretrain anomaly models with model.norm_pix_loss=false (configs/anomaly_pretrain_cpu.yaml)")
-SCORE_STATISTIC = "mean of the top {q:g}% of the map's voxels inside the body mask"
+SCORE_STATISTICS = {"top_mean": "mean of the top {q:g}% of the map's voxels inside the body mask",
+                    "abnormal_ml": "volume (ml) of body voxels whose map exceeds {k:g} robust scales of the map "
+                                   "(1.4826 x the median of its non-zero values in the body)"}
+
+
+def score_statistic(cfg: AnomalyConfig) -> str:
+    """The case score's definition, in words (scores.csv, settings.json, the report's worklist)."""
+    return SCORE_STATISTICS[cfg.score.case_statistic].format(q=cfg.score.top_percent, k=cfg.score.abnormal_level)
+
 READ_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, EOFError,
                zlib.error, gzip.BadGzipFile, ImageFileError)
 """I/O errors of reading one scan: a bad case. Anything else (a bug, a full disk) stops the batch."""
@@ -70,6 +81,8 @@ def scored_cases(cases: list[Case], model: PretrainedMAE, cfg: AnomalyConfig, ba
     bad case; any other exception is a bug or a fault of the machine and propagates."""
     for case in tqdm(cases, desc=what, unit="scan", disable=not progress):
         try:
+            if what == "calibrating":
+                require_sequence(case, model, cfg.calibration.sequence)
             cm = analyse_case(case, model, cfg)
         except ScanError as e:
             bad.append((e.path, e.problem))
@@ -100,15 +113,23 @@ def find_calibration(model: PretrainedMAE, cfg: AnomalyConfig, path: str | os.Pa
     return load_calibration(auto, model.digest, cfg) if auto.is_file() else None
 
 
+def _false_alarm(cm: CaseMaps, model: PretrainedMAE) -> dict:
+    """Per map: the share of its top 1 % body voxels within 3 mm of the mask edge / in CSF (falsealarm)."""
+    csf = csf_mask(cm.image[0], cm.body, cm.case.sequences[0] if cm.case.sequences else "", cm.label)
+    return {k: false_alarm_shares(v, cm.body, tuple(model.preprocess.spacing), csf) for k, v in cm.maps.items()}
+
+
 def _record(cm: CaseMaps, cal: Calibration | None, model: PretrainedMAE, cfg: AnomalyConfig) -> dict:
     rec = {
         "case_id": cm.case.case_id, "modality": cm.case.modality, "sequence": cm.case.sequence,
         "score": cm.scores["model"], "scores": cm.scores,
-        "score_statistic": SCORE_STATISTIC.format(q=cfg.score.top_percent),
+        "score_statistic": score_statistic(cfg),
         "label": cm.case.label, "has_label": bool(cm.case.label),
         "body_voxels": int(cm.body.sum()), "covered_fraction": float(cm.stats.covered[cm.body].mean()),
         "midline_voxel": cm.midline, "model_digest": model.digest, "settings_digest": settings_digest(cfg),
         "seconds": cm.seconds, "image_sha256": cm.image_sha256,
+        "contrast": cm.contrast.as_dict() if cm.contrast else None,
+        "false_alarm": _false_alarm(cm, model),
     }
     if cal is not None:
         rec["percentiles"] = {k: cal.percentile(k, v) for k, v in cm.scores.items()}
@@ -123,14 +144,25 @@ def _csv(rows: list[dict], columns: list[str]) -> str:
     return buf.getvalue()
 
 
+def few_healthy(cases: int, minimum: int) -> str | None:
+    """The warning for a calibration on fewer than ``minimum`` healthy scans (None: enough)."""
+    if cases >= minimum:
+        return None
+    return (f"calibrated on {cases} healthy scan(s), fewer than calibration.min_healthy={minimum}: thresholds "
+            "and healthy percentiles rest on too few subjects to be reliable")
+
+
 def _settings(model: PretrainedMAE, cfg: AnomalyConfig, cal: Calibration | None, warnings: list[str]) -> dict:
+    few = None if cal is None else few_healthy(cal.cases, cfg.calibration.min_healthy)
+    warnings = warnings + ([few] if few else [])
     return {
         "medmae_version": __version__, "model": {"kind": model.kind, "name": model.source.name,
                                                  "digest": model.digest, "norm_pix_loss": model.norm_pix_loss,
                                                  "training_ratio": model.ratio, "crop": list(model.crop),
                                                  "spacing": list(model.preprocess.spacing)},
         "config": cfg.model_dump(mode="json", exclude={"tracking"}), "settings_digest": settings_digest(cfg),
-        "score_statistic": SCORE_STATISTIC.format(q=cfg.score.top_percent),
+        "score_statistic": score_statistic(cfg),
+        "contrast": resolve(cfg, model).as_dict(),
         "calibration": None if cal is None else {"thresholds": cal.thresholds, "cases": cal.cases,
                                                  "binary_fpr": cfg.calibration.binary_fpr,
                                                  "min_component_mm3": cal.min_component_mm3,
@@ -149,6 +181,11 @@ def score_inputs(inputs: list[str], model_path: str | os.PathLike, out: str | os
     cases, result.bad = cases_from_inputs(inputs)
     clean_stale(out / "cases")
     for cm in scored_cases(cases, model, cfg, result.bad, "scoring", progress):
+        why = None if cal is None else contrast_mismatch(cal, cm.contrast.as_dict())
+        if why:
+            result.bad.append((cm.case.image[0], why))
+            logger.warning("skipped %s: %s", *result.bad[-1])
+            continue
         rec = write_case(cm, out / "cases" / cm.case.case_id, _record(cm, cal, model, cfg), cal,
                          cfg.calibration.binary_fpr)
         result.records.append(rec)
@@ -170,12 +207,22 @@ def calibrate_inputs(inputs: list[str], model_path: str | os.PathLike, cfg: Anom
     model, warnings = open_model(model_path)
     result = BatchResult(warnings=warnings)
     cases, result.bad = cases_from_inputs(inputs)
-    healthy, digests = [], []
+    healthy, digests, contrasts = [], [], []
     for cm in scored_cases(cases, model, cfg, result.bad, "calibrating", progress):
         healthy.append(({k: cm.maps[k] for k in MAPS}, cm.body, cm.scores))
         digests.append(cm.image_sha256)
+        contrasts.append(cm.contrast)
         result.records.append({"case_id": cm.case.case_id, "scores": cm.scores})
-    cal = calibrate(healthy, model.digest, cfg, digests)
+    used = {(c.map, c.baseline_sign) for c in contrasts}
+    if len(used) > 1:
+        raise CalibrationError(f"the healthy scans were scored with different maps / baseline signs {sorted(used)} "
+                               "(their sequences differ): calibrate one sequence at a time, or set score.map")
+    first = contrasts[0].as_dict() if contrasts else None
+    cal = calibrate(healthy, model.digest, cfg, digests, first and {k: first[k] for k in ("map", "baseline_sign")})
     path = Path(out) if out is not None else default_path(model.folder, model.digest, cfg)
     save_calibration(cal, path)
+    few = few_healthy(cal.cases, cfg.calibration.min_healthy)
+    if few:
+        result.warnings.append(few)
+        logger.warning("%s: %s", path, few)
     return cal, path, result

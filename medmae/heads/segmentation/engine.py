@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 from monai.losses import DiceCELoss
 from torch import nn
+from tqdm import tqdm
 
 from medmae.atomic import atomic_write_text
 from medmae.config.base import flatten, save_config
@@ -191,7 +192,9 @@ class FinetuneTask:
             return None
         v = self.cfg.val
         scores = SegScores(list(self.cfg.data.classes))
-        for case_id, image, ref, spacing in iter_val(cases, self.cfg.data.label_map, self.lut):
+        label_map = self.cfg.data.label_map
+        for case_id, image, ref, spacing in tqdm(iter_val(cases, label_map, self.lut), total=len(cases),
+                                                 desc=f"validation at step {step}", unit="case", leave=False):
             pred = predict_volume(self.model, image, self.cfg.data.crop_size, self.info.device, self.precision,
                                   v.overlap, v.sw_batch_size, v.mode)
             scores.add(pred, ref, spacing, case_id)

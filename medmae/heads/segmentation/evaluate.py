@@ -93,28 +93,46 @@ def _base(cfg: EvaluateConfig, extra: list[str]) -> FinetuneConfig:
     return load_config(FinetuneConfig, cfg.finetune_config, [*cfg.finetune, *extra])
 
 
-def train_arms(cfg: EvaluateConfig) -> list[tuple[dict, Path]]:
-    """Fine-tune every (arm, label count, seed); returns ({arm, label_cases, seed}, model dir)."""
+PARENT_WAIT_S = 30.0
+"""How long the evaluation waits for its own MLflow run before training (to nest the runs under it)."""
+
+
+def train_arms(cfg: EvaluateConfig, parent_run: str | None = None) -> list[tuple[dict, Path]]:
+    """Fine-tune every (arm, label count, seed); returns ({arm, label_cases, seed}, model dir).
+    Runs are named ``[<finetune tracking.run_name>-]<arm>-n<N>-s<seed>`` and nested under
+    ``parent_run`` (the evaluation's run) when they go to its store and experiment."""
     from medmae.heads.segmentation.engine import changed_settings, finetune
 
     out = []
+    prefix = _base(cfg, []).tracking.run_name  # a study's variant: finetune-random-s0-pretrained-n2-s0
+    prefix = f"{prefix}-" if prefix else ""
     for arm, overrides in cfg.arms.items():
         for n in cfg.label_counts:
             for seed in cfg.seeds:
                 run_dir = Path(cfg.out_dir) / arm / f"n{n if n is not None else 'all'}_s{seed}"
                 ft = _base(cfg, [*overrides, f"data.label_cases={'null' if n is None else n}",
                                  f"data.label_seed={seed}", f"train.seed={seed}", f"train.out_dir={run_dir}",
-                                 f"tracking.run_name={arm}-n{n}-s{seed}"])
+                                 f"tracking.run_name={prefix}{arm}-n{n}-s{seed}"])
                 ft.tracking.enabled = ft.tracking.enabled and cfg.tracking.enabled
                 if changed := changed_settings(ft):  # never resume or reuse a model trained otherwise
                     logger.warning("evaluate: %s was trained with other settings (%s): training it again",
                                    run_dir, "; ".join(changed))
                     ft.train.resume = False
+                if parent_run and _same_experiment(ft.tracking, cfg.tracking):
+                    ft.tracking.tags = {**ft.tracking.tags, "mlflow.parentRunId": parent_run}
                 logger.info("evaluate: fine-tuning %s with %s labelled case(s), seed %d", arm, n or "all", seed)
                 result = finetune(ft)
                 out.append(({"arm": arm, "label_cases": n if n is not None else len(result.train_cases),
                              "seed": seed}, result.model_dir))
     return out
+
+
+def _same_experiment(a: TrackingConfig, b: TrackingConfig) -> bool:
+    """Whether runs of ``a`` and ``b`` land in one store and experiment (MLflow nests only there)."""
+    from medmae.tracking.mlflow_run import resolve_tracking_uri
+
+    return (a.experiment == b.experiment
+            and resolve_tracking_uri(a.tracking_uri) == resolve_tracking_uri(b.tracking_uri))
 
 
 def evaluate_model(seg: Segmenter, cache_dir: str, cfg: EvaluateConfig) -> list[dict]:
@@ -160,17 +178,23 @@ def run_evaluation(cfg: EvaluateConfig, tracker: Tracker | None = None) -> list[
     out = Path(cfg.out_dir)
     save_config(cfg, out / "evaluate.yaml")
     cache_dir = _base(cfg, []).data.cache_dir
-    models = ([({"arm": name, "label_cases": None, "seed": None}, Path(p)) for name, p in cfg.models.items()]
-              or train_arms(cfg))
-    device = pick_device(cfg.device)
-    rows = []
-    for key, model_dir in models:
-        model, meta = load_bundle(model_dir)
-        seg = Segmenter(model.to(device), meta, device)
-        logger.info("evaluate: %s (%s labelled, seed %s) on split %r", key["arm"], key["label_cases"], key["seed"],
-                    cfg.split)
-        rows += [{**key, **r} for r in evaluate_model(seg, cache_dir, cfg)]
-    _write_outputs(cfg, out, rows, tracker)
+    if tracker is None:
+        tracker = MlflowTracker(cfg.tracking) if cfg.tracking.enabled else Tracker()
+    tracker.start({"split": cfg.split, "arms": ",".join(cfg.arms if not cfg.models else cfg.models),
+                   "label_counts": str(cfg.label_counts), "seeds": str(cfg.seeds),
+                   "corruptions": str(cfg.corruptions)}, {"head": "segmentation", "kind": "evaluate"})
+    with ending(tracker):  # FINISHED; KILLED on SIGTERM or Ctrl-C, FAILED on an error: never RUNNING for good
+        models = ([({"arm": name, "label_cases": None, "seed": None}, Path(p)) for name, p in cfg.models.items()]
+                  or train_arms(cfg, tracker.wait_for_run(PARENT_WAIT_S)))
+        device = pick_device(cfg.device)
+        rows = []
+        for key, model_dir in models:
+            model, meta = load_bundle(model_dir)
+            seg = Segmenter(model.to(device), meta, device)
+            logger.info("evaluate: %s (%s labelled, seed %s) on split %r", key["arm"], key["label_cases"],
+                        key["seed"], cfg.split)
+            rows += [{**key, **r} for r in evaluate_model(seg, cache_dir, cfg)]
+        _write_outputs(cfg, out, rows, tracker)
     return rows
 
 
@@ -226,7 +250,7 @@ def _csv(rows: list[dict], columns: list[str]) -> str:
     return buf.getvalue()
 
 
-def _write_outputs(cfg: EvaluateConfig, out: Path, rows: list[dict], tracker: Tracker | None) -> None:
+def _write_outputs(cfg: EvaluateConfig, out: Path, rows: list[dict], tracker: Tracker) -> None:
     summary = summarise(rows)
     files = [atomic_write_text(out / "results.csv", _csv(rows, COLUMNS)),
              atomic_write_text(out / "summary.csv", _csv(summary, list(summary[0]) if summary else ["arm"]))]
@@ -236,16 +260,10 @@ def _write_outputs(cfg: EvaluateConfig, out: Path, rows: list[dict], tracker: Tr
     from medmae.heads.segmentation.plots import plot_dice
 
     files += plot_dice(summary, out)
-    if tracker is None:
-        tracker = MlflowTracker(cfg.tracking) if cfg.tracking.enabled else Tracker()
-    tracker.start({"split": cfg.split, "arms": ",".join(cfg.arms if not cfg.models else cfg.models),
-                   "label_counts": str(cfg.label_counts), "seeds": str(cfg.seeds),
-                   "corruptions": str(cfg.corruptions)}, {"head": "segmentation", "kind": "evaluate"})
-    with ending(tracker):  # KILLED, not RUNNING for good, when SIGTERM comes while logging
-        for r in summary:
-            if r["class"] == "mean" and r["dice"] == r["dice"]:
-                name = f"dice/{r['arm']}/n{r['label_cases']}/{r['corruption']}"
-                tracker.log_metrics({name: r["dice"]}, int(round(r["strength"] * 1000)))
-        for f in files:
-            tracker.log_artifact(f, "evaluation")
-        tracker.log_artifact(out / "evaluate.yaml")
+    for r in summary:
+        if r["class"] == "mean" and r["dice"] == r["dice"]:
+            name = f"dice/{r['arm']}/n{r['label_cases']}/{r['corruption']}"
+            tracker.log_metrics({name: r["dice"]}, int(round(r["strength"] * 1000)))
+    for f in files:
+        tracker.log_artifact(f, "evaluation")
+    tracker.log_artifact(out / "evaluate.yaml")

@@ -46,6 +46,8 @@ class Segmenter:
     meta: dict
     device: torch.device
     precision: str = "fp32"
+    progress: bool = False
+    """Progress bars: over the scans (when several) and over each scan's sliding windows."""
 
     @property
     def classes(self) -> dict[str, list[int]]:
@@ -65,7 +67,7 @@ class Segmenter:
         v = self.meta.get("val") or {}
         return predict_volume(self.model, image, self.meta["crop_size"], self.device, self.precision,
                               v.get("overlap", 0.25) if overlap is None else overlap, v.get("sw_batch_size", 2),
-                              v.get("mode", "gaussian"))
+                              v.get("mode", "gaussian"), self.progress)
 
     def label_ids(self, classes: torch.Tensor | np.ndarray) -> np.ndarray:
         """Class indices -> original label ids (each class's first id)."""
@@ -108,7 +110,7 @@ def segment_inputs(seg: Segmenter, inputs: Sequence[str], out_dir: str | Path) -
     report = SegmentReport(bad=list(bad))
     write_label_tables(seg.classes, out)
     t0 = time.perf_counter()
-    for case in tqdm(cases, desc="segment", unit="scan", disable=len(cases) < 2):
+    for case in tqdm(cases, desc="segment", unit="scan", disable=not seg.progress or len(cases) < 2):
         try:
             path, row, structures = segment_case(seg, case, out)
         except (ScanError, ValueError) as e:

@@ -77,8 +77,21 @@ def write_dicom_series(nifti: Path, folder: Path, modality: str = "MR") -> Path:
     """One NIfTI volume -> a DICOM series folder (one slice per file, SimpleITK)."""
     import SimpleITK as sitk
 
+    import locale
+
     img = sitk.Cast(sitk.ReadImage(str(nifti)), sitk.sitkInt16)
     folder.mkdir(parents=True)
+    saved = locale.setlocale(locale.LC_ALL)  # GDCM's writer sets the C locale and leaves it
+    try:
+        _write_slices(img, folder, modality)
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+    return folder
+
+
+def _write_slices(img, folder: Path, modality: str) -> None:
+    import SimpleITK as sitk
+
     direction = img.GetDirection()
     series = "1.2.826.0.1.3680043.2.1125.1.42"
     writer = sitk.ImageFileWriter()
@@ -97,7 +110,6 @@ def write_dicom_series(nifti: Path, folder: Path, modality: str = "MR") -> Path:
             sl.SetMetaData(tag, value)
         writer.SetFileName(str(folder / f"slice_{k:03d}.dcm"))
         writer.Execute(sl)
-    return folder
 
 
 def flipped_copy(nifti: Path, out: Path) -> Path:

@@ -97,11 +97,36 @@ def test_acquisition_protocol_version_and_settings(run, page):
     assert acq["field_of_view_mm"] == pytest.approx([200.0, 200.0, 162.5], abs=0.1) and not acq["dicom"]
 
 
-def test_uncalibrated_run_lists_the_hotspot(tmp_path):
+def test_uncalibrated_run_lists_three_distinct_hotspots(tmp_path):
+    """Three hotspots, highest first (the first at the map's maximum), peaks >= 20 mm apart,
+    each located by source voxel indices and RAS / LPS mm that agree with the NIfTI affine."""
     run = scored_run(tmp_path / "scores", [brain_case()], calibrated=False)
     page = write_report(run, tmp_path / "report.html").read_text(encoding="utf-8")
-    (row,) = _rows(page)
-    amap = np.asarray(nib.load(run / "cases" / "brain1" / "anomaly.nii.gz").dataobj, np.float32)
+    rows = _rows(page)
+    ref = nib.load(run / "cases" / "brain1" / "anomaly.nii.gz")
+    amap = np.asarray(ref.dataobj, np.float32)
     body = np.asarray(nib.load(run / "cases" / "brain1" / "body.nii.gz").dataobj) > 0
-    assert row[1] == "hotspot" and float(row[3]) == pytest.approx(amap[body].max(), rel=1e-3)
+    assert len(rows) == 3 and all(r[1] == "hotspot" for r in rows)
+    assert float(rows[0][3]) == pytest.approx(amap[body].max(), rel=1e-3)
+    peaks = [float(r[3]) for r in rows]
+    assert peaks == sorted(peaks, reverse=True)
+    ras = [np.array([float(v) for v in r[5].split(", ")]) for r in rows]
+    for r, world in zip(rows, ras):
+        ijk = np.array([int(v) for v in r[7].split(", ")])
+        assert np.allclose(nib.affines.apply_affine(ref.affine, ijk), world, atol=0.06)
+        assert np.allclose([float(v) for v in r[6].split(", ")], world * [-1, -1, 1], atol=0.06)
+        assert float(r[3]) == pytest.approx(amap[tuple(ijk)], rel=1e-3) and body[tuple(ijk)]
+    assert min(np.linalg.norm(a - b) for i, a in enumerate(ras) for b in ras[i + 1:]) >= 20.0 - 0.1
     assert "<td>not calibrated</td>" in page
+
+
+def test_hotspots_are_distinct_regions():
+    from medmae.heads.anomaly.findings import find_regions
+
+    m = np.zeros((60, 30, 30), np.float32)
+    body = np.ones(m.shape, bool)
+    for x, v in ((10, 9.0), (13, 8.0), (30, 5.0), (50, 4.0), (55, 3.9)):  # 13 is 3 mm from 10: same place
+        m[x - 1:x + 2, 14:17, 14:17] = v
+    found = find_regions(m, None, body, np.diag([1.0, 1.0, 1.0, 1.0]))
+    assert [f.voxel[0] for f in found] == [9, 29, 49] and [f.peak for f in found] == [9.0, 5.0, 4.0]
+    assert found[0].volume_ml == pytest.approx(54 / 1000)  # the half-maximum region joins the blobs at 10 and 13

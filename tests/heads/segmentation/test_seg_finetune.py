@@ -324,3 +324,13 @@ def test_evaluate_rerun_after_a_finetune_override_change_retrains_the_changed_ar
     with caplog.at_level(logging.WARNING, logger="medmae.heads.segmentation.evaluate"):
         evaluate("train.peak_lr=1e-3")
     assert "other settings" not in caplog.text
+
+
+def test_validation_shows_its_progress(phantoms, tmp_path, capsys):
+    """Validation (sliding window over every validation case) is not silent: a bar per validation."""
+    _, cache, _ = phantoms
+    result = finetune(tiny_finetune(cache, tmp_path / "v", "train.steps=2", "train.val_every=2",
+                                    "data.crop_size=[16,16,16]", "tracking.enabled=false"), Tracker())
+    assert result.val and result.val[-1]["step"] == 2
+    err = capsys.readouterr().err
+    assert "validation at step 2: 100%|" in err, err[-500:]

@@ -118,3 +118,23 @@ def test_segment_writes_viewer_files_and_a_named_dicom_seg(model, tmp_path):
         assert np.array_equal(back.array, expected)
     else:  # an untrained model may predict nothing: the SEG still holds every slice, empty
         assert back.array.shape[2] == src.array.shape[2] and not back.array.any()
+
+
+def test_segment_shows_progress_over_each_scans_windows(model, tmp_path, capsys):
+    """A long scan is not silent: MONAI's bar over the sliding windows (of the real CT), and
+    nothing with --no-progress; the label map is the same either way."""
+    assert main(["segment", "--model", str(model), "--out", str(tmp_path / "a"), str(CT)]) == 0
+    err = capsys.readouterr().err
+    assert "100%|" in err, err[-500:]
+    assert main(["segment", "--model", str(model), "--out", str(tmp_path / "b"), "--no-progress", str(CT)]) == 0
+    assert "100%|" not in capsys.readouterr().err
+    (a,), (b,) = (tmp_path / "a").glob("*_seg.nii.gz"), (tmp_path / "b").glob("*_seg.nii.gz")
+    ids = np.asarray(nib.load(a).dataobj)
+    assert np.array_equal(ids, np.asarray(nib.load(b).dataobj))
+    # every id in the map is named beside it, merged kidneys (2, 3) under their class name, id 2
+    names = json.loads((tmp_path / "a" / "labels.json").read_text())
+    assert names == {"0": "background", "5": "liver", "1": "spleen", "2": "kidneys"}
+    assert {str(int(v)) for v in np.unique(ids)} <= set(names)
+    assert set(slicer_read((tmp_path / "a" / "labels.ctbl").read_text())) == {0, 5, 1, 2}
+    assert itksnap_read((tmp_path / "a" / "labels_itksnap.txt").read_text()) == {0: "Clear Label", 5: "liver",
+                                                                                 1: "spleen", 2: "kidneys"}
