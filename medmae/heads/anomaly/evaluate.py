@@ -100,7 +100,7 @@ def source_metrics(src: list[SourceCase], edges: np.ndarray, rule_thr: float | N
             tp, fp, fn = np.sum([c.rule for c in sick], axis=0)
             rule = 2 * tp / max(2 * tp + fp + fn, 1)
             if rule > out["oracle_dice"]:
-                out["oracle_dice"], best_thr = float(rule), float(rule_thr)
+                out["oracle_dice"], best_thr = float(rule), float(rule_thr) if rule_thr is not None else NAN
     return out, best_thr
 
 
