@@ -126,6 +126,8 @@ def flatten(config: BaseModel | dict, prefix: str = "") -> dict[str, Any]:
         key = f"{prefix}{k}"
         if isinstance(v, dict) and v:
             out.update(flatten(v, key + "."))
+        elif isinstance(v, dict):
+            out[key] = "{}"  # an empty mapping (e.g. tracking.tags) is one flat value
         else:
             out[key] = v
     return out
