@@ -14,7 +14,6 @@ store ``sqlite:///<cwd>/mlruns/mlflow.db`` with artifacts in ``<cwd>/mlruns/arti
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -23,7 +22,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 from medmae.atomic import atomic_write_text
 from medmae.tracking.config import TrackingConfig
@@ -404,27 +403,3 @@ def read_run_file(path: Path, uri: str | None) -> str | None:
     except (OSError, ValueError):
         return None
     return info.get("run_id") if isinstance(info, dict) and info.get("tracking_uri") == uri else None
-
-
-@dataclass
-class RunEnd:
-    """How :func:`ending` ended a run: its status and whether every call reached the store."""
-
-    status: str = "RUNNING"
-    ok: bool = False
-
-
-@contextlib.contextmanager
-def ending(tracker: Tracker) -> Iterator[RunEnd]:
-    """``with ending(tracker) as end:`` a block that logs to a started run, then ends it:
-    FINISHED when the block completes, KILLED on Ctrl-C or SIGTERM, FAILED on an error (which
-    is re-raised), so no run is left RUNNING by a command that stopped while logging."""
-    end = RunEnd("FAILED")
-    try:
-        yield end
-        end.status = "FINISHED"
-    except KeyboardInterrupt:
-        end.status = "KILLED"
-        raise
-    finally:
-        end.ok = tracker.finish(end.status)

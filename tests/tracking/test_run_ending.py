@@ -9,7 +9,8 @@ import pytest
 from medmae.heads.anomaly.results import log_to_mlflow
 from medmae.interrupts import Interrupted
 from medmae.tracking.config import TrackingConfig
-from medmae.tracking.mlflow_run import MlflowTracker, Tracker, ending
+from medmae.tracking.mlflow_run import MlflowTracker, Tracker
+from medmae.tracking.run_end import ending
 
 
 class Recorder(Tracker):

@@ -126,7 +126,8 @@ def log_to_mlflow(tracking, data: dict, settings: dict, out: Path, tracker=None)
     """One MLflow run (``tracker``'s, else a new one): settings as params, every metric as
     ``<map>.<metric>``, files as artifacts."""
     from medmae.config.base import flatten
-    from medmae.tracking.mlflow_run import MlflowTracker, ending
+    from medmae.tracking.mlflow_run import MlflowTracker
+    from medmae.tracking.run_end import ending
 
     tracker = tracker or MlflowTracker(tracking)
     params = {**flatten(settings.get("config") or {}), "model.digest": settings["model"]["digest"],

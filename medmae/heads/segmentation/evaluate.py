@@ -49,7 +49,8 @@ from medmae.heads.segmentation.metrics import SegScores
 from medmae.heads.segmentation.predict import Segmenter
 from medmae.preprocess.inverse import to_source_grid
 from medmae.tracking.config import TrackingConfig
-from medmae.tracking.mlflow_run import MlflowTracker, Tracker, ending
+from medmae.tracking.mlflow_run import MlflowTracker, Tracker
+from medmae.tracking.run_end import ending
 from medmae.device import pick_device
 
 logger = logging.getLogger(__name__)
