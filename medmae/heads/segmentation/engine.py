@@ -194,7 +194,8 @@ class FinetuneTask:
         scores = SegScores(list(self.cfg.data.classes))
         label_map = self.cfg.data.label_map
         for case_id, image, ref, spacing in tqdm(iter_val(cases, label_map, self.lut), total=len(cases),
-                                                 desc=f"validation at step {step}", unit="case", leave=False):
+                                                 desc=f"validation at step {step}", unit="case", leave=False,
+                                                 mininterval=0):  # each case takes seconds: show every one
             pred = predict_volume(self.model, image, self.cfg.data.crop_size, self.info.device, self.precision,
                                   v.overlap, v.sw_batch_size, v.mode)
             scores.add(pred, ref, spacing, case_id)
