@@ -83,7 +83,7 @@ class Tracker:
     local_log: Path | None = None
     """The run's local metrics log (named in warnings about what did not reach MLflow)."""
     run_file: Path | None = None
-    """Where the MLflow run's id is written once the run exists (see :func:`read_run_file`)."""
+    """Where the MLflow run's id is written once the run exists (see :func:`medmae.tracking.run_file.read_run_file`)."""
 
     def start(self, params: Mapping[str, Any], tags: Mapping[str, str], run_name: str | None = None) -> None: ...
 
@@ -394,12 +394,3 @@ def _last_steps(client, run) -> tuple[int, int]:
         else:
             train = max(train, last)
     return train, system + 1
-
-
-def read_run_file(path: Path, uri: str | None) -> str | None:
-    """The run id a tracker wrote to ``path`` for the store ``uri`` (None if none / another store)."""
-    try:
-        info = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
-    return info.get("run_id") if isinstance(info, dict) and info.get("tracking_uri") == uri else None

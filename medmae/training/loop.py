@@ -27,7 +27,8 @@ import yaml
 
 from medmae.config.base import StrictModel
 from medmae.tracking.metrics_log import MetricsLog
-from medmae.tracking.mlflow_run import MlflowTracker, Tracker, read_run_file
+from medmae.tracking.mlflow_run import MlflowTracker, Tracker
+from medmae.tracking.run_file import read_run_file
 from medmae.training.checkpoint import CheckpointDir, load_checkpoint
 from medmae.training.distributed import DistInfo, init_distributed, shutdown
 from medmae.training.lock import out_dir_lock

@@ -24,7 +24,8 @@ def _load_with_monai(bundle):
     parser["bundle_root"] = str(bundle)
     parser["device"] = "$torch.device('cpu')"
     net = parser.get_parsed_content("network")
-    for expr in parser.get_parsed_content("initialize"):  # runs load_state_dict(torch.load(models/model.pt))
+    assert "weights_only=True" in parser["load_weights"]  # the bundle never unpickles code
+    for expr in parser.get_parsed_content("initialize"):  # loads models/model.pt, weights only
         assert not expr.missing_keys and not expr.unexpected_keys
     return net, parser
 
