@@ -33,7 +33,8 @@ import numpy as np
 from medmae.atomic import atomic_write, atomic_write_text
 from medmae.synth.inserted import insert, mask_on, register_mni
 
-DATA = Path("/work/shared/data/brain")
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "brain"
+"""../shared/data/brain beside the repository (--data to name another copy)."""
 STROKES = ("bwsrsub-183", "bwsrsub-1252")
 GAIN = 0.6
 
@@ -48,6 +49,9 @@ def _save(array: np.ndarray, like: nib.Nifti1Image, path: Path, dtype) -> str:
 
 
 def build(out: Path, data: Path = DATA) -> tuple[Path, Path]:
+    """Write the set under ``out``; the manifests name every file by its absolute path (a
+    relative one would be read against the manifest's own folder)."""
+    out, data = out.resolve(), data.resolve()
     scans = out / "scans"
     scans.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -87,5 +91,7 @@ def build(out: Path, data: Path = DATA) -> tuple[Path, Path]:
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, required=True)
-    for path in build(p.parse_args().out):
+    p.add_argument("--data", type=Path, default=DATA, help="the brain data folder (default: %(default)s)")
+    a = p.parse_args()
+    for path in build(a.out, a.data):
         print(path)
