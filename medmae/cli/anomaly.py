@@ -128,8 +128,8 @@ def run_evaluate(args) -> int:
 
     cfg = _config(args)
     out = Path(args.out)
-    cases, skipped, settings = read_runs([Path(r) for r in args.runs], [Path(h) for h in args.healthy])
     try:
+        cases, skipped, settings = read_runs([Path(r) for r in args.runs], [Path(h) for h in args.healthy])
         results = evaluate_cases(cases, settings, cfg.evaluation)
     except ValueError as e:
         print(f"medmae anomaly evaluate: error: {e}", file=sys.stderr)

@@ -1,7 +1,7 @@
 """Healthy-only calibration: voxel thresholds at set false-positive rates, case-score norms.
 
 A calibration is computed from scans of healthy subjects only, never from the scans it is
-later used on. For each map (model, baseline, combined) and each FPR f, the threshold is
+later used on. For each map (model, [features,] baseline, combined: config.map_names) and each FPR f, the threshold is
 the (1 - f) quantile of the map's values pooled over every body voxel of the healthy
 scans, so about a fraction f of healthy voxels lies above it. The healthy case scores are
 kept too: a scored case's percentile says where it falls among healthy subjects, and the
@@ -10,7 +10,8 @@ mark a calibration scan it is given as in-sample and keep it out of held-out fig
 
 Stored as JSON beside the model (``anomaly_calibration_<weights digest>_<settings>.json``)
 with the model's weights digest and the scoring settings' digest: loading it for other
-weights or other scoring settings is an error naming the file.
+weights or other scoring settings (naming the settings that differ), or one without thresholds
+for every map these settings make, is an error naming the file.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import numpy as np
 from scipy import ndimage
 
 from medmae.atomic import atomic_write_text
-from medmae.heads.anomaly.config import AnomalyConfig
+from medmae.heads.anomaly.config import AnomalyConfig, map_names
 
 FORMAT = "medmae-anomaly-calibration"
 
@@ -129,8 +130,25 @@ def load_calibration(path: str | os.PathLike, model_digest: str, cfg: AnomalyCon
                                f"{model_digest}; calibrate this model on healthy scans first")
     if cal.settings_digest != settings_digest(cfg):
         raise CalibrationError(f"{path}: calibrated with other scoring settings ({cal.settings_digest} != "
-                               f"{settings_digest(cfg)}: {cal.settings['score']})")
+                               f"{settings_digest(cfg)}: {_differences(cal.settings, cfg)})")
+    names = map_names(cfg.score)
+    if sorted(cal.thresholds) != sorted(names):
+        raise CalibrationError(f"{path}: has thresholds for the maps {', '.join(sorted(cal.thresholds))}, but these "
+                               f"settings make {', '.join(names)} (score.feature_bank "
+                               f"{'set' if 'features' in names else 'not set'}; a calibration of an older medmae, "
+                               "whose feature map replaced the model map?): calibrate again")
     return cal
+
+
+def _differences(stored: dict, cfg: AnomalyConfig) -> str:
+    """The score / baseline settings whose values differ between a calibration and ``cfg``, in words."""
+    ours = {"score": cfg.score.model_dump(mode="json"), "baseline": cfg.baseline.model_dump(mode="json")}
+    diff = [f"{part}.{k} {v!r} (these settings: {ours[part].get(k)!r})"
+            for part in ("score", "baseline") for k, v in sorted((stored.get(part) or {}).items())
+            if k not in ("device", "sw_batch_size") and ours[part].get(k) != v]
+    diff += [f"{part}.{k} not recorded (these settings: {v!r})" for part in ("score", "baseline")
+             for k, v in sorted(ours[part].items()) if k not in (stored.get(part) or {})]
+    return "calibrated with " + "; ".join(diff) if diff else f"{stored.get('score')}"
 
 
 def remove_small(binary: np.ndarray, spacing: tuple[float, ...], min_mm3: float) -> np.ndarray:

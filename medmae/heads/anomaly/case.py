@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from medmae.heads.anomaly.compat import check_case, check_spacing
-from medmae.heads.anomaly.config import AnomalyConfig
+from medmae.heads.anomaly.config import AnomalyConfig, map_names
 from medmae.heads.anomaly.contrast import Contrast, resolve
 from medmae.heads.anomaly.features import FeatureBank, bank_features, feature_map
 from medmae.heads.anomaly.identity import image_digest
@@ -21,16 +21,13 @@ from medmae.io.manifest import Case, read_manifest
 from medmae.preprocess.case import prepare_case
 from medmae.preprocess.midline import estimate_midline
 
-MAPS = ("model", "baseline", "combined")
-"""The three maps every case gets: the MAE's, the intensity baseline, their combination."""
-
-
 @dataclass
 class CaseMaps:
     """A scored case on the preprocessed grid (RAS, the model's spacing).
 
     image: (C, X, Y, Z) preprocessed scan; body: (X, Y, Z) bool; label: (X, Y, Z) int16 or None;
-    maps: {"model", "baseline", "combined"} -> (X, Y, Z) float32; stats: the MAE's error statistics;
+    maps: config.map_names(score) ("model", ["features",] "baseline", "combined") -> (X, Y, Z)
+    float32; stats: the MAE's error statistics;
     scores: case score per map; meta: prepare_case's meta (maps results back to the source grid).
     """
 
@@ -92,14 +89,19 @@ def feature_bank(model: PretrainedMAE, manifest: str) -> FeatureBank:
 
 def derive_maps(stats: ErrorStats, image: np.ndarray, body: np.ndarray, contrast: Contrast, cfg: AnomalyConfig,
                 spacing: tuple[float, ...], features: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """The three (X, Y, Z) maps of MAPS from a scan's error statistics (or, given, its feature
-    map as the MAE map), per the score settings."""
+    """The (X, Y, Z) maps of ``map_names(cfg.score)`` from a scan's error statistics and, with
+    score.feature_bank, its (X, Y, Z) feature map (``features``; normalised and cut at the rim
+    as the MAE map is), per the score settings."""
     s = cfg.score
-    mae = anomaly_map(stats, contrast.map, body, s.channel, s.median_filter) if features is None else features
+    if (features is None) != (s.feature_bank is None):
+        raise ValueError("a feature map is given exactly when score.feature_bank is set")
+    mae = anomaly_map(stats, contrast.map, body, s.channel, s.median_filter)
     if s.normalise == "edge":
         mae = edge_normalised(mae, body, spacing)
+        features = None if features is None else edge_normalised(features, body, spacing)
     base = intensity_baseline(image, body, cfg.baseline.channel, contrast.baseline_sign)
-    out = {"model": mae, "baseline": base, "combined": combined_map(mae, base, body, s.combine)}
+    made = {"model": mae, "features": features, "baseline": base, "combined": combined_map(mae, base, body, s.combine)}
+    out = {k: made[k] for k in map_names(s)}
     if s.rim_mm > 0:
         inner = edge_distance_mm(body, spacing) > s.rim_mm
         out = {k: np.where(inner, v, 0.0).astype(np.float32) for k, v in out.items()}

@@ -45,15 +45,19 @@ class ScoreConfig(StrictModel):
     high: bright normal structures that the MAE reconstructs well, the baseline's false
     positives, are suppressed; so is a lesion the MAE reconstructs)."""
     feature_bank: str | None = None
-    """A manifest of reference scans (healthy scans, or the training scans) whose encoder token
-    features form a memory bank; when set, the MAE map is the feature-space map (each token's
-    distance to its nearest bank token, PatchCore-style, upsampled to voxels;
-    medmae.heads.anomaly.features) instead of the reconstruction error. None: reconstruction."""
+    """A manifest of reference scans (healthy scans, or the training scans; never the scans
+    evaluated, or the map's figures are in-sample) whose encoder token features form a memory
+    bank; when set, every case gets a fourth map, ``features`` (features.nii.gz, case score
+    features_score): each token's distance to its nearest bank token, PatchCore-style,
+    upsampled to voxels (medmae.heads.anomaly.features), calibrated and evaluated beside the
+    reconstruction map, which stays the ``model`` map (and the one combined with the baseline).
+    None: no feature map (the three maps model, baseline, combined)."""
     normalise: Literal["none", "edge"] = "none"
     """edge: the anomaly map divided, per band of distance to the mask edge (0-1.5-3-4.5-6-9-12 mm
     and beyond), by its robust scale in that band (times its scale in the whole body): errors
     relative to the error expected at that depth in the same case, against false alarms on the
-    rim of a skull-stripped brain (maps.edge_normalised). Applied to the MAE map before combining."""
+    rim of a skull-stripped brain (maps.edge_normalised). Applied to the MAE map before combining
+    (and to the feature map, when score.feature_bank is set)."""
     rim_mm: float = Field(0.0, ge=0)
     """Score inside the body mask eroded by this many mm: every map is 0 within ``rim_mm`` of
     the mask's edge (the body mask itself, and so the voxels evaluated, stay the same).
@@ -84,6 +88,27 @@ class ScoreConfig(StrictModel):
         if v and v % 2 == 0:
             raise ValueError(f"median_filter must be odd (or 0), got {v}")
         return v
+
+
+BASE_MAPS = ("model", "baseline", "combined")
+"""The maps of every run: the MAE's reconstruction map, the intensity baseline, their combination."""
+FEATURE_MAP = "features"
+"""The feature-space map, made when score.feature_bank is set (after "model" in map_names)."""
+
+
+def map_names(score: ScoreConfig | dict | None) -> tuple[str, ...]:
+    """The maps a run makes, in order: BASE_MAPS, with FEATURE_MAP after "model" when
+    ``score.feature_bank`` is set. ``score``: the settings, or their JSON form (settings.json's
+    config.score, a calibration's settings.score); None or no ``feature_bank`` key (files of an
+    older medmae): no feature map. The single source of the map list of score, calibrate,
+    evaluate and report."""
+    bank = score.feature_bank if isinstance(score, ScoreConfig) else (score or {}).get("feature_bank")
+    return (BASE_MAPS[0], FEATURE_MAP, *BASE_MAPS[1:]) if bank else BASE_MAPS
+
+
+def run_map_names(settings: dict) -> tuple[str, ...]:
+    """:func:`map_names` of a score run's settings.json (its ``config.score``)."""
+    return map_names((settings.get("config") or {}).get("score"))
 
 
 class BaselineConfig(StrictModel):

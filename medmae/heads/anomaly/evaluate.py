@@ -1,4 +1,4 @@
-"""``evaluate``: one table per run, the MAE map beside the intensity baseline and their mix.
+"""``evaluate``: one table per run, the MAE map (and feature map) beside the intensity baseline and their mix.
 
 One voxel set everywhere: the voxels inside each scan's body mask (lesion voxels outside
 it are scored by no metric; their share is reported per case). Two grids:
@@ -31,8 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from medmae.heads.anomaly.calibration import remove_small
-from medmae.heads.anomaly.case import MAPS
-from medmae.heads.anomaly.config import EvaluationConfig
+from medmae.heads.anomaly.config import EvaluationConfig, run_map_names
 from medmae.heads.anomaly.counts import CaseCounts, case_counts, healthy_fpr, threshold_metrics
 from medmae.heads.anomaly.metrics import (bin_edges, case_auroc, detection_summary, dice_curve, hist_auprc,
                                           hist_auroc, histograms, percentile_ci, voxel_auc)
@@ -175,14 +174,20 @@ def case_table(cases: list[ScoredCase]) -> list[dict]:
     return rows
 
 
-def evaluate_cases(cases: list[ScoredCase], settings: dict, cfg: EvaluationConfig) -> list[MapResult]:
-    """MapResult for model, baseline and combined maps, at the run's calibrated FPR if any."""
+def evaluate_cases(cases: list[ScoredCase], settings: dict, cfg: EvaluationConfig,
+                   names: tuple[str, ...] | None = None) -> list[MapResult]:
+    """MapResult per map of the run (``names``; None = config.run_map_names of its settings:
+    model, [features,] baseline, combined), at the run's calibrated FPR if any."""
     if not cases:
         raise ValueError("no case with a lesion mask or in a healthy run: nothing to evaluate")
+    names = run_map_names(settings) if names is None else names
     cal = settings.get("calibration")
     key = f"{cal['binary_fpr']:g}" if cal else None
+    if cal and set(names) - set(cal["thresholds"]):
+        raise ValueError(f"the run's calibration has no thresholds for the {', '.join(set(names) - set(cal['thresholds']))}"
+                         f" map (it has {', '.join(cal['thresholds'])}): calibrate with the run's settings")
     out, rows = [], case_table(cases)
-    for name in MAPS:
+    for name in names:
         res = evaluate_map(cases, name, cfg, cal["thresholds"][name] if cal else None, key,
                            cal["min_component_mm3"] if cal else 0.0)
         sick = [c for c in cases if not c.in_sample and c.diseased]

@@ -9,6 +9,7 @@ scores is exactly the one ``binary.nii.gz`` shows (that file is this binary mapp
 the source grid by nearest neighbour).
 
     grid.npz: map_model, map_baseline, map_combined  float32 (X, Y, Z), 0 outside the body
+              map_features                            the same, with score.feature_bank
               body                                    uint8 (X, Y, Z)
               binary                                  uint8 (X, Y, Z), only once calibrated
               affine                                  (4, 4) grid voxel -> RAS mm
@@ -28,6 +29,9 @@ from medmae.io.errors import ScanError
 from medmae.preprocess.spatial import resample_to_grid
 
 GRID_FILE = "grid.npz"
+MAP_FILES = {"model": "anomaly.nii.gz", "features": "features.nii.gz", "baseline": "baseline.nii.gz",
+             "combined": "combined.nii.gz"}
+"""Each map's NIfTI file (source grid) in a case folder."""
 
 
 @dataclass
@@ -61,18 +65,26 @@ def save_grid(path: Path, maps: dict[str, np.ndarray], body: np.ndarray, binary:
 
 
 def load_grid(path: Path, names: tuple[str, ...]) -> GridArrays:
-    """Read ``grid.npz``; ScanError naming it when missing (a run of an older medmae) or broken."""
+    """Read the maps ``names`` of ``grid.npz``; ScanError naming it when missing (a run of an older
+    medmae), broken, or without one of the maps (a case scored with other settings)."""
     if not path.is_file():
         raise ScanError(path, "no model-grid maps: this case was scored by an older medmae; score it again "
                               "(threshold metrics need the maps the thresholds were calibrated on)")
     try:
         with np.load(path) as z:
-            maps = {n: z[f"map_{n}"].astype(np.float32) for n in names}
-            body = z["body"] > 0
-            binary = z["binary"] > 0 if "binary" in z.files else None
-            affine, spacing = z["affine"], tuple(float(s) for s in z["spacing"])
+            missing = [n for n in names if f"map_{n}" not in z.files]
+            held = [f[4:] for f in z.files if f.startswith("map_")]
+            if not missing:
+                maps = {n: z[f"map_{n}"].astype(np.float32) for n in names}
+                body = z["body"] > 0
+                binary = z["binary"] > 0 if "binary" in z.files else None
+                affine, spacing = z["affine"], tuple(float(s) for s in z["spacing"])
     except (OSError, ValueError, KeyError) as e:
         raise ScanError(path, f"unreadable model-grid maps ({type(e).__name__}: {e})") from None
+    if missing:
+        raise ScanError(path, f"holds no {', '.join(missing)} map (it has {', '.join(held)}), but its run's "
+                              f"settings make {', '.join(names)}: a case scored with other settings "
+                              "(score.feature_bank) or by an older medmae; score it again")
     return GridArrays(maps, body, binary, affine, spacing)
 
 

@@ -5,6 +5,7 @@
       spread.nii.gz          std of the residual over the draws that hid each voxel
       reconstruction.nii.gz  what the model expected, in the scan's own intensity units
                              (reconstruction_<c>.nii.gz per channel for multi-channel scans)
+      features.nii.gz        with score.feature_bank: the feature-space map (nearest bank token)
       baseline.nii.gz        the intensity baseline (robust z-score), combined.nii.gz the mix
       body.nii.gz            the body/brain mask the maps are restricted to (uint8)
       binary.nii.gz          once calibrated: map > healthy threshold, small components removed
@@ -30,7 +31,7 @@ from medmae.atomic import atomic_dir, atomic_write, atomic_write_text
 from medmae.heads.anomaly.calibration import Calibration, binary_map
 from medmae.heads.anomaly.case import CaseMaps
 from medmae.heads.anomaly.case_extras import write_extras
-from medmae.heads.anomaly.grid import GRID_FILE, save_grid
+from medmae.heads.anomaly.grid import GRID_FILE, MAP_FILES, save_grid
 from medmae.preprocess.inverse import save_on_source_grid
 
 
@@ -62,10 +63,9 @@ def write_case(cm: CaseMaps, folder: Path, record: dict, cal: Calibration | None
 
 def _write_files(cm: CaseMaps, folder: Path, record: dict, cal: Calibration | None, fpr: float) -> dict:
     meta = cm.meta
-    save_on_source_grid(cm.maps["model"], meta, folder / "anomaly.nii.gz")
+    for name, arr in cm.maps.items():
+        save_on_source_grid(arr, meta, folder / MAP_FILES[name])
     save_on_source_grid(cm.stats.spread.mean(0) * cm.body, meta, folder / "spread.nii.gz")
-    save_on_source_grid(cm.maps["baseline"], meta, folder / "baseline.nii.gz")
-    save_on_source_grid(cm.maps["combined"], meta, folder / "combined.nii.gz")
     save_on_source_grid(cm.body.astype(np.uint8), meta, folder / "body.nii.gz", order=0, dtype=np.uint8)
     expected = _expected(cm)
     for c, norm in enumerate(meta["normalisation"]):

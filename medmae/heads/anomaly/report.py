@@ -25,9 +25,11 @@ import numpy as np
 
 from medmae import __version__
 from medmae.atomic import atomic_write_text
+from medmae.heads.anomaly.config import run_map_names
 from medmae.heads.anomaly.montage import save_montage
 from medmae.heads.anomaly.report_case import (acquisition_lines, case_points, esc, findings_table, map_unit,
                                               percentile_text, protocol_flags, read_acquisition)
+from medmae.heads.anomaly.results import LABELS, ROWS
 from medmae.heads.anomaly.scored import read_settings
 from medmae.heads.anomaly.viewer import VIEWER_JS, case_data, case_viewer, write_script
 
@@ -87,22 +89,24 @@ def _unlisted(run: Path, recs: list[tuple[dict, Path]]) -> list[str]:
 
 
 def _worklist(recs: list[tuple[dict, Path]], settings: dict, min_healthy: int) -> str:
+    feats = "features" in run_map_names(settings)
     rows = []
     for rank, (r, _) in enumerate(recs, 1):
+        f = r["scores"].get("features") if feats else None
         rows.append(f'<tr class="worklist-row" data-rank="{rank}" data-score="{r["score"]:.6g}">'
                     f'<td>{rank}</td><td><a href="#case-{rank}">{esc(r["case_id"])}</a></td><td>{r["score"]:.4g}</td>'
-                    f'<td>{esc(percentile_text(r, settings, min_healthy))}</td><td>{r["scores"]["baseline"]:.4g}</td>'
-                    f'<td>{r.get("binary_voxels", "")}</td></tr>')
+                    f'<td>{esc(percentile_text(r, settings, min_healthy))}</td>'
+                    + (f'<td>{"n/a" if f is None else f"{f:.4g}"}</td>' if feats else "")
+                    + f'<td>{r["scores"]["baseline"]:.4g}</td><td>{r.get("binary_voxels", "")}</td></tr>')
     return ("<table id='worklist'><tr><th>rank</th><th>case</th><th>score</th><th>healthy percentile</th>"
-            "<th>baseline score</th><th>flagged voxels</th></tr>" + "".join(rows) + "</table>")
+            + (f"<th>{LABELS['features']} score</th>" if feats else "")
+            + "<th>baseline score</th><th>flagged voxels</th></tr>" + "".join(rows) + "</table>")
 
 
 def _evaluation(eval_dir: Path | None) -> str:
     if eval_dir is None or not (eval_dir / "evaluation.json").is_file():
         return "<p>No evaluation against lesion masks was run for these scans.</p>"
     data = json.loads((eval_dir / "evaluation.json").read_text())
-    from medmae.heads.anomaly.results import LABELS, ROWS
-
     names = list(data["maps"])
     head = "<tr><th>metric</th>" + "".join(f"<th>{LABELS[n]}</th>" for n in names) + "</tr>"
     body = ""

@@ -27,9 +27,9 @@ from medmae import __version__
 from medmae.atomic import atomic_write_text
 from medmae.heads.anomaly.calibration import (Calibration, CalibrationError, calibrate, contrast_mismatch,
                                               default_path, load_calibration, save_calibration, settings_digest)
-from medmae.heads.anomaly.case import MAPS, CaseMaps, analyse_case
+from medmae.heads.anomaly.case import CaseMaps, analyse_case
 from medmae.heads.anomaly.compat import require_sequence
-from medmae.heads.anomaly.config import AnomalyConfig
+from medmae.heads.anomaly.config import AnomalyConfig, map_names
 from medmae.heads.anomaly.contrast import resolve
 from medmae.heads.anomaly.falsealarm import csf_mask, false_alarm_shares
 from medmae.export.pretrained import PretrainedMAE, load_model
@@ -190,11 +190,10 @@ def score_inputs(inputs: list[str], model_path: str | os.PathLike, out: str | os
                          cfg.calibration.binary_fpr)
         result.records.append(rec)
     result.records.sort(key=lambda r: -r["score"])
+    others = [f"{k}_score" for k in map_names(cfg.score) if k != "model"]
     rows = [{**r, "percentile": (r.get("percentiles") or {}).get("model", ""),
-             "baseline_score": r["scores"]["baseline"], "combined_score": r["scores"]["combined"]}
-            for r in result.records]
-    atomic_write_text(out / "scores.csv", _csv(rows, ["case_id", "score", "percentile", "baseline_score",
-                                                      "combined_score", "has_label"]))
+             **{f"{k}_score": v for k, v in r["scores"].items()}} for r in result.records]
+    atomic_write_text(out / "scores.csv", _csv(rows, ["case_id", "score", "percentile", *others, "has_label"]))
     atomic_write_text(out / "bad.csv", _csv([{"path": p, "problem": q} for p, q in result.bad], ["path", "problem"]))
     atomic_write_text(out / "settings.json", json.dumps(_settings(model, cfg, cal, warnings), indent=1) + "\n")
     return result
@@ -209,7 +208,7 @@ def calibrate_inputs(inputs: list[str], model_path: str | os.PathLike, cfg: Anom
     cases, result.bad = cases_from_inputs(inputs)
     healthy, digests, contrasts = [], [], []
     for cm in scored_cases(cases, model, cfg, result.bad, "calibrating", progress):
-        healthy.append(({k: cm.maps[k] for k in MAPS}, cm.body, cm.scores))
+        healthy.append(({k: cm.maps[k] for k in map_names(cfg.score)}, cm.body, cm.scores))
         digests.append(cm.image_sha256)
         contrasts.append(cm.contrast)
         result.records.append({"case_id": cm.case.case_id, "scores": cm.scores})

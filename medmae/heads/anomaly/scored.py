@@ -20,14 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from medmae.heads.anomaly.case import MAPS
-from medmae.heads.anomaly.grid import GRID_FILE, GridArrays, lesion_on_grid, load_grid
+from medmae.heads.anomaly.config import run_map_names
+from medmae.heads.anomaly.grid import GRID_FILE, MAP_FILES, GridArrays, lesion_on_grid, load_grid
 from medmae.io.errors import ScanError
 from medmae.io.geometry import align_to
 from medmae.io.read import read_volume
 from medmae.io.sanity import check_label
 
-FILES = {"model": "anomaly.nii.gz", "baseline": "baseline.nii.gz", "combined": "combined.nii.gz"}
 
 
 @dataclass
@@ -66,11 +65,29 @@ def read_settings(run: str | os.PathLike) -> dict:
         raise ScanError(path, f"not a `medmae anomaly score` output folder ({e})") from None
 
 
+def check_calibrated_maps(settings: dict, path: str | os.PathLike) -> None:
+    """The calibration a run's settings.json (``path``) records must hold thresholds for
+    exactly the maps its settings make (run_map_names); else a ScanError naming the file
+    and the maps on each side (a calibration made with score.feature_bank on a run without
+    it, or the reverse, or by an older medmae)."""
+    cal = settings.get("calibration")
+    if not cal:
+        return
+    names, held = run_map_names(settings), sorted(cal.get("thresholds") or {})
+    if sorted(names) != held:
+        raise ScanError(path, f"its calibration has thresholds for the maps {', '.join(held)}, but the run made "
+                              f"{', '.join(names)} (score.feature_bank "
+                              f"{'set' if 'features' in names else 'not set'}): calibrate with the run's settings "
+                              "and score again")
+
+
 def check_same_model(runs: list[Path]) -> dict:
     """All runs must come from the same weights and settings; returns the first run's settings."""
     first = read_settings(runs[0])
+    check_calibrated_maps(first, Path(runs[0]) / "settings.json")
     for run in runs[1:]:
         s = read_settings(run)
+        check_calibrated_maps(s, Path(run) / "settings.json")
         if (s["model"]["digest"], s["settings_digest"]) != (first["model"]["digest"], first["settings_digest"]):
             raise ScanError(run / "settings.json", f"scored by model {s['model']['digest']} with settings "
                             f"{s['settings_digest']}, unlike {runs[0]} ({first['model']['digest']}, "
@@ -107,15 +124,16 @@ def read_case(folder: Path, healthy: bool, settings: dict, unlabelled_healthy: b
 
     ``healthy``: the case is in a --healthy run (an empty mask, whatever its label)."""
     record = _record(folder, settings)
-    ref = read_volume(folder / FILES["model"])
+    ref = read_volume(folder / MAP_FILES["model"])
     lesion = _lesion(record, ref, healthy, unlabelled_healthy)
     if lesion is None:
         return None
-    grid = load_grid(folder / GRID_FILE, MAPS)
+    names = run_map_names(settings)
+    grid = load_grid(folder / GRID_FILE, names)
     grid.lesion = lesion_on_grid(lesion, ref.affine, grid)
     maps = {"model": np.asarray(ref.array, np.float32)}
-    for name in MAPS[1:]:
-        maps[name] = np.asarray(read_volume(folder / FILES[name]).array, np.float32)
+    for name in names[1:]:
+        maps[name] = np.asarray(read_volume(folder / MAP_FILES[name]).array, np.float32)
     body = np.asarray(read_volume(folder / "body.nii.gz").array) > 0
     voxel = float(abs(np.linalg.det(ref.affine[:3, :3])))
     return ScoredCase(record["case_id"], maps, body, lesion, not lesion.any(), voxel, record["scores"],

@@ -49,20 +49,34 @@ def test_feature_map_ranks_phantom_lesions_above_healthy_tissue(pretrained):
         bank_features([(healthy[0][0], np.zeros_like(healthy[0][1]), healthy[0][2])], model)
 
 
-def test_score_feature_bank_makes_the_mae_map_the_feature_map(pretrained):
-    """score.feature_bank (a manifest of reference scans): the case's MAE map is the feature map,
-    the bank is built once per model, the baseline stays the same."""
-    from medmae.heads.anomaly.case import analyse_case, feature_bank
+def test_score_feature_bank_adds_the_feature_map_beside_the_reconstruction_map(pretrained):
+    """score.feature_bank (a manifest of reference scans): a fourth map, ``features``, the feature
+    map (edge-normalised with score.normalise=edge, as the model map is); the model, baseline
+    and combined maps stay those of a run without a bank; the bank is built once per model."""
+    from medmae.heads.anomaly.case import analyse_case, derive_maps, feature_bank
     from medmae.heads.anomaly.config import AnomalyConfig
+    from medmae.heads.anomaly.maps import edge_normalised
 
     model, _ = open_model(pretrained.run)
     case = read_manifest(pretrained.lesions)[0]
-    cfg = AnomalyConfig.model_validate({"score": {"feature_bank": str(pretrained.healthy_calib)}})
+    bank_cfg = {"feature_bank": str(pretrained.healthy_train)}
+    cfg = AnomalyConfig.model_validate({"score": bank_cfg})
     cm = analyse_case(case, model, cfg)
-    bank = feature_bank(model, str(pretrained.healthy_calib))
-    assert feature_bank(model, str(pretrained.healthy_calib)) is bank
+    assert tuple(cm.maps) == ("model", "features", "baseline", "combined") and set(cm.scores) == set(cm.maps)
+    bank = feature_bank(model, str(pretrained.healthy_train))
+    assert feature_bank(model, str(pretrained.healthy_train)) is bank
     image, body, floors, _ = _prepared(pretrained.lesions, model)[0]
-    assert np.allclose(cm.maps["model"], feature_map(image, body, floors, model, bank))
+    raw = feature_map(image, body, floors, model, bank)
+    assert np.allclose(cm.maps["features"], raw)
     plain = analyse_case(case, model, AnomalyConfig())
-    assert np.array_equal(cm.maps["baseline"], plain.maps["baseline"])
-    assert not np.allclose(cm.maps["model"], plain.maps["model"])
+    assert tuple(plain.maps) == ("model", "baseline", "combined")
+    for name in plain.maps:
+        assert np.array_equal(cm.maps[name], plain.maps[name]), name
+    assert not np.allclose(cm.maps["features"], cm.maps["model"])
+    spacing = tuple(model.preprocess.spacing)
+    edge = AnomalyConfig.model_validate({"score": {**bank_cfg, "normalise": "edge"}})
+    maps = derive_maps(cm.stats, cm.image, cm.body, cm.contrast, edge, spacing, raw)
+    assert np.allclose(maps["features"], edge_normalised(raw, body, spacing))
+    assert not np.allclose(maps["features"], raw)
+    with pytest.raises(ValueError, match="feature map is given exactly when"):
+        derive_maps(cm.stats, cm.image, cm.body, cm.contrast, AnomalyConfig(), spacing, raw)

@@ -246,9 +246,4 @@ def test_every_metric_scores_the_same_voxels_inside_the_body():
 
 def evaluate_cases_for_model(ev, cases, settings, cfg):
     """evaluate_cases restricted to the model map (the hand-made cases carry no other)."""
-    maps = ev.MAPS
-    try:
-        ev.MAPS = ("model",)
-        return ev.evaluate_cases(cases, settings, cfg)
-    finally:
-        ev.MAPS = maps
+    return ev.evaluate_cases(cases, settings, cfg, names=("model",))
