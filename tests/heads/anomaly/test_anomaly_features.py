@@ -55,7 +55,7 @@ def test_score_feature_bank_adds_the_feature_map_beside_the_reconstruction_map(p
     and combined maps stay those of a run without a bank; the bank is built once per model."""
     from medmae.heads.anomaly.case import analyse_case, derive_maps, feature_bank
     from medmae.heads.anomaly.config import AnomalyConfig
-    from medmae.heads.anomaly.maps import edge_normalised
+    from medmae.heads.anomaly.maps import edge_distance_mm, edge_normalised
 
     model, _ = open_model(pretrained.run)
     case = read_manifest(pretrained.lesions)[0]
@@ -78,5 +78,9 @@ def test_score_feature_bank_adds_the_feature_map_beside_the_reconstruction_map(p
     maps = derive_maps(cm.stats, cm.image, cm.body, cm.contrast, edge, spacing, raw)
     assert np.allclose(maps["features"], edge_normalised(raw, body, spacing))
     assert not np.allclose(maps["features"], raw)
+    rim = AnomalyConfig.model_validate({"score": {**bank_cfg, "rim_mm": 6.0}})
+    maps = derive_maps(cm.stats, cm.image, cm.body, cm.contrast, rim, spacing, raw)
+    inner = edge_distance_mm(body, spacing) > 6.0
+    assert np.array_equal(maps["features"], np.where(inner, raw, 0.0)) and (raw[body & ~inner] > 0).any()
     with pytest.raises(ValueError, match="feature map is given exactly when"):
         derive_maps(cm.stats, cm.image, cm.body, cm.contrast, AnomalyConfig(), spacing, raw)
