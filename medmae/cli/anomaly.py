@@ -114,6 +114,8 @@ def run_calibrate(args) -> int:
     print(f"calibrated on {cal.cases} healthy scan(s), {cal.voxels} voxels -> {path}")
     for fpr, thr in cal.thresholds["model"].items():
         print(f"  voxel FPR {fpr}: threshold {thr:.4g}")
+    for fpr, thr in cal.thresholds.get("features", {}).items():
+        print(f"  feature map, voxel FPR {fpr}: threshold {thr:.4g}")
     for w in res.warnings:
         print(f"  warning: {w}", file=sys.stderr)
     _print_bad(res.bad)
