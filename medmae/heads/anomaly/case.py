@@ -90,14 +90,20 @@ def feature_bank(model: PretrainedMAE, manifest: str) -> FeatureBank:
     return model._built[key]
 
 
+def normalise_map(map_: np.ndarray, body: np.ndarray, cfg: AnomalyConfig, spacing: tuple[float, ...]) -> np.ndarray:
+    """(X, Y, Z) MAE-based map divided by the error expected where it is (score.normalise)."""
+    if cfg.score.normalise == "edge":
+        map_ = edge_normalised(map_, body, spacing)
+    return map_
+
+
 def derive_maps(stats: ErrorStats, image: np.ndarray, body: np.ndarray, contrast: Contrast, cfg: AnomalyConfig,
                 spacing: tuple[float, ...], features: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """The three (X, Y, Z) maps of MAPS from a scan's error statistics (or, given, its feature
     map as the MAE map), per the score settings."""
     s = cfg.score
     mae = anomaly_map(stats, contrast.map, body, s.channel, s.median_filter) if features is None else features
-    if s.normalise == "edge":
-        mae = edge_normalised(mae, body, spacing)
+    mae = normalise_map(mae, body, cfg, spacing)
     base = intensity_baseline(image, body, cfg.baseline.channel, contrast.baseline_sign)
     out = {"model": mae, "baseline": base, "combined": combined_map(mae, base, body, s.combine)}
     if s.rim_mm > 0:
