@@ -17,6 +17,7 @@ registered MNI152 -> IXI002 T1 (affine), gain +0.6 (60 % brighter, texture kept)
 the BraTS-ensemble pseudo-labels > 0 (whole tumour; agreement with that ensemble, not accuracy).
 
     python benchmarks/brain_dev_set.py --out /tmp/brain_dev
+    python benchmarks/brain_dev_set.py --out /tmp/brain_flair --flair   # OUT/flair.csv: the gliomas' FLAIR
 """
 
 from __future__ import annotations
@@ -48,20 +49,43 @@ def _save(array: np.ndarray, like: nib.Nifti1Image, path: Path, dtype) -> str:
     return str(path)
 
 
+def _write_manifest(path: Path, rows: list[dict]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, ["case_id", "image", "modality", "sequence", "label", "mask", "split"])
+    w.writeheader()
+    w.writerows({**r, "split": "train"} for r in rows)
+    atomic_write_text(path, buf.getvalue())
+
+
+def _gliomas(out: Path, data: Path, sequence: str) -> list[dict]:
+    scans = out / "scans"
+    scans.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for g in ("glioma_TCGA-DU-7294", "glioma_TCGA-FG-6692"):
+        img = nib.load(data / g / f"{sequence}.nii.gz")
+        a = np.asarray(img.dataobj)
+        lab = np.asarray(nib.load(data / g / "tumour_pseudolabel.nii.gz").dataobj) > 0
+        rows.append({"case_id": g, "image": str(data / g / f"{sequence}.nii.gz"), "modality": "MR",
+                     "sequence": sequence, "label": _save(lab, img, scans / f"{g}_label.nii.gz", np.uint8),
+                     "mask": _save(a > 0, img, scans / f"{g}_brain.nii.gz", np.uint8)})
+    return rows
+
+
+def build_flair(out: Path, data: Path = DATA) -> Path:
+    """The FLAIR check: the two gliomas' FLAIR with their labels (no healthy FLAIR exists in the
+    set: pretraining on the patients' own scans, no calibration). Returns OUT/flair.csv."""
+    out, data = out.resolve(), data.resolve()
+    path = out / "flair.csv"
+    _write_manifest(path, _gliomas(out, data, "flair"))
+    return path
+
+
 def build(out: Path, data: Path = DATA) -> tuple[Path, Path]:
     """Write the set under ``out``; the manifests name every file by its absolute path (a
     relative one would be read against the manifest's own folder)."""
     out, data = out.resolve(), data.resolve()
     scans = out / "scans"
-    scans.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for g in ("glioma_TCGA-DU-7294", "glioma_TCGA-FG-6692"):
-        img = nib.load(data / g / "t2.nii.gz")
-        a = np.asarray(img.dataobj)
-        lab = np.asarray(nib.load(data / g / "tumour_pseudolabel.nii.gz").dataobj) > 0
-        rows.append({"case_id": g, "image": str(data / g / "t2.nii.gz"), "modality": "MR", "sequence": "t2",
-                     "label": _save(lab, img, scans / f"{g}_label.nii.gz", np.uint8),
-                     "mask": _save(a > 0, img, scans / f"{g}_brain.nii.gz", np.uint8)})
+    rows = _gliomas(out, data, "t2")
     ixi = data / "healthy_IXI002"
     img = nib.load(ixi / "t2.nii.gz")
     a = np.asarray(img.dataobj).astype(np.float32)
@@ -80,11 +104,7 @@ def build(out: Path, data: Path = DATA) -> tuple[Path, Path]:
                 "label": "", "mask": brain_path}]
     paths = (out / "lesions.csv", out / "healthy.csv")
     for path, rs in zip(paths, (rows, healthy)):
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, ["case_id", "image", "modality", "sequence", "label", "mask", "split"])
-        w.writeheader()
-        w.writerows({**r, "split": "train"} for r in rs)
-        atomic_write_text(path, buf.getvalue())
+        _write_manifest(path, rs)
     return paths
 
 
@@ -92,6 +112,7 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--data", type=Path, default=DATA, help="the brain data folder (default: %(default)s)")
+    p.add_argument("--flair", action="store_true", help="the FLAIR check instead: OUT/flair.csv, the gliomas' FLAIR")
     a = p.parse_args()
-    for path in build(a.out, a.data):
+    for path in ([build_flair(a.out, a.data)] if a.flair else build(a.out, a.data)):
         print(path)

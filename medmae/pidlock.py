@@ -45,7 +45,7 @@ def _holder_alive(info: dict) -> bool:
 
 def _read(lock: Path) -> dict | None:
     try:
-        info = json.loads(lock.read_text())
+        info = json.loads(lock.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
     except (OSError, ValueError):

@@ -134,7 +134,7 @@ def _read_meta(d: Path) -> dict[str, Any]:
         if not f.is_file():
             raise ExportError(f"{d}: not an encoder export (no {f.name}; write one with `medmae export`)")
     try:
-        meta = json.loads(meta_path.read_text())
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
         raise ExportError(f"{meta_path}: unreadable ({e})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:

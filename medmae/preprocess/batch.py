@@ -90,7 +90,7 @@ def refused_rows(manifest_path: str | os.PathLike, refused: list[tuple[int, str,
 def cached_meta(cache_dir: Path, case_id: str) -> dict | None:
     """meta.json of a cached case, or None when absent/unreadable."""
     try:
-        return json.loads((case_dir(cache_dir, case_id) / "meta.json").read_text())
+        return json.loads((case_dir(cache_dir, case_id) / "meta.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
 

@@ -105,7 +105,7 @@ def open_case(path: str | os.PathLike) -> CachedCase:
     meta_path = path / "meta.json"
     if not meta_path.exists():
         raise FileNotFoundError(f"{path}: not a cached case (no meta.json)")
-    return CachedCase(path, json.loads(meta_path.read_text()))
+    return CachedCase(path, json.loads(meta_path.read_text(encoding="utf-8")))
 
 
 def read_index(cache_dir: str | os.PathLike) -> list[dict]:
@@ -113,7 +113,7 @@ def read_index(cache_dir: str | os.PathLike) -> list[dict]:
     p = Path(cache_dir) / INDEX
     if not p.exists():
         return []
-    with open(p, newline="") as f:
+    with open(p, newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
 
 

@@ -76,7 +76,7 @@ def _shard_problems(cache: Path, cfg_hash: str) -> dict[str, dict]:
     problems: dict[str, dict] = {}
     for path in sorted((cache / SHARDS).glob("*-of-*.json")):
         try:
-            record = json.loads(path.read_text())
+            record = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
         if record.get("config_hash") == cfg_hash:

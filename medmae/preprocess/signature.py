@@ -29,7 +29,7 @@ def cache_signature(cache_dir: str | os.PathLike) -> dict | None:
     fp = Path(cache_dir) / "fingerprint.json"
     if fp.is_file():
         try:
-            for mod, entry in json.loads(fp.read_text()).items():
+            for mod, entry in json.loads(fp.read_text(encoding="utf-8")).items():
                 if isinstance(entry, dict) and isinstance(entry.get("source_spacing"), dict):
                     spacing[mod] = [float(v) for v in entry["source_spacing"]["max"]]
         except (ValueError, KeyError, TypeError, AttributeError):

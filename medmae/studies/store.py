@@ -61,7 +61,7 @@ def load_result(folder: Path, key: str, kind: str | None = None) -> dict[str, An
     whose recorded source digest differs from the code's now is logged as a warning (and
     returned: the key, code version included, says it is still valid)."""
     try:
-        result = json.loads((folder / RESULT).read_text())
+        result = json.loads((folder / RESULT).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     if result.get("key") != key:

@@ -67,7 +67,7 @@ def _drop_input_example(model_dir: Path) -> None:
     for name in EXAMPLE_FILES:
         (model_dir / name).unlink(missing_ok=True)
     mlmodel = model_dir / "MLmodel"
-    spec = yaml.safe_load(mlmodel.read_text())
+    spec = yaml.safe_load(mlmodel.read_text(encoding="utf-8"))
     spec.pop("saved_input_example_info", None)
     mlmodel.write_text(yaml.safe_dump(spec, sort_keys=False))
 
@@ -137,7 +137,7 @@ def log_logged_model(client, run_id: str, folder: str | os.PathLike, name: str =
     from mlflow.entities import LoggedModelOutput, LoggedModelStatus
 
     run = client.get_run(run_id)
-    spec = yaml.safe_load((Path(folder) / "MLmodel").read_text())
+    spec = yaml.safe_load((Path(folder) / "MLmodel").read_text(encoding="utf-8"))
     model = client._create_logged_model(run.info.experiment_id, name=name, source_run_id=run_id,
                                         flavor="pytorch", serialization_format=_serialization(spec))
     try:

@@ -41,7 +41,7 @@ class MetricsLog:
         if not records:
             return
         if self._file is None:
-            self._file = open(self.path, "a")
+            self._file = open(self.path, "a", encoding="utf-8")
         for r in records:
             self._file.write(json.dumps({k: _finite_or_none(v) for k, v in r.items()}) + "\n")
         self._file.flush()
@@ -55,7 +55,7 @@ class MetricsLog:
 def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
     """Records of a metrics log; a torn (half-written) last line is ignored."""
     out = []
-    for line in Path(path).read_text().splitlines():
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
         try:
             out.append(json.loads(line))
         except json.JSONDecodeError:

@@ -222,7 +222,7 @@ def _lr_key(train: StrictModel) -> str:
 
 def _cache_preprocess(cache_dir: str) -> dict | None:
     p = Path(cache_dir) / "config.yaml"
-    return yaml.safe_load(p.read_text()) if p.is_file() else None
+    return yaml.safe_load(p.read_text(encoding="utf-8")) if p.is_file() else None
 
 
 def _make_tracker(cfg: StrictModel, info: DistInfo, state: dict | None, out_dir: Path) -> Tracker:

@@ -9,7 +9,8 @@ import SimpleITK as sitk
 
 from medmae.synth.inserted import mask_on, mni_template
 
-STROKE = Path("/work/shared/data/brain/stroke_lesion_masks_mni/bwsrsub-1252_lesion.nii.gz")
+STROKE = (Path(__file__).resolve().parents[3] / "shared" / "data" / "brain" / "stroke_lesion_masks_mni"
+          / "bwsrsub-1252_lesion.nii.gz")
 
 
 def test_a_stroke_mask_lands_on_the_template_grid_with_its_volume_and_place():

@@ -16,7 +16,7 @@ from medmae.training.engine import pretrain
 from medmae.training.robust_loss import trimmed_loss
 from training_helpers import make_phantom_cache, tiny_config
 
-GLIOMA = Path("/work/shared/data/brain/glioma_TCGA-DU-7294")
+GLIOMA = Path(__file__).resolve().parents[3] / "shared" / "data" / "brain" / "glioma_TCGA-DU-7294"
 
 
 def test_no_trim_is_the_models_own_loss(tmp_path):

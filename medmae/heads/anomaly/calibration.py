@@ -119,7 +119,7 @@ def load_calibration(path: str | os.PathLike, model_digest: str, cfg: AnomalyCon
     """Read a calibration and check it belongs to these weights and these scoring settings."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
         if data.pop("format") != FORMAT:
             raise ValueError("not an anomaly calibration")
         cal = Calibration(**data)

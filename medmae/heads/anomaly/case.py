@@ -87,6 +87,13 @@ def feature_bank(model: PretrainedMAE, manifest: str) -> FeatureBank:
     return model._built[key]
 
 
+def normalise_map(map_: np.ndarray, body: np.ndarray, cfg: AnomalyConfig, spacing: tuple[float, ...]) -> np.ndarray:
+    """(X, Y, Z) MAE-based map divided by the error expected where it is (score.normalise)."""
+    if cfg.score.normalise == "edge":
+        map_ = edge_normalised(map_, body, spacing)
+    return map_
+
+
 def derive_maps(stats: ErrorStats, image: np.ndarray, body: np.ndarray, contrast: Contrast, cfg: AnomalyConfig,
                 spacing: tuple[float, ...], features: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """The (X, Y, Z) maps of ``map_names(cfg.score)`` from a scan's error statistics and, with
@@ -95,10 +102,8 @@ def derive_maps(stats: ErrorStats, image: np.ndarray, body: np.ndarray, contrast
     s = cfg.score
     if (features is None) != (s.feature_bank is None):
         raise ValueError("a feature map is given exactly when score.feature_bank is set")
-    mae = anomaly_map(stats, contrast.map, body, s.channel, s.median_filter)
-    if s.normalise == "edge":
-        mae = edge_normalised(mae, body, spacing)
-        features = None if features is None else edge_normalised(features, body, spacing)
+    mae = normalise_map(anomaly_map(stats, contrast.map, body, s.channel, s.median_filter), body, cfg, spacing)
+    features = None if features is None else normalise_map(features, body, cfg, spacing)
     base = intensity_baseline(image, body, cfg.baseline.channel, contrast.baseline_sign)
     made = {"model": mae, "features": features, "baseline": base, "combined": combined_map(mae, base, body, s.combine)}
     out = {k: made[k] for k in map_names(s)}

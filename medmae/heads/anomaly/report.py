@@ -67,7 +67,7 @@ def _records(run: Path) -> tuple[list[tuple[dict, Path]], list[str]]:
         if _unfinished(path, run / "cases"):
             continue
         try:
-            rec = json.loads(path.read_text())
+            rec = json.loads(path.read_text(encoding="utf-8"))
             float(rec["score"]), str(rec["case_id"]), float(rec["scores"]["baseline"])
             recs.append((rec, path.parent))
         except (OSError, ValueError, KeyError, TypeError) as e:
@@ -106,7 +106,7 @@ def _worklist(recs: list[tuple[dict, Path]], settings: dict, min_healthy: int) -
 def _evaluation(eval_dir: Path | None) -> str:
     if eval_dir is None or not (eval_dir / "evaluation.json").is_file():
         return "<p>No evaluation against lesion masks was run for these scans.</p>"
-    data = json.loads((eval_dir / "evaluation.json").read_text())
+    data = json.loads((eval_dir / "evaluation.json").read_text(encoding="utf-8"))
     names = list(data["maps"])
     head = "<tr><th>metric</th>" + "".join(f"<th>{LABELS[n]}</th>" for n in names) + "</tr>"
     body = ""

@@ -31,7 +31,7 @@ NORM_UNITS = {"zscore": "MR z-score (brain/body mean 0, sd 1)", "ct_window": "fr
 
 def read_acquisition(folder: Path) -> dict | None:
     try:
-        return json.loads((folder / "acquisition.json").read_text())
+        return json.loads((folder / "acquisition.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
 

@@ -60,7 +60,7 @@ class ScoredCase:
 def read_settings(run: str | os.PathLike) -> dict:
     path = Path(run) / "settings.json"
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise ScanError(path, f"not a `medmae anomaly score` output folder ({e})") from None
 
@@ -108,7 +108,7 @@ def _lesion(record: dict, ref, healthy: bool, unlabelled_healthy: bool) -> np.nd
 def _record(folder: Path, settings: dict) -> dict:
     path = folder / "case.json"
     try:
-        record = json.loads(path.read_text())
+        record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise ScanError(path, f"unreadable case record ({e})") from None
     ours = (settings["model"]["digest"], settings["settings_digest"])

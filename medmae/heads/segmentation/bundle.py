@@ -50,7 +50,7 @@ def find_bundle(path: str | os.PathLike) -> Path:
 def load_bundle(path: str | os.PathLike) -> tuple[SegmentationViT, dict[str, Any]]:
     """(network with the trained weights, in eval mode, on the CPU; its description)."""
     d = find_bundle(path)
-    meta = json.loads((d / META).read_text())
+    meta = json.loads((d / META).read_text(encoding="utf-8"))
     if meta.get("format") != FORMAT:
         raise ConfigError(f"{d / META}: not a {FORMAT} description")
     if sha256_of([d / WEIGHTS]) != meta.get("sha256"):

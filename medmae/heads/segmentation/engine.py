@@ -259,7 +259,7 @@ def changed_settings(cfg: FinetuneConfig) -> list[str]:
     saved_path = Path(cfg.train.out_dir) / "config.yaml"
     if not saved_path.is_file():
         return []
-    saved = flatten(yaml.safe_load(saved_path.read_text()) or {})
+    saved = flatten(yaml.safe_load(saved_path.read_text(encoding="utf-8")) or {})
     now = flatten(cfg.model_dump(mode="json"))
     keys = [k for k in sorted(set(saved) | set(now)) if not k.startswith(NOT_TRAINING)]
     return [f"{k}: was {saved.get(k, '(unset)')!r}, now {now.get(k, '(unset)')!r}"

@@ -9,7 +9,7 @@ import pytest
 from medmae.heads.anomaly.config import AnomalyConfig
 from medmae.heads.anomaly.maps import abnormal_ml, case_statistic, intensity_baseline
 
-BRAIN = Path("/work/shared/data/brain")
+BRAIN = Path(__file__).resolve().parents[4] / "shared" / "data" / "brain"  # ../shared beside the repository
 
 
 def test_abnormal_volume_grows_with_the_lesion_where_the_top_mean_saturates():

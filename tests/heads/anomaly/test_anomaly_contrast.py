@@ -15,7 +15,7 @@ from medmae.heads.anomaly.maps import MAD_TO_SD, combined_map, intensity_baselin
 from medmae.heads.inputs import cases_from_inputs
 from medmae.io.manifest import Case
 
-BRAIN = Path("/work/shared/data/brain")
+BRAIN = Path(__file__).resolve().parents[4] / "shared" / "data" / "brain"  # ../shared beside the repository
 
 
 def _model(sequences=None, channels=1):

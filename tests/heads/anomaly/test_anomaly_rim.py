@@ -16,7 +16,7 @@ from medmae.heads.anomaly.run import open_model
 from medmae.io.manifest import read_manifest
 from medmae.synth.inserted import insert
 
-BRAIN = Path("/work/shared/data/brain")
+BRAIN = Path(__file__).resolve().parents[4] / "shared" / "data" / "brain"  # ../shared beside the repository
 
 
 def _rim(map_, body, spacing, top_percent=1.0):
