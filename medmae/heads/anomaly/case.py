@@ -45,6 +45,8 @@ class CaseMaps:
     """sha256 of the scan's image bytes (:func:`medmae.heads.anomaly.identity.image_digest`)."""
     contrast: Contrast | None = None
     """The map kind and baseline sign used (score.map / baseline.sign resolved by sequence)."""
+    in_feature_bank: bool = False
+    """The scan is one of score.feature_bank's: its feature map is in-sample (its tokens are in the bank)."""
 
 
 def unit_map(kind: str, image: np.ndarray, body: np.ndarray, anatomy: np.ndarray | None, path: str
@@ -79,11 +81,13 @@ def feature_bank(model: PretrainedMAE, manifest: str) -> FeatureBank:
     """The feature bank of the reference scans ``manifest`` names (built once per model)."""
     key = ("feature_bank", str(manifest))
     if key not in model._built:
-        refs = []
+        refs, digests = [], []
         for case in read_manifest(manifest):
             image, maps, meta = prepare(case, model)
             refs.append((image, maps["body"].astype(bool), [p["floor"] for p in meta["normalisation"]]))
+            digests.append(image_digest(case))
         model._built[key] = bank_features(refs, model)
+        model._built[key].inputs = frozenset(digests)
     return model._built[key]
 
 
@@ -127,12 +131,13 @@ def analyse_case(case: Case, model: PretrainedMAE, cfg: AnomalyConfig) -> CaseMa
     stats = score_volume(image, body, units, model, s, floors)
     t2 = time.perf_counter()
     contrast = resolve(cfg, model, case)
-    feats = None if s.feature_bank is None else feature_map(image, body, floors, model,
-                                                             feature_bank(model, s.feature_bank))
+    bank = None if s.feature_bank is None else feature_bank(model, s.feature_bank)
+    feats = None if bank is None else feature_map(image, body, floors, model, bank)
     out = derive_maps(stats, image, body, contrast, cfg, tuple(model.preprocess.spacing), feats)
+    digest = image_digest(case)
     voxel_ml = float(np.prod(model.preprocess.spacing)) / 1000.0
     scores = {k: case_statistic(v, body, s.case_statistic, s.abnormal_level, s.top_percent, voxel_ml)
               for k, v in out.items()}
     return CaseMaps(case, image, body, maps.get("label"), out, stats, scores, meta, midline,
                     {"preprocess": t1 - t0, "score": t2 - t1, "maps": time.perf_counter() - t2},
-                    image_digest(case), contrast)
+                    digest, contrast, bank is not None and digest in bank.inputs)

@@ -171,6 +171,8 @@ def case_table(cases: list[ScoredCase]) -> list[dict]:
         n = int(c.lesion.sum())
         rows.append({"case_id": c.case_id, "in_sample": c.in_sample, "healthy": c.healthy, "lesion_voxels": n,
                      "lesion_outside_body": c.lesion_outside / n if n else None})
+        if c.in_feature_bank is not None:
+            rows[-1]["in_feature_bank"] = c.in_feature_bank
     return rows
 
 

@@ -19,7 +19,7 @@ place of the bank's windows on every part of the anatomy.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -39,6 +39,9 @@ class FeatureBank:
 
     tokens: torch.Tensor
     centre: torch.Tensor
+    inputs: frozenset[str] = field(default_factory=frozenset)
+    """sha256 of the reference scans' images (identity.image_digest): a scan among them is
+    in-sample for the feature map (its own tokens are in the bank)."""
 
     def prepare(self, feats: torch.Tensor) -> torch.Tensor:
         """(B, N, D) raw window features -> (B, N, D) centred by position, L2-normalised."""

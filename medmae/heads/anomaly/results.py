@@ -61,6 +61,10 @@ def _notes(results: list[MapResult], settings: dict) -> list[str]:
     if m.get("in_sample_cases"):
         notes.append(f"{int(m['in_sample_cases'])} case(s) are calibration scans (IN-SAMPLE): left out of every "
                      "figure above except the IN-SAMPLE rows.")
+    banked = [c["case_id"] for c in (results[0].cases if results else []) if c.get("in_feature_bank")]
+    if banked:
+        notes.append(f"{len(banked)} case(s) are feature-bank scans ({', '.join(banked[:10])}): the feature map's "
+                     "figures include them IN-SAMPLE (their own tokens are in the bank).")
     b = results[0].bootstrap if results else 0
     notes.append(f"Brackets: bootstrap 95% intervals over held-out cases ({b} resamples; a count is shown where "
                  "fewer gave a value)." if b else "No bootstrap intervals (evaluation.bootstrap=0).")

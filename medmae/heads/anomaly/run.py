@@ -133,7 +133,18 @@ def _record(cm: CaseMaps, cal: Calibration | None, model: PretrainedMAE, cfg: An
     }
     if cal is not None:
         rec["percentiles"] = {k: cal.percentile(k, v) for k, v in cm.scores.items()}
+    if cfg.score.feature_bank is not None:
+        rec["in_feature_bank"] = cm.in_feature_bank
     return rec
+
+
+def bank_warning(case_ids: list[str], what: str) -> str | None:
+    """The warning for scans that are also feature-bank scans (None: there is none)."""
+    if not case_ids:
+        return None
+    return (f"{len(case_ids)} {what} scan(s) are among score.feature_bank's scans ({', '.join(case_ids[:10])}"
+            f"{', ...' if len(case_ids) > 10 else ''}): their own tokens are in the bank, so their feature map is "
+            "near 0 (in-sample); use a bank of other healthy or training scans")
 
 
 def _csv(rows: list[dict], columns: list[str]) -> str:
@@ -189,13 +200,17 @@ def score_inputs(inputs: list[str], model_path: str | os.PathLike, out: str | os
         rec = write_case(cm, out / "cases" / cm.case.case_id, _record(cm, cal, model, cfg), cal,
                          cfg.calibration.binary_fpr)
         result.records.append(rec)
+    banked = bank_warning([r["case_id"] for r in result.records if r.get("in_feature_bank")], "scored")
+    if banked:
+        result.warnings.append(banked)
+        logger.warning("%s: %s", out, banked)
     result.records.sort(key=lambda r: -r["score"])
     others = [f"{k}_score" for k in map_names(cfg.score) if k != "model"]
     rows = [{**r, "percentile": (r.get("percentiles") or {}).get("model", ""),
              **{f"{k}_score": v for k, v in r["scores"].items()}} for r in result.records]
     atomic_write_text(out / "scores.csv", _csv(rows, ["case_id", "score", "percentile", *others, "has_label"]))
     atomic_write_text(out / "bad.csv", _csv([{"path": p, "problem": q} for p, q in result.bad], ["path", "problem"]))
-    atomic_write_text(out / "settings.json", json.dumps(_settings(model, cfg, cal, warnings), indent=1) + "\n")
+    atomic_write_text(out / "settings.json", json.dumps(_settings(model, cfg, cal, result.warnings), indent=1) + "\n")
     return result
 
 
@@ -206,11 +221,13 @@ def calibrate_inputs(inputs: list[str], model_path: str | os.PathLike, cfg: Anom
     model, warnings = open_model(model_path)
     result = BatchResult(warnings=warnings)
     cases, result.bad = cases_from_inputs(inputs)
-    healthy, digests, contrasts = [], [], []
+    healthy, digests, contrasts, banked = [], [], [], []
     for cm in scored_cases(cases, model, cfg, result.bad, "calibrating", progress):
         healthy.append(({k: cm.maps[k] for k in map_names(cfg.score)}, cm.body, cm.scores))
         digests.append(cm.image_sha256)
         contrasts.append(cm.contrast)
+        if cm.in_feature_bank:
+            banked.append(cm.case.case_id)
         result.records.append({"case_id": cm.case.case_id, "scores": cm.scores})
     used = {(c.map, c.baseline_sign) for c in contrasts}
     if len(used) > 1:
@@ -221,7 +238,8 @@ def calibrate_inputs(inputs: list[str], model_path: str | os.PathLike, cfg: Anom
     path = Path(out) if out is not None else default_path(model.folder, model.digest, cfg)
     save_calibration(cal, path)
     few = few_healthy(cal.cases, cfg.calibration.min_healthy)
-    if few:
-        result.warnings.append(few)
-        logger.warning("%s: %s", path, few)
+    for w in (few, bank_warning(banked, "calibration")):
+        if w:
+            result.warnings.append(w)
+            logger.warning("%s: %s", path, w)
     return cal, path, result

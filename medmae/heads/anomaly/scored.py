@@ -46,6 +46,8 @@ class ScoredCase:
     image_sha256: str = ""
     in_sample: bool = False
     """A calibration scan (its image sha256 is among the calibration's inputs)."""
+    in_feature_bank: bool | None = None
+    """One of score.feature_bank's scans (case.json; None: scored without a bank): its feature map is in-sample."""
 
     @property
     def diseased(self) -> bool:
@@ -137,7 +139,7 @@ def read_case(folder: Path, healthy: bool, settings: dict, unlabelled_healthy: b
     body = np.asarray(read_volume(folder / "body.nii.gz").array) > 0
     voxel = float(abs(np.linalg.det(ref.affine[:3, :3])))
     return ScoredCase(record["case_id"], maps, body, lesion, not lesion.any(), voxel, record["scores"],
-                      folder, grid, record.get("image_sha256", ""))
+                      folder, grid, record.get("image_sha256", ""), in_feature_bank=record.get("in_feature_bank"))
 
 
 def read_runs(runs: list[Path], healthy_runs: list[Path], unlabelled_healthy: bool = False

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from medmae.cli.main import main
-from medmae.io.manifest import Case, write_manifest
+from medmae.io.manifest import Case, read_manifest, write_manifest
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 FOUR = ["model", "features", "baseline", "combined"]
@@ -48,7 +48,7 @@ def test_a_feature_bank_gives_four_maps_scored_calibrated_evaluated_and_reported
         folder = root / "lesions" / "cases" / row["case_id"]
         rec = json.loads((folder / "case.json").read_text())
         assert float(row["features_score"]) == rec["scores"]["features"]
-        assert set(rec["percentiles"]) == set(rec["false_alarm"]) == set(FOUR)
+        assert set(rec["percentiles"]) == set(rec["false_alarm"]) == set(FOUR) and rec["in_feature_bank"] is False
         feat, anomaly = nib.load(folder / "features.nii.gz"), nib.load(folder / "anomaly.nii.gz")
         assert feat.shape == anomaly.shape and np.allclose(feat.affine, anomaly.affine)
         with np.load(folder / "grid.npz") as z, np.load(root / "plain" / "cases" / row["case_id"] / "grid.npz") as p:
@@ -121,6 +121,33 @@ def test_calibrations_and_runs_with_and_without_features_are_not_mixed(runs, pre
     assert first not in {c.case_id for c in cases} and len(cases) >= 1
     (where, why), = skipped
     assert where.endswith(f"{first}/grid.npz") and why.startswith("holds no features map"), (where, why)
+
+
+def test_bank_scans_scored_or_calibrated_are_flagged_in_sample(runs, pretrained, tmp_path):
+    """A scan of the bank itself: case.json in_feature_bank, a warning in settings.json (the
+    report shows it), in calibrate's warnings and in the evaluation's notes."""
+    from medmae.heads.anomaly.config import AnomalyConfig
+    from medmae.heads.anomaly.evaluate import evaluate_cases
+    from medmae.heads.anomaly.results import write_results
+    from medmae.heads.anomaly.run import calibrate_inputs, score_inputs
+    from medmae.heads.anomaly.scored import read_runs
+
+    root, _ = runs
+    banked = read_manifest(pretrained.healthy_train)[0]
+    cfg = AnomalyConfig.model_validate({"score": {"feature_bank": str(pretrained.healthy_train)},
+                                        "calibration": {"fprs": [0.05]}, "evaluation": {"bootstrap": 0}})
+    one = str(write_manifest([banked], tmp_path / "banked.csv"))
+    res = score_inputs([one], pretrained.run, tmp_path / "banked", cfg, progress=False)
+    (rec,) = res.records
+    assert rec["in_feature_bank"] is True
+    warning = f"1 scored scan(s) are among score.feature_bank's scans ({rec['case_id']})"
+    assert any(w.startswith(warning) for w in json.loads((tmp_path / "banked" / "settings.json").read_text())["warnings"])
+    _, _, cal = calibrate_inputs([one], pretrained.run, cfg, tmp_path / "cal.json", progress=False)
+    assert any(w.startswith("1 calibration scan(s) are among score.feature_bank's") for w in cal.warnings)
+    cases, skipped, settings = read_runs([root / "lesions"], [tmp_path / "banked"])
+    assert not skipped and [c.in_feature_bank for c in cases].count(True) == 1
+    data = write_results(evaluate_cases(cases, settings, cfg.evaluation), settings, len(cases), skipped, tmp_path)
+    assert any(n.startswith(f"1 case(s) are feature-bank scans ({rec['case_id']})") for n in data["notes"])
 
 
 def test_real_tumour_scan_gets_a_calibrated_feature_map(pretrained, tmp_path, monkeypatch):
