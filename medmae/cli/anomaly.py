@@ -96,6 +96,8 @@ def run_score(args) -> int:
         print(f"medmae anomaly score: error: {e}", file=sys.stderr)
         return 2
     print(f"scored {len(res.records)} case(s) into {args.out} (scores.csv, cases/*/anomaly.nii.gz)")
+    for w in res.warnings:
+        print(f"  warning: {w}", file=sys.stderr)
     _print_bad(res.bad)
     return 0 if res.records else 1
 
