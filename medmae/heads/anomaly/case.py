@@ -10,6 +10,7 @@ import numpy as np
 from medmae.heads.anomaly.compat import check_case, check_spacing
 from medmae.heads.anomaly.config import AnomalyConfig
 from medmae.heads.anomaly.contrast import Contrast, resolve
+from medmae.heads.anomaly.falsealarm import csf_mask
 from medmae.heads.anomaly.features import FeatureBank, bank_features, feature_map
 from medmae.heads.anomaly.identity import image_digest
 from medmae.heads.anomaly.maps import (anomaly_map, case_statistic, combined_map, edge_distance_mm,
@@ -106,10 +107,28 @@ def derive_maps(stats: ErrorStats, image: np.ndarray, body: np.ndarray, contrast
     mae = normalise_map(mae, body, cfg, spacing)
     base = intensity_baseline(image, body, cfg.baseline.channel, contrast.baseline_sign)
     out = {"model": mae, "baseline": base, "combined": combined_map(mae, base, body, s.combine)}
-    if s.rim_mm > 0:
-        inner = edge_distance_mm(body, spacing) > s.rim_mm
-        out = {k: np.where(inner, v, 0.0).astype(np.float32) for k, v in out.items()}
+    keep = scored_voxels(image, body, contrast, cfg, spacing)
+    if keep is not None:
+        out = {k: np.where(keep, v, 0.0).astype(np.float32) for k, v in out.items()}
     return out
+
+
+def scored_voxels(image: np.ndarray, body: np.ndarray, contrast: Contrast, cfg: AnomalyConfig,
+                  spacing: tuple[float, ...]) -> np.ndarray | None:
+    """(X, Y, Z) bool: where the maps may be non-zero (body minus the rim of score.rim_mm and the
+    CSF class of score.csf_classes); None when both are off. The body itself, and so the voxels
+    evaluated, stay the same."""
+    s = cfg.score
+    if s.rim_mm <= 0 and not s.csf_classes:
+        return None
+    keep = body.copy()
+    if s.rim_mm > 0:
+        keep &= edge_distance_mm(body, spacing) > s.rim_mm
+    if s.csf_classes:
+        c = cfg.baseline.channel
+        seq = contrast.sequences[c] if c < len(contrast.sequences) else ""
+        keep &= ~csf_mask(image[c], body, seq, classes=s.csf_classes)
+    return keep
 
 
 def analyse_case(case: Case, model: PretrainedMAE, cfg: AnomalyConfig) -> CaseMaps:
