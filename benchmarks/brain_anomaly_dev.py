@@ -30,12 +30,12 @@ from pathlib import Path
 import numpy as np
 
 from medmae.atomic import atomic_write_text
-from medmae.heads.anomaly.case import analyse_case, derive_maps, normalise_map
+from medmae.heads.anomaly.case import analyse_case, derive_maps, normalise_map, scored_voxels
 from medmae.heads.anomaly.config import AnomalyConfig
 from medmae.heads.anomaly.falsealarm import csf_mask, false_alarm_shares
 from medmae.heads.anomaly.features import bank_features, feature_map
 from medmae.heads.anomaly.findings import hotspots
-from medmae.heads.anomaly.maps import combined_map, edge_distance_mm
+from medmae.heads.anomaly.maps import combined_map
 from medmae.heads.anomaly.metrics import voxel_auc
 from medmae.heads.anomaly.run import open_model
 from medmae.io.manifest import read_manifest
@@ -111,8 +111,8 @@ def evaluate(model, cases: list, variants: dict[str, list[str]], feats: dict[str
                 if cm.case.case_id in feats:
                     f = feats[cm.case.case_id]
                     f = normalise_map(f, cm.body, cfg, spacing)
-                    if cfg.score.rim_mm > 0:
-                        f = np.where(edge_distance_mm(cm.body, spacing) > cfg.score.rim_mm, f, 0.0)
+                    keep = scored_voxels(cm.image, cm.body, cm.contrast, cfg, spacing)
+                    f = f if keep is None else np.where(keep, f, 0.0)
                     maps["features"] = f
                     maps["features_x_baseline"] = combined_map(f, maps["baseline"], cm.body, "geometric")
                 lab = cm.label > 0

@@ -10,6 +10,7 @@ import numpy as np
 from medmae.heads.anomaly.compat import check_case, check_spacing
 from medmae.heads.anomaly.config import AnomalyConfig, map_names
 from medmae.heads.anomaly.contrast import Contrast, resolve
+from medmae.heads.anomaly.falsealarm import csf_mask
 from medmae.heads.anomaly.features import FeatureBank, bank_features, feature_map
 from medmae.heads.anomaly.identity import image_digest
 from medmae.heads.anomaly.maps import (anomaly_map, case_statistic, combined_map, edge_distance_mm,
@@ -101,8 +102,8 @@ def normalise_map(map_: np.ndarray, body: np.ndarray, cfg: AnomalyConfig, spacin
 def derive_maps(stats: ErrorStats, image: np.ndarray, body: np.ndarray, contrast: Contrast, cfg: AnomalyConfig,
                 spacing: tuple[float, ...], features: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """The (X, Y, Z) maps of ``map_names(cfg.score)`` from a scan's error statistics and, with
-    score.feature_bank, its (X, Y, Z) feature map (``features``; normalised and cut at the rim
-    as the MAE map is), per the score settings."""
+    score.feature_bank, its (X, Y, Z) feature map (``features``; normalised, and cut at the rim
+    and CSF (scored_voxels), as the MAE map is), per the score settings."""
     s = cfg.score
     if (features is None) != (s.feature_bank is None):
         raise ValueError("a feature map is given exactly when score.feature_bank is set")
@@ -111,10 +112,28 @@ def derive_maps(stats: ErrorStats, image: np.ndarray, body: np.ndarray, contrast
     base = intensity_baseline(image, body, cfg.baseline.channel, contrast.baseline_sign)
     made = {"model": mae, "features": features, "baseline": base, "combined": combined_map(mae, base, body, s.combine)}
     out = {k: made[k] for k in map_names(s)}
-    if s.rim_mm > 0:
-        inner = edge_distance_mm(body, spacing) > s.rim_mm
-        out = {k: np.where(inner, v, 0.0).astype(np.float32) for k, v in out.items()}
+    keep = scored_voxels(image, body, contrast, cfg, spacing)
+    if keep is not None:
+        out = {k: np.where(keep, v, 0.0).astype(np.float32) for k, v in out.items()}
     return out
+
+
+def scored_voxels(image: np.ndarray, body: np.ndarray, contrast: Contrast, cfg: AnomalyConfig,
+                  spacing: tuple[float, ...]) -> np.ndarray | None:
+    """(X, Y, Z) bool: where the maps may be non-zero (body minus the rim of score.rim_mm and the
+    CSF class of score.csf_classes); None when both are off. The body itself, and so the voxels
+    evaluated, stay the same."""
+    s = cfg.score
+    if s.rim_mm <= 0 and not s.csf_classes:
+        return None
+    keep = body.copy()
+    if s.rim_mm > 0:
+        keep &= edge_distance_mm(body, spacing) > s.rim_mm
+    if s.csf_classes:
+        c = cfg.baseline.channel
+        seq = contrast.sequences[c] if c < len(contrast.sequences) else ""
+        keep &= ~csf_mask(image[c], body, seq, classes=s.csf_classes)
+    return keep
 
 
 def analyse_case(case: Case, model: PretrainedMAE, cfg: AnomalyConfig) -> CaseMaps:

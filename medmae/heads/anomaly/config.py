@@ -62,6 +62,13 @@ class ScoreConfig(StrictModel):
     """Score inside the body mask eroded by this many mm: every map is 0 within ``rim_mm`` of
     the mask's edge (the body mask itself, and so the voxels evaluated, stay the same).
     Against false alarms on the rim of a skull-stripped brain (partial volume, mask cut)."""
+    csf_classes: int = Field(0, ge=0, le=5)
+    """Suppress CSF (MR brains): every map is 0 in the CSF-side class of a ``csf_classes``-class
+    multi-Otsu of the baseline channel's intensities in the body, per case (the brightest class
+    on T2 and PD, the darkest on FLAIR, T1, T1c and unknown sequences; falsealarm.csf_mask).
+    0 = off; 3 or 4 (narrower). Against false alarms in sulcal and ventricular CSF on T2, where
+    CSF is brighter than most lesions and thinner than a token; a lesion as bright as CSF is
+    suppressed with it (docs/anomaly.md, "Real brains", says how much on the development set)."""
     median_filter: int = Field(0, ge=0)
     """Median filter width in voxels (0 = off; odd), applied inside the body mask."""
     case_statistic: Literal["abnormal_ml", "top_mean"] = "abnormal_ml"
@@ -87,6 +94,14 @@ class ScoreConfig(StrictModel):
     def _odd(cls, v):
         if v and v % 2 == 0:
             raise ValueError(f"median_filter must be odd (or 0), got {v}")
+        return v
+
+    @field_validator("csf_classes")
+    @classmethod
+    def _classes(cls, v):
+        if v in (1, 2):
+            raise ValueError(f"csf_classes must be 0 (off) or 3 to 5 classes, got {v}: with 2 the "
+                             "CSF class would be half the brain")
         return v
 
 

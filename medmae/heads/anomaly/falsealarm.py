@@ -22,12 +22,15 @@ CSF_BRIGHT = {"t2", "pd"}
 """Sequences on which CSF is the brightest tissue (elsewhere it is the darkest)."""
 
 
-def csf_mask(channel: np.ndarray, body: np.ndarray, sequence: str, label: np.ndarray | None = None) -> np.ndarray:
-    """(X, Y, Z) intensities, body -> (X, Y, Z) bool: the CSF-side multi-Otsu class (see module)."""
+def csf_mask(channel: np.ndarray, body: np.ndarray, sequence: str, label: np.ndarray | None = None,
+             classes: int = 3) -> np.ndarray:
+    """(X, Y, Z) intensities, body -> (X, Y, Z) bool: the CSF-side class of a ``classes``-class
+    multi-Otsu of the body's intensities (see module); more classes, a narrower CSF class."""
     v = channel[body]
-    if v.size < 3 or np.ptp(v) == 0:
+    if v.size < classes or np.ptp(v) == 0:
         return np.zeros(body.shape, bool)
-    low, high = threshold_multiotsu(v, classes=3)
+    thresholds = threshold_multiotsu(v, classes=classes)
+    low, high = thresholds[0], thresholds[-1]
     seq = (sequence or "").split(",")[0].strip().lower()
     csf = (channel > high) if seq in CSF_BRIGHT else (channel <= low)
     csf &= body
