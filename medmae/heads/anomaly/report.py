@@ -29,7 +29,6 @@ from medmae.heads.anomaly.config import run_map_names
 from medmae.heads.anomaly.montage import save_montage
 from medmae.heads.anomaly.report_case import (acquisition_lines, case_points, esc, findings_table, map_unit,
                                               percentile_text, protocol_flags, read_acquisition)
-from medmae.heads.anomaly.results import LABELS, ROWS
 from medmae.heads.anomaly.scored import read_settings
 from medmae.heads.anomaly.viewer import VIEWER_JS, case_data, case_viewer, write_script
 
@@ -90,6 +89,8 @@ def _unlisted(run: Path, recs: list[tuple[dict, Path]]) -> list[str]:
 
 def _worklist(recs: list[tuple[dict, Path]], settings: dict, min_healthy: int) -> str:
     feats = "features" in run_map_names(settings)
+    if feats:
+        from medmae.heads.anomaly.results import LABELS  # scikit-learn: imported only when needed
     rows = []
     for rank, (r, _) in enumerate(recs, 1):
         f = r["scores"].get("features") if feats else None
@@ -107,6 +108,8 @@ def _evaluation(eval_dir: Path | None) -> str:
     if eval_dir is None or not (eval_dir / "evaluation.json").is_file():
         return "<p>No evaluation against lesion masks was run for these scans.</p>"
     data = json.loads((eval_dir / "evaluation.json").read_text(encoding="utf-8"))
+    from medmae.heads.anomaly.results import LABELS, ROWS
+
     names = list(data["maps"])
     head = "<tr><th>metric</th>" + "".join(f"<th>{LABELS[n]}</th>" for n in names) + "</tr>"
     body = ""
