@@ -172,9 +172,11 @@ def save_montage(preview: dict, path: Path, threshold: float | None, title: str,
     body = preview["body"] > 0
     points = list(points or [hotspot(preview["map_model"].astype(np.float32), body)])
     style = _style(preview, threshold)
-    fig = plt.figure(figsize=(3 * PANEL_IN + 1.2, len(points) * (PANEL_IN + 0.3) + 0.5), dpi=DPI)
+    height = len(points) * (PANEL_IN + 0.3) + 0.8
+    fig = plt.figure(figsize=(3 * PANEL_IN + 1.2, height), dpi=DPI)
+    # the title's band (0.4 in) above the first row's panel titles (0.35 in): they never overlap
     grid = fig.add_gridspec(len(points), 4, width_ratios=[1, 1, 1, 0.05], wspace=0.04, hspace=0.12,
-                            left=0.01, right=0.9, top=1 - 0.45 / fig.get_size_inches()[1], bottom=0.01)
+                            left=0.01, right=0.9, top=1 - 0.75 / height, bottom=0.01)
     axes, extents = [], []
     for r, p in enumerate(points):
         for c, plane in enumerate(PLANES):
@@ -182,7 +184,7 @@ def save_montage(preview: dict, path: Path, threshold: float | None, title: str,
             extents.append(_panel(ax, preview, p, plane, style, str(r + 1)))
             axes.append((ax, plane, r))
     _colour_bar(fig, fig.add_subplot(grid[:, 3]), style, unit, threshold, threshold_label)
-    fig.suptitle(title, fontsize=11, parse_math=False)
+    fig.suptitle(title, fontsize=11, parse_math=False, y=1 - 0.08 / height, va="top")
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI))
     layout = _layout(fig, axes, extents)
     plt.close(fig)
