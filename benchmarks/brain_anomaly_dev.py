@@ -99,6 +99,7 @@ def evaluate(model, cases: list, variants: dict[str, list[str]], feats: dict[str
     lesion_cases = [cm for cm in cases if cm.label is not None and (cm.label > 0).any()]
     sets = {"glioma": [c for c in lesion_cases if c.case.case_id.startswith("glioma")],
             "inserted": [c for c in lesion_cases if not c.case.case_id.startswith("glioma")]}
+    sets = {k: v for k, v in sets.items() if v}  # the FLAIR check has gliomas only
     for vname, overrides in variants.items():
         cfg = AnomalyConfig.model_validate(_nested(overrides))
         for sname, group in sets.items():

@@ -4,12 +4,19 @@ A finding is one 26-connected component of ``binary.nii.gz`` (calibrated runs). 
 the voxel of the highest anomaly-map value inside it; the location is given at that peak in
 world millimetres (RAS+ as NIfTI and nibabel, LPS+ as DICOM and ITK) and as the source
 scan's voxel indices (i, j, k; for a DICOM series i = column, j = row, k = slice in order
-along the slice normal). Findings are sorted by peak score, highest first. An uncalibrated
-run has no binary map: it lists the top :data:`HOTSPOTS` distinct hotspots instead. The
-first is the map's maximum inside the body; each next one is the highest voxel outside the
-regions already listed and at least :data:`HOTSPOT_SPACING_MM` from their peaks. A
-hotspot's region is the 26-connected set of voxels around its peak whose map value is at
-least half the peak (its volume and mean are those of that region).
+along the slice normal). Findings are sorted by peak, highest first. An uncalibrated run has no binary map: it
+lists the top :data:`HOTSPOTS` distinct hotspots instead. The first is the maximum inside
+the body; each next one is the highest voxel outside the regions already listed and at
+least :data:`HOTSPOT_SPACING_MM` from their peaks. A hotspot's region is the 26-connected
+set of voxels around its peak whose map value is at least half the peak (its volume and
+mean are those of that region).
+
+Ties in the peak are broken by the map smoothed by a Gaussian of :data:`PEAK_SMOOTH_MM`
+inside the body (:func:`peak_map`), so a region outranks a lone voxel of the same height.
+Ties are common where preprocessing clips intensities: on FLAIR a large lesion's voxels and
+scattered bright voxels all sit at the clip value, and breaking those ties by array order
+sent the first hotspot of the intensity baseline away from both glioma lesions of the
+development set (issue 20).
 """
 
 from __future__ import annotations
@@ -26,6 +33,19 @@ HOTSPOTS = 3
 """Hotspots listed for a run without a binary map (uncalibrated)."""
 HOTSPOT_SPACING_MM = 20.0
 """Minimum distance (world mm) between the peaks of two listed hotspots."""
+PEAK_SMOOTH_MM = 2.0
+"""Gaussian sigma (world mm) of the map that peaks are ranked on."""
+
+
+def peak_map(map_: np.ndarray, allowed: np.ndarray, affine: np.ndarray, sigma_mm: float = PEAK_SMOOTH_MM) -> np.ndarray:
+    """(X, Y, Z) map smoothed by a Gaussian of ``sigma_mm`` (voxel sizes from ``affine``),
+    normalised by the smoothed ``allowed`` mask so voxels near its edge are not pulled down;
+    -inf outside ``allowed``."""
+    sigma = [sigma_mm / float(s) for s in np.linalg.norm(affine[:3, :3], axis=0)]
+    inside = allowed.astype(np.float32)
+    weight = ndimage.gaussian_filter(inside, sigma)
+    value = ndimage.gaussian_filter(np.where(allowed, map_, 0.0).astype(np.float32), sigma)
+    return np.where(allowed, value / np.maximum(weight, 1e-6), -np.inf)
 
 
 @dataclass
@@ -77,13 +97,13 @@ def find_regions(map_: np.ndarray, binary: np.ndarray | None, body: np.ndarray |
         found = [_finding(rank, map_, r, affine, "hotspot") for rank, r in enumerate(hotspots(map_, region, affine), 1)]
     else:
         lab, n = ndimage.label(binary > 0, structure=np.ones((3, 3, 3), bool))
-        peaks = np.full(n + 1, -np.inf)
+        peaks, smooth = np.full(n + 1, -np.inf), np.full(n + 1, -np.inf)
         inside = lab > 0
         np.maximum.at(peaks, lab[inside], map_[inside])
-        peaks = peaks[1:]
+        np.maximum.at(smooth, lab[inside], peak_map(map_, inside, affine)[inside])
         boxes = ndimage.find_objects(lab)
         found = []
-        for rank, i in enumerate(np.argsort(-np.asarray(peaks), kind="stable")[:most], 1):
+        for rank, i in enumerate(np.lexsort((-smooth[1:], -peaks[1:]))[:most], 1):
             box = boxes[int(i)]
             found.append(_finding(rank, map_[box], lab[box] == int(i) + 1, affine, "component",
                                   tuple(b.start for b in box)))
@@ -104,7 +124,8 @@ def hotspots(map_: np.ndarray, body: np.ndarray, affine: np.ndarray, count: int 
     """Up to ``count`` distinct hotspot regions (bool (X, Y, Z) masks), highest peak first."""
     free = body.copy()
     peaks, regions = [], []
-    order = np.argsort(-np.where(body, map_, -np.inf), axis=None, kind="stable")
+    raw = np.where(body, map_, -np.inf).ravel()
+    order = np.lexsort((-peak_map(map_, body, affine).ravel(), -raw))  # peak first, then the smoothed map
     for flat in order[:int(body.sum())]:
         if len(regions) == count or not free.any():
             break
