@@ -26,7 +26,7 @@ import numpy as np
 from scipy import ndimage
 
 from medmae.atomic import atomic_write_text
-from medmae.heads.anomaly.config import AnomalyConfig, map_names
+from medmae.heads.anomaly.config import AnomalyConfig, calibrated_maps_mismatch, map_names
 
 FORMAT = "medmae-anomaly-calibration"
 
@@ -131,12 +131,9 @@ def load_calibration(path: str | os.PathLike, model_digest: str, cfg: AnomalyCon
     if cal.settings_digest != settings_digest(cfg):
         raise CalibrationError(f"{path}: calibrated with other scoring settings ({cal.settings_digest} != "
                                f"{settings_digest(cfg)}: {_differences(cal.settings, cfg)})")
-    names = map_names(cfg.score)
-    if sorted(cal.thresholds) != sorted(names):
-        raise CalibrationError(f"{path}: has thresholds for the maps {', '.join(sorted(cal.thresholds))}, but these "
-                               f"settings make {', '.join(names)} (score.feature_bank "
-                               f"{'set' if 'features' in names else 'not set'}; a calibration of an older medmae, "
-                               "whose feature map replaced the model map?): calibrate again")
+    mismatch = calibrated_maps_mismatch(cal.thresholds, map_names(cfg.score))
+    if mismatch:
+        raise CalibrationError(f"{path}: {mismatch}: calibrate again")
     return cal
 
 

@@ -126,6 +126,22 @@ def run_map_names(settings: dict) -> tuple[str, ...]:
     return map_names((settings.get("config") or {}).get("score"))
 
 
+MAP_LABELS = {"model": "MAE map", FEATURE_MAP: "MAE feature map (nearest bank token)",
+              "baseline": "intensity baseline (robust z)", "combined": "MAE + baseline"}
+"""Each map's name in tables, the report and plots."""
+
+
+def calibrated_maps_mismatch(thresholds: dict, names: tuple[str, ...]) -> str | None:
+    """Why a calibration holding thresholds for the maps ``thresholds`` (keys) does not fit a
+    run whose settings make ``names``; None when it fits (exactly those maps)."""
+    held = sorted(thresholds)
+    if held == sorted(names):
+        return None
+    return (f"has thresholds for the maps {', '.join(held)}, but these settings make {', '.join(names)} "
+            f"(score.feature_bank {'set' if FEATURE_MAP in names else 'not set'}; a calibration of an older "
+            "medmae, whose feature map replaced the model map?)")
+
+
 class BaselineConfig(StrictModel):
     channel: int = Field(0, ge=0)
     """Channel of the intensity baseline (e.g. the FLAIR channel)."""

@@ -25,7 +25,7 @@ import numpy as np
 
 from medmae import __version__
 from medmae.atomic import atomic_write_text
-from medmae.heads.anomaly.config import run_map_names
+from medmae.heads.anomaly.config import MAP_LABELS, run_map_names
 from medmae.heads.anomaly.montage import save_montage
 from medmae.heads.anomaly.report_case import (acquisition_lines, case_points, esc, findings_table, map_unit,
                                               percentile_text, protocol_flags, read_acquisition)
@@ -89,8 +89,6 @@ def _unlisted(run: Path, recs: list[tuple[dict, Path]]) -> list[str]:
 
 def _worklist(recs: list[tuple[dict, Path]], settings: dict, min_healthy: int) -> str:
     feats = "features" in run_map_names(settings)
-    if feats:
-        from medmae.heads.anomaly.results import LABELS  # scikit-learn: imported only when needed
     rows = []
     for rank, (r, _) in enumerate(recs, 1):
         f = r["scores"].get("features") if feats else None
@@ -100,7 +98,7 @@ def _worklist(recs: list[tuple[dict, Path]], settings: dict, min_healthy: int) -
                     + (f'<td>{"n/a" if f is None else f"{f:.4g}"}</td>' if feats else "")
                     + f'<td>{r["scores"]["baseline"]:.4g}</td><td>{r.get("binary_voxels", "")}</td></tr>')
     return ("<table id='worklist'><tr><th>rank</th><th>case</th><th>score</th><th>healthy percentile</th>"
-            + (f"<th>{LABELS['features']} score</th>" if feats else "")
+            + (f"<th>{MAP_LABELS['features']} score</th>" if feats else "")
             + "<th>baseline score</th><th>flagged voxels</th></tr>" + "".join(rows) + "</table>")
 
 

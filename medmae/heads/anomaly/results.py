@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from medmae.atomic import atomic_write, atomic_write_text
+from medmae.heads.anomaly.config import MAP_LABELS
 from medmae.heads.anomaly.evaluate import MapResult
 
-LABELS = {"model": "MAE map", "features": "MAE feature map (nearest bank token)",
-          "baseline": "intensity baseline (robust z)", "combined": "MAE + baseline"}
+LABELS = MAP_LABELS
 ROWS = [("voxel_auroc", "voxel AUROC (source grid)"), ("voxel_auprc", "voxel AUPRC, pooled (source grid)"),
         ("auprc_per_volume", "AUPRC per volume, mean (source grid)"),
         ("oracle_dice", "Dice, ORACLE threshold tuned on this set (source grid)"),

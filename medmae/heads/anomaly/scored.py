@@ -20,13 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from medmae.heads.anomaly.config import run_map_names
+from medmae.heads.anomaly.config import calibrated_maps_mismatch, run_map_names
 from medmae.heads.anomaly.grid import GRID_FILE, MAP_FILES, GridArrays, lesion_on_grid, load_grid
 from medmae.io.errors import ScanError
 from medmae.io.geometry import align_to
 from medmae.io.read import read_volume
 from medmae.io.sanity import check_label
-
 
 
 @dataclass
@@ -73,14 +72,9 @@ def check_calibrated_maps(settings: dict, path: str | os.PathLike) -> None:
     and the maps on each side (a calibration made with score.feature_bank on a run without
     it, or the reverse, or by an older medmae)."""
     cal = settings.get("calibration")
-    if not cal:
-        return
-    names, held = run_map_names(settings), sorted(cal.get("thresholds") or {})
-    if sorted(names) != held:
-        raise ScanError(path, f"its calibration has thresholds for the maps {', '.join(held)}, but the run made "
-                              f"{', '.join(names)} (score.feature_bank "
-                              f"{'set' if 'features' in names else 'not set'}): calibrate with the run's settings "
-                              "and score again")
+    mismatch = cal and calibrated_maps_mismatch(cal.get("thresholds") or {}, run_map_names(settings))
+    if mismatch:
+        raise ScanError(path, f"its calibration {mismatch}: calibrate with the run's settings and score again")
 
 
 def check_same_model(runs: list[Path]) -> dict:

@@ -107,7 +107,7 @@ def test_calibrations_and_runs_with_and_without_features_are_not_mixed(runs, pre
     del settings["calibration"]["thresholds"]["features"]
     (run / "settings.json").write_text(json.dumps(settings))
     with pytest.raises(ScanError, match=r"run/settings\.json: its calibration has thresholds for the maps baseline, "
-                                        r"combined, model, but the run made model, features"):
+                                        r"combined, model, but these settings make model, features"):
         read_runs([run], [])
     assert main(["anomaly", "evaluate", str(run), "--out", str(tmp_path / "eval"), "--no-mlflow"]) == 2
     # a case folder without its features map: skipped, grid.npz named
