@@ -24,6 +24,8 @@ SKIPPED = {  # command prefix -> why it does not run here (and what covers it)
     "medmae study run studies/demo.yaml": "the 14-minute demo study (tests/studies/test_study.py runs a tiny one)",
     "medmae study show demo": "needs the demo study's runs (tests/studies/test_study.py)",
     "medmae demo ": "the demo study (tests/demo/test_demo.py: it runs studies/demo.yaml)",
+    "medmae study run studies/brain_lesions_cpu.yaml": "the 45-minute study on ../shared's brains "
+    "(tests/benchmarks/test_brain_dev_set.py builds its data and plans it)",
 }
 TINY_TRAIN = ["train.checkpoint_every=2", "train.figure_every=2", "train.log_every=1",
               "tracking.system_metrics=false", "tracking.log_model=false"]

@@ -2,6 +2,7 @@
 with a relative --out from another folder, writes manifests that the study can read."""
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -13,6 +14,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import brain_dev_set  # noqa: E402
 
 from medmae.io.manifest import read_manifest  # noqa: E402
+from medmae.studies.plan import build_plan  # noqa: E402
+from medmae.studies.spec import load_study  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_relative_out_gives_manifests_whose_files_exist_and_hold_the_inserted_lesions(tmp_path):
@@ -20,8 +25,8 @@ def test_a_relative_out_gives_manifests_whose_files_exist_and_hold_the_inserted_
         pytest.skip("development brains (../shared/data/brain) not present")
     cwd = os.getcwd()
     os.chdir(tmp_path)
-    try:
-        lesions, healthy = brain_dev_set.build(Path("studies") / "dev")
+    try:  # the documented command, from the repository's root
+        lesions, healthy = brain_dev_set.build(Path("studies") / "brain_lesions_data")
     finally:
         os.chdir(cwd)
     cases = read_manifest(lesions)
@@ -30,7 +35,7 @@ def test_a_relative_out_gives_manifests_whose_files_exist_and_hold_the_inserted_
         for f in (*c.image, c.mask, c.label):
             assert f == "" or Path(f).is_file(), f
     written = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
-    assert all(p.parts[:2] == ("studies", "dev") for p in written)  # nothing outside --out
+    assert all(p.parts[:2] == ("studies", "brain_lesions_data") for p in written)  # nothing outside --out
     ixi = nib.load(brain_dev_set.DATA / "healthy_IXI002" / "t2.nii.gz")
     for c in cases[2:]:
         img = np.asarray(nib.load(c.image[0]).dataobj, np.float32)
@@ -39,3 +44,10 @@ def test_a_relative_out_gives_manifests_whose_files_exist_and_hold_the_inserted_
         assert 2.0 < ml < 20.0, (c.case_id, ml)  # 3.4 and 15.5 ml in the brain
         ratio = img[label].mean() / np.asarray(ixi.dataobj, np.float32)[label].mean()
         assert 1.4 < ratio < 1.7, (c.case_id, ratio)  # gain 0.6, feathered
+    # the shipped study plans on this data as documented: every config resolves, every manifest reads
+    (tmp_path / "configs").symlink_to(ROOT / "configs")
+    shutil.copy(ROOT / "studies" / "brain_lesions_cpu.yaml", tmp_path / "studies")
+    spec, root = load_study(tmp_path / "studies" / "brain_lesions_cpu.yaml")
+    steps = build_plan(spec, root, tmp_path / "studies" / "brain_lesions_cpu.yaml")
+    assert {("pretrain", "plain-s0"), ("pretrain", "trimmed-s0"), ("anomaly", "plain-s0"),
+            ("anomaly", "trimmed-s0")} <= {(s.kind, s.name) for s in steps}
