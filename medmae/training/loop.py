@@ -17,6 +17,8 @@ outputs); :func:`run_task` does everything else, so the two cannot drift apart a
 
 from __future__ import annotations
 
+import gc
+
 import logging
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -121,6 +123,7 @@ def run_task(cfg: StrictModel, resume_keys: tuple[str, ...], what: str, tracker:
     every rank calls this. ``what`` names the run in the lock's message.
     """
     info = init_distributed(cfg.train.device)
+    task = None
     try:
         out_dir = Path(cfg.train.out_dir).resolve()
         with ExitStack() as stack:
@@ -135,6 +138,10 @@ def run_task(cfg: StrictModel, resume_keys: tuple[str, ...], what: str, tracker:
                 on_exit(run)
             return run
     finally:
+        # the task's DDP wrapper must go while its process group lives: freed after
+        # destroy_process_group, its reducer's teardown could wait on the other rank for ever
+        task = None  # noqa: F841
+        gc.collect()
         shutdown(info)
 
 
